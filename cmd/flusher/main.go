@@ -1,0 +1,146 @@
+// Command flusher persists the writes of writebehind producers: it runs as
+// one consumer of a group on every partition stream and upserts batches into
+// PostgreSQL. Its subcommands create the tables and drain the streams.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/startup"
+)
+
+const usage = `usage: flusher [command]
+
+commands:
+  run       flush the partition streams into PostgreSQL until SIGTERM (default)
+  migrate   create the entity tables if they are missing
+  drain     flush until nothing is undelivered or pending, print a summary, exit
+
+Configuration comes from WB_ environment variables (see the README).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "run", "migrate", "drain":
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "flusher: unknown command %q\n%s", cmd, usage)
+		return startup.ExitUsage
+	}
+	if len(args) > 1 {
+		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[1], usage)
+		return startup.ExitUsage
+	}
+	cfg := startup.Config("flusher")
+	log := startup.Logger(cfg, os.Stderr).With().Str("consumer", cfg.Consumer).Logger()
+
+	ctx, stop := signalContext(log)
+	defer stop()
+
+	pool, err := startup.Postgres(ctx, cfg)
+	if err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
+	defer pool.Close()
+	s, err := sink.New(pool, cfg.Entities)
+	if err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
+	if cmd == "migrate" {
+		if err := s.Migrate(ctx); err != nil {
+			log.Error().Err(err).Msg("migrate failed")
+			return 1
+		}
+		log.Info().Str("entities", cfg.Entities.String()).Msg("tables ready")
+		return 0
+	}
+
+	// Every partition holds one blocking read; leave room for the rest.
+	rdb, err := startup.Redis(cfg, 2*cfg.Partitions+8)
+	if err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
+	defer rdb.Close()
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	if err := q.CheckPartitions(ctx); err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
+	f := flusher.New(q, s, flusher.Options{
+		Group:         cfg.Group,
+		Consumer:      cfg.Consumer,
+		BatchSize:     cfg.BatchSize,
+		ClaimMinIdle:  cfg.ClaimMinIdle,
+		ClaimInterval: cfg.ClaimInterval,
+		CleanTTL:      cfg.CleanTTL,
+		Log:           log,
+	})
+
+	if cmd == "drain" {
+		start := time.Now()
+		st, err := f.Drain(ctx)
+		if err != nil {
+			log.Error().Err(err).Msg("drain stopped before the streams were empty")
+			return 1
+		}
+		secs := time.Since(start).Seconds()
+		_ = json.NewEncoder(stdout).Encode(map[string]any{
+			"ops": st.Ops, "rows": st.Rows, "seconds": round(secs), "ops_per_s": round(float64(st.Ops) / secs),
+		})
+		return 0
+	}
+
+	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).Msg("flusher running")
+	if err := f.Run(ctx); err != nil {
+		log.Error().Err(err).Msg("flusher failed")
+		return 1
+	}
+	st := f.Stats()
+	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
+	return 0
+}
+
+// signalContext is cancelled by the first SIGTERM or SIGINT, which lets the
+// flusher finish the batches in hand; a second signal exits at once, and
+// what was not acknowledged is redelivered later.
+func signalContext(log zerolog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-sigs
+		log.Info().Str("signal", sig.String()).Msg("stopping: finishing the batches in hand")
+		cancel()
+		sig = <-sigs
+		log.Warn().Str("signal", sig.String()).Msg("stopping at once; unacknowledged entries will be redelivered")
+		os.Exit(1)
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
+}
+
+func round(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }

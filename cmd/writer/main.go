@@ -1,0 +1,167 @@
+// Command writer is the writebehind producer library from the shell: single
+// puts, deletes and reads, NDJSON imports, and load generation.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/startup"
+)
+
+const usage = `usage: writer command [arguments]
+
+commands:
+  put ENTITY ID JSON     write a document, print its version
+  del ENTITY ID          delete a document, print the delete's version
+  get ENTITY ID [ID...]  print each document as a JSON line
+  apply                  apply NDJSON ops from stdin:
+                           {"op":"put","entity":"user","id":"7","data":{...}}
+                           {"op":"del","entity":"user","id":"7"}
+  load [flags]           generate puts and print throughput and latency
+                         (--entity E --ops N --keys K --concurrency C --value-bytes B)
+
+Configuration comes from WB_ environment variables (see the README).
+`
+
+// errUsage marks an error in the command line: exit 2 and show the usage.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return startup.ExitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "put":
+		err = put(ctx, rest, stdout)
+	case "del":
+		err = del(ctx, rest, stdout)
+	case "get":
+		err = get(ctx, rest, stdout)
+	case "apply":
+		if len(rest) > 0 {
+			err = fmt.Errorf("%w: apply takes no arguments", errUsage)
+			break
+		}
+		var rejected int
+		rejected, err = apply(ctx, stdin, stdout, stderr)
+		if err == nil && rejected > 0 {
+			return 1
+		}
+	case "load":
+		err = load(ctx, rest, stdout)
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "writer: %v\n%s", err, usage)
+		return startup.ExitUsage
+	default:
+		fmt.Fprintf(stderr, "writer %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// newWriter connects the producer library.
+func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, func(), error) {
+	cfg := startup.Config("writer")
+	rdb, err := startup.Redis(cfg, poolSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	return w, func() { rdb.Close() }, nil
+}
+
+func put(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) != 3 {
+		return fmt.Errorf("%w: put takes ENTITY ID JSON", errUsage)
+	}
+	w, done, err := newWriter(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := w.Put(ctx, args[0], args[1], []byte(args[2]))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, v)
+	return nil
+}
+
+func del(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) != 2 {
+		return fmt.Errorf("%w: del takes ENTITY ID", errUsage)
+	}
+	w, done, err := newWriter(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer done()
+	v, err := w.Delete(ctx, args[0], args[1])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, v)
+	return nil
+}
+
+func get(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) < 2 {
+		return fmt.Errorf("%w: get takes ENTITY ID [ID...]", errUsage)
+	}
+	cfg := startup.Config("writer")
+	rdb, err := startup.Redis(cfg, 0)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	pool, err := startup.Postgres(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	r, err := writebehind.NewReader(rdb, pool, cfg)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, id := range args[1:] {
+		it, err := r.Get(ctx, args[0], id)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", args[0], id, err)
+		}
+		if err := enc.Encode(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+// Package writebehind makes writes at Redis speed durable in PostgreSQL.
+//
+// A Writer updates the cached value of a document and appends the write to a
+// partitioned Redis Stream in one atomic step, then returns; flushers
+// (cmd/flusher) upsert the writes into PostgreSQL in batches, guarded by a
+// version that strictly increases per key, so the database converges to the
+// last write whatever is replayed or reordered. A Reader serves documents from
+// the cache, which always holds unflushed writes, and from PostgreSQL
+// otherwise.
+package writebehind
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/writebehind/writebehind/internal/sink"
+)
+
+// Config is the whole configuration, read from WB_ environment variables by
+// LoadConfig. The zero value is not usable: start from DefaultConfig or
+// LoadConfig.
+type Config struct {
+	// RedisURL locates Redis (redis:// or rediss://).
+	RedisURL string `envconfig:"REDIS_URL" default:"redis://127.0.0.1:6379/0" desc:"Redis URL"`
+	// PostgresURL locates PostgreSQL.
+	PostgresURL string `envconfig:"POSTGRES_URL" default:"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable" desc:"PostgreSQL URL"`
+	// Namespace prefixes every Redis key, so deployments can share a Redis.
+	Namespace string `envconfig:"NAMESPACE" default:"wb" desc:"prefix of every Redis key"`
+	// Entities maps entity names to tables ("table" or "schema.table").
+	Entities Entities `envconfig:"ENTITIES" default:"user=users,session=sessions" desc:"entity=table pairs, comma-separated"`
+	// Partitions is the number of streams; fixed for the life of the data.
+	Partitions int `envconfig:"PARTITIONS" default:"16" desc:"number of partition streams (fixed once data exists)"`
+	// Group is the flushers' consumer group.
+	Group string `envconfig:"GROUP" default:"flushers" desc:"consumer group of the flushers"`
+	// Consumer names this flusher in the group; empty means the host name.
+	Consumer string `envconfig:"CONSUMER" desc:"consumer name of this flusher (default: host name)"`
+	// BatchSize caps the entries a flusher reads from a partition at once.
+	BatchSize int `envconfig:"BATCH_SIZE" default:"500" desc:"entries per batch"`
+	// ClaimMinIdle is how long an entry stays pending with a consumer before
+	// another flusher takes it over.
+	ClaimMinIdle time.Duration `envconfig:"CLAIM_MIN_IDLE" default:"30s" desc:"idle time after which pending entries are reclaimed"`
+	// ClaimInterval is how often a flusher looks for entries to reclaim.
+	ClaimInterval time.Duration `envconfig:"CLAIM_INTERVAL" default:"5s" desc:"how often to look for entries to reclaim"`
+	// CleanTTL is the TTL of flushed cached values; 0 keeps them.
+	CleanTTL time.Duration `envconfig:"CLEAN_TTL" default:"10m" desc:"TTL of cached values once flushed (0: keep)"`
+	// MaxIDBytes bounds an id.
+	MaxIDBytes int `envconfig:"MAX_ID_BYTES" default:"256" desc:"longest id accepted, in bytes"`
+	// MaxValueBytes bounds a value.
+	MaxValueBytes int `envconfig:"MAX_VALUE_BYTES" default:"1048576" desc:"largest value accepted, in bytes"`
+	// LogLevel is the zerolog level of the commands.
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"log level: trace, debug, info, warn, error"`
+}
+
+// Entities maps entity names to table names. It decodes from
+// "user=users,session=app.sessions".
+type Entities map[string]string
+
+// Decode implements envconfig.Decoder.
+func (e *Entities) Decode(s string) error {
+	m := Entities{}
+	for _, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, table, ok := strings.Cut(pair, "=")
+		if !ok {
+			return fmt.Errorf("%q is not entity=table", pair)
+		}
+		name, table = strings.TrimSpace(name), strings.TrimSpace(table)
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("entity %q appears twice", name)
+		}
+		m[name] = table
+	}
+	*e = m
+	return nil
+}
+
+// String renders the map the way Decode reads it, sorted by entity.
+func (e Entities) String() string {
+	names := make([]string, 0, len(e))
+	for n := range e {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for i, n := range names {
+		names[i] = n + "=" + e[n]
+	}
+	return strings.Join(names, ",")
+}
+
+// DefaultConfig returns the configuration with every default applied.
+func DefaultConfig() Config {
+	var c Config
+	// With no WB_ variables set, Process only applies the defaults; it
+	// cannot fail on them.
+	if err := envconfig.Process("WB_DEFAULTS_ONLY_", &c); err != nil {
+		panic(err)
+	}
+	return c.withDefaults()
+}
+
+// LoadConfig reads the configuration from WB_ environment variables and
+// validates it. Its errors wrap ErrInvalidConfig and name the variable.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("WB", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return c, fmt.Errorf("%w: WB_%s: expected %s, got %q", ErrInvalidConfig, pe.KeyName, expected(pe.TypeName), pe.Value)
+		}
+		return c, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	c = c.withDefaults()
+	return c, c.Validate()
+}
+
+func expected(typeName string) string {
+	switch typeName {
+	case "Duration":
+		return "a duration like 500ms, 30s or 5m"
+	case "int":
+		return "a whole number"
+	case "Entities":
+		return "entity=table pairs, comma-separated"
+	}
+	return typeName
+}
+
+func (c Config) withDefaults() Config {
+	if c.Consumer == "" {
+		c.Consumer, _ = os.Hostname()
+	}
+	return c
+}
+
+var (
+	entityName    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	namespaceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
+
+// Validate checks every rule; the error names the first variable that breaks
+// one.
+func (c Config) Validate() error {
+	bad := func(name, rule string, got any) error {
+		return fmt.Errorf("%w: WB_%s: %s, got %v", ErrInvalidConfig, name, rule, got)
+	}
+	switch {
+	case c.RedisURL == "":
+		return bad("REDIS_URL", "must be set", `""`)
+	case c.PostgresURL == "":
+		return bad("POSTGRES_URL", "must be set", `""`)
+	case !namespaceName.MatchString(c.Namespace):
+		return bad("NAMESPACE", "must be 1 to 64 of A-Z a-z 0-9 _ . -", fmt.Sprintf("%q", c.Namespace))
+	case len(c.Entities) == 0:
+		return bad("ENTITIES", "must name at least one entity=table", `""`)
+	case c.Partitions < 1 || c.Partitions > 1024:
+		return bad("PARTITIONS", "must be between 1 and 1024", c.Partitions)
+	case c.Group == "":
+		return bad("GROUP", "must be set", `""`)
+	case c.Consumer == "":
+		return bad("CONSUMER", "must be set (no host name to default to)", `""`)
+	case c.BatchSize < 1 || c.BatchSize > 10000:
+		return bad("BATCH_SIZE", "must be between 1 and 10000", c.BatchSize)
+	case c.ClaimMinIdle < time.Second:
+		return bad("CLAIM_MIN_IDLE", "must be at least 1s", c.ClaimMinIdle)
+	case c.ClaimInterval < 10*time.Millisecond:
+		return bad("CLAIM_INTERVAL", "must be at least 10ms", c.ClaimInterval)
+	case c.CleanTTL < 0:
+		return bad("CLEAN_TTL", "must not be negative", c.CleanTTL)
+	case c.MaxIDBytes < 1:
+		return bad("MAX_ID_BYTES", "must be at least 1", c.MaxIDBytes)
+	case c.MaxValueBytes < 2:
+		return bad("MAX_VALUE_BYTES", "must be at least 2", c.MaxValueBytes)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Entities)) {
+		if !entityName.MatchString(name) {
+			return bad("ENTITIES", "entity names must match [a-z][a-z0-9_]*", fmt.Sprintf("%q", name))
+		}
+		if _, err := sink.ParseTable(c.Entities[name]); err != nil {
+			return bad("ENTITIES", "entity "+name+": "+err.Error(), fmt.Sprintf("%q", c.Entities[name]))
+		}
+	}
+	if !slices.Contains([]string{"trace", "debug", "info", "warn", "error"}, c.LogLevel) {
+		return bad("LOG_LEVEL", "must be trace, debug, info, warn or error", fmt.Sprintf("%q", c.LogLevel))
+	}
+	return nil
+}

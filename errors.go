@@ -1,0 +1,27 @@
+package writebehind
+
+import (
+	"errors"
+
+	"github.com/writebehind/writebehind/internal/queue"
+)
+
+// Errors returned for bad input. Nothing is written when one is returned;
+// test for them with errors.Is.
+var (
+	// ErrUnknownEntity: the entity is not in the configuration (WB_ENTITIES).
+	ErrUnknownEntity = errors.New("writebehind: unknown entity")
+	// ErrInvalidID: the id is empty, longer than MaxIDBytes, not UTF-8, or
+	// holds a NUL byte.
+	ErrInvalidID = errors.New("writebehind: invalid id")
+	// ErrInvalidValue: the value is not a JSON object.
+	ErrInvalidValue = errors.New("writebehind: value is not a JSON object")
+	// ErrValueTooLarge: the value is longer than MaxValueBytes.
+	ErrValueTooLarge = errors.New("writebehind: value too large")
+	// ErrPartitionMismatch: Redis holds data written with another partition
+	// count; changing it would split a key's ops over two streams.
+	ErrPartitionMismatch = queue.ErrPartitionMismatch
+	// ErrInvalidConfig: a configuration value breaks its rule; the message
+	// names the variable.
+	ErrInvalidConfig = errors.New("invalid configuration")
+)

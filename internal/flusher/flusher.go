@@ -1,0 +1,257 @@
+// Package flusher moves ops from the partition streams into PostgreSQL: it
+// reads batches as one consumer of a group, coalesces them per key, writes
+// them in one transaction, and only then acknowledges them and marks their
+// cached values clean. Entries that other consumers left pending are
+// reclaimed after an idle time, so a crashed flusher loses nothing.
+package flusher
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind/internal/coalesce"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
+)
+
+// Options configure a Flusher.
+type Options struct {
+	Group    string
+	Consumer string
+	// BatchSize caps the entries read from a partition at once.
+	BatchSize int
+	// Block is how long a read waits for new entries. Keep it short: a
+	// blocked read is not interrupted by shutdown.
+	Block time.Duration
+	// ClaimMinIdle is the idle time after which another consumer's pending
+	// entries are taken over; ClaimInterval how often that is checked.
+	ClaimMinIdle  time.Duration
+	ClaimInterval time.Duration
+	// CleanTTL is given to cached values once flushed; 0 keeps them.
+	CleanTTL time.Duration
+	// FinishTimeout bounds how long a stopping flusher keeps trying to
+	// commit the batches in hand.
+	FinishTimeout time.Duration
+	Log           zerolog.Logger
+}
+
+// Stats count what a flusher has done.
+type Stats struct {
+	// Ops is the number of stream entries flushed and acknowledged.
+	Ops int64
+	// Rows is the number of rows PostgreSQL changed (a coalesced or
+	// outdated op changes none).
+	Rows int64
+}
+
+// Flusher is one consumer of the group, on every partition.
+type Flusher struct {
+	q    *queue.Queue
+	sink *sink.Sink
+	opt  Options
+
+	ops, rows atomic.Int64
+}
+
+// New returns a flusher; nothing runs until Run or Drain.
+func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
+	if opt.Block <= 0 {
+		opt.Block = 500 * time.Millisecond
+	}
+	if opt.FinishTimeout <= 0 {
+		opt.FinishTimeout = 10 * time.Second
+	}
+	return &Flusher{q: q, sink: s, opt: opt}
+}
+
+// Stats returns the counts so far.
+func (f *Flusher) Stats() Stats { return Stats{Ops: f.ops.Load(), Rows: f.rows.Load()} }
+
+// Run flushes every partition until ctx is cancelled, then finishes the
+// batches in hand (within FinishTimeout) and returns. Entries it could not
+// finish stay pending and are redelivered, so nothing is lost.
+func (f *Flusher) Run(ctx context.Context) error {
+	if err := f.q.EnsureGroup(ctx, f.opt.Group); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for p := range f.q.Partitions() {
+		wg.Go(func() { f.partition(ctx, p) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Drain runs like Run until every partition has nothing undelivered and
+// nothing pending for the group, then stops and returns the stats.
+func (f *Flusher) Drain(ctx context.Context) (Stats, error) {
+	if err := f.q.EnsureGroup(ctx, f.opt.Group); err != nil {
+		return Stats{}, err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(runCtx) }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			if err == nil {
+				err = ctx.Err()
+			}
+			return f.Stats(), err
+		case <-tick.C:
+			idle, err := f.idle(ctx)
+			if err != nil {
+				f.opt.Log.Warn().Err(err).Msg("drain: reading group state")
+				continue
+			}
+			if idle {
+				stop()
+				return f.Stats(), <-done
+			}
+		}
+	}
+}
+
+// idle reports whether the group has nothing left on any partition.
+func (f *Flusher) idle(ctx context.Context) (bool, error) {
+	for p := range f.q.Partitions() {
+		st, err := f.q.State(ctx, p, f.opt.Group)
+		if err != nil {
+			return false, err
+		}
+		if st.Undelivered > 0 || st.Pending > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// partition is the loop of one partition: this consumer's own pending
+// entries first (left by an earlier run of it), then new entries, and on a
+// ticker the entries other consumers left idle.
+func (f *Flusher) partition(ctx context.Context, p int) {
+	log := f.opt.Log.With().Int("partition", p).Logger()
+	retry := newBackoff()
+	read := func(after string) []queue.Entry {
+		entries, err := f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, f.opt.BatchSize, f.opt.Block)
+		if err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Msg("reading stream failed; retrying")
+			sleep(ctx, retry.NextBackOff())
+			return nil
+		}
+		retry.Reset()
+		return entries
+	}
+
+	// XREADGROUP with ">" never returns our own pending entries: read them
+	// by id first, moving past each batch so an entry that cannot be
+	// flushed does not hold up the rest.
+	for after := "0-0"; ctx.Err() == nil; {
+		entries := read(after)
+		if len(entries) == 0 {
+			break
+		}
+		f.flush(ctx, p, entries, log)
+		after = entries[len(entries)-1].ID
+	}
+
+	cursor, nextClaim := "0-0", time.Now()
+	for ctx.Err() == nil {
+		if !time.Now().Before(nextClaim) {
+			claimed, next, err := f.q.Claim(ctx, p, f.opt.Group, f.opt.Consumer, f.opt.ClaimMinIdle, cursor, f.opt.BatchSize)
+			if err != nil && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("reclaiming idle entries failed")
+			}
+			if len(claimed) > 0 {
+				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Msg("reclaimed idle entries")
+				f.flush(ctx, p, claimed, log)
+			}
+			cursor = next
+			if cursor == "0-0" || err != nil {
+				nextClaim = time.Now().Add(f.opt.ClaimInterval)
+			}
+		}
+		if entries := read(">"); len(entries) > 0 {
+			f.flush(ctx, p, entries, log)
+		}
+	}
+}
+
+// flush writes one batch and acknowledges it. It keeps retrying while the
+// flusher runs; once stopping, it tries until FinishTimeout. What it cannot
+// commit stays pending for a later delivery.
+func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
+	ops := make([]op.Op, 0, len(entries))
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.Err != nil {
+			log.Error().Err(e.Err).Str("entry", e.ID).Msg("cannot decode entry; left pending")
+			continue
+		}
+		if !f.sink.Knows(e.Op.Entity) {
+			log.Error().Str("entry", e.ID).Str("entity", e.Op.Entity).Msg("unknown entity; left pending")
+			continue
+		}
+		ops = append(ops, e.Op)
+		ids = append(ids, e.ID)
+	}
+	if len(ids) == 0 {
+		return
+	}
+	batch := coalesce.Coalesce(ops)
+	start := time.Now()
+
+	// The batch in hand is finished even when the flusher is told to stop:
+	// the stop must not cancel the very commit it waits for.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
+
+	var rows int64
+	err := backoff.RetryNotify(func() error {
+		n, err := f.sink.Write(wctx, batch)
+		if err != nil {
+			return err
+		}
+		rows = n
+		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL)
+	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
+		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Msg("flushing batch failed; retrying")
+	})
+	if err != nil {
+		log.Error().Err(err).Int("entries", len(ids)).Msg("batch not flushed; left pending")
+		return
+	}
+	f.ops.Add(int64(len(ids)))
+	f.rows.Add(rows)
+	log.Debug().Int("entries", len(ids)).Int("keys", len(batch)).Int64("rows", rows).
+		Dur("took", time.Since(start)).Msg("batch flushed")
+}
+
+func newBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	b.MaxElapsedTime = 0
+	return b
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+

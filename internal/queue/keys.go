@@ -1,0 +1,33 @@
+package queue
+
+import "strconv"
+
+// Keys builds every Redis key of one namespace. All keys of a partition share
+// the hash tag {ns:p}, so one script may touch a cached value and its
+// partition's stream in Redis Cluster; entity names cannot hold ':' and the
+// id comes last, so keys never collide.
+type Keys struct {
+	ns string
+}
+
+// NewKeys returns the key builder for namespace ns.
+func NewKeys(ns string) Keys { return Keys{ns: ns} }
+
+func (k Keys) prefix(p int) string {
+	return k.ns + ":{" + k.ns + ":" + strconv.Itoa(p) + "}:"
+}
+
+// Value is the cached value of one document.
+func (k Keys) Value(p int, entity, id string) string {
+	return k.prefix(p) + "v:" + entity + ":" + id
+}
+
+// Stream is the partition's stream of ops.
+func (k Keys) Stream(p int) string { return k.prefix(p) + "ops" }
+
+// Clock holds the partition's last version, so versions keep increasing when
+// cached values expire.
+func (k Keys) Clock(p int) string { return k.prefix(p) + "clock" }
+
+// Meta is the namespace's settings hash (the partition count).
+func (k Keys) Meta() string { return k.ns + ":meta" }

@@ -1,0 +1,154 @@
+// Package queue owns all Redis I/O of writebehind: the key layout, the
+// scripts that write a cached value and its stream entry in one step, stream
+// reads, claims and acknowledgements.
+package queue
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+var (
+	//go:embed write.lua
+	writeSource string
+	writeScript = redis.NewScript(writeSource)
+
+	//go:embed ack.lua
+	ackSource string
+	ackScript = redis.NewScript(ackSource)
+)
+
+// ErrPartitionMismatch is returned when the namespace was created with another
+// partition count: ops of one key would land in two streams.
+var ErrPartitionMismatch = errors.New("partition count differs from the one stored in Redis")
+
+// Queue is the Redis side of one namespace. It is safe for concurrent use;
+// the client stays the caller's.
+type Queue struct {
+	rdb        redis.UniversalClient
+	keys       Keys
+	partitions int
+}
+
+// New returns the queue of namespace ns with the given partition count.
+func New(rdb redis.UniversalClient, ns string, partitions int) *Queue {
+	return &Queue{rdb: rdb, keys: NewKeys(ns), partitions: partitions}
+}
+
+// Keys returns the key layout.
+func (q *Queue) Keys() Keys { return q.keys }
+
+// Partitions returns the partition count.
+func (q *Queue) Partitions() int { return q.partitions }
+
+// Partition returns the partition of a key.
+func (q *Queue) Partition(entity, id string) int { return op.Partition(entity, id, q.partitions) }
+
+// CheckPartitions stores the partition count on first use and fails with
+// ErrPartitionMismatch if an earlier deployment stored another one.
+func (q *Queue) CheckPartitions(ctx context.Context) error {
+	want := strconv.Itoa(q.partitions)
+	if err := q.rdb.HSetNX(ctx, q.keys.Meta(), "partitions", want).Err(); err != nil {
+		return fmt.Errorf("store partition count: %w", err)
+	}
+	got, err := q.rdb.HGet(ctx, q.keys.Meta(), "partitions").Result()
+	if err != nil {
+		return fmt.Errorf("read partition count: %w", err)
+	}
+	if got != want {
+		return fmt.Errorf("%w: configured %s, stored %s in %s", ErrPartitionMismatch, want, got, q.keys.Meta())
+	}
+	return nil
+}
+
+// LoadScripts makes sure the scripts are cached by Redis, so pipelines can
+// call them by hash.
+func (q *Queue) LoadScripts(ctx context.Context) error {
+	for _, s := range []*redis.Script{writeScript, ackScript} {
+		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+	}
+	return nil
+}
+
+func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
+	p := q.Partition(o.Entity, o.ID)
+	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p)}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro()}
+}
+
+// Write applies ops (their Version is ignored) and returns the version each
+// got, or its error. One op is a single script call; more are pipelined. A
+// pipeline that meets a Redis without the script (restarted, failed over)
+// loads it and runs again the ops that did not run.
+func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
+	versions := make([]int64, len(ops))
+	errs := make([]error, len(ops))
+	if len(ops) == 1 {
+		keys, args := q.writeArgs(ops[0], now)
+		versions[0], errs[0] = parseVersion(writeScript.Run(ctx, q.rdb, keys, args...))
+		return versions, errs
+	}
+	todo := make([]int, len(ops))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		cmds := make([]*redis.Cmd, len(todo))
+		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range todo {
+				keys, args := q.writeArgs(ops[i], now)
+				cmds[j] = writeScript.EvalSha(ctx, p, keys, args...)
+			}
+			return nil
+		})
+		var again []int
+		for j, i := range todo {
+			versions[i], errs[i] = parseVersion(cmds[j])
+			if attempt == 0 && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+				again = append(again, i)
+			}
+		}
+		if len(again) > 0 {
+			if err := writeScript.Load(ctx, q.rdb).Err(); err != nil {
+				for _, i := range again {
+					errs[i] = fmt.Errorf("load script: %w", err)
+				}
+				break
+			}
+		}
+		todo = again
+	}
+	return versions, errs
+}
+
+func parseVersion(cmd *redis.Cmd) (int64, error) {
+	s, err := cmd.Text()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// Cached returns the cached value of a key; found is false when Redis holds
+// nothing for it.
+func (q *Queue) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
+	s, err := q.rdb.Get(ctx, q.keys.Value(q.Partition(entity, id), entity, id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Cached{}, false, nil
+	}
+	if err != nil {
+		return Cached{}, false, err
+	}
+	c, err = parseCached(s)
+	return c, err == nil, err
+}

@@ -1,0 +1,232 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+// Entry is one stream entry and the op decoded from it. Err is set, and Op is
+// incomplete, when the entry cannot be decoded.
+type Entry struct {
+	ID  string
+	Op  op.Op
+	Err error
+}
+
+// ErrBadEntry wraps every reason a stream entry cannot be decoded.
+var ErrBadEntry = errors.New("undecodable stream entry")
+
+// DecodeEntry turns the fields of a stream entry into an op.
+func DecodeEntry(values map[string]any) (op.Op, error) {
+	field := func(name string) (string, error) {
+		v, ok := values[name]
+		if !ok {
+			return "", fmt.Errorf("%w: field %q missing", ErrBadEntry, name)
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", fmt.Errorf("%w: field %q is %T", ErrBadEntry, name, v)
+		}
+		return s, nil
+	}
+	var o op.Op
+	kind, err := field("k")
+	if err != nil {
+		return o, err
+	}
+	if o.Entity, err = field("e"); err != nil {
+		return o, err
+	}
+	if o.ID, err = field("i"); err != nil {
+		return o, err
+	}
+	ver, err := field("v")
+	if err != nil {
+		return o, err
+	}
+	data, err := field("d")
+	if err != nil {
+		return o, err
+	}
+	if o.Entity == "" || o.ID == "" {
+		return o, fmt.Errorf("%w: empty entity or id", ErrBadEntry)
+	}
+	if o.Version, err = strconv.ParseInt(ver, 10, 64); err != nil || o.Version <= 0 {
+		return o, fmt.Errorf("%w: version %q", ErrBadEntry, ver)
+	}
+	switch kind {
+	case "p":
+		o.Kind, o.Data = op.Put, []byte(data)
+	case "d":
+		o.Kind = op.Delete
+	default:
+		return o, fmt.Errorf("%w: kind %q", ErrBadEntry, kind)
+	}
+	return o, nil
+}
+
+func decodeMessages(msgs []redis.XMessage) []Entry {
+	entries := make([]Entry, len(msgs))
+	for i, m := range msgs {
+		entries[i].ID = m.ID
+		entries[i].Op, entries[i].Err = DecodeEntry(m.Values)
+	}
+	return entries
+}
+
+// EnsureGroup creates the consumer group on every partition stream (and the
+// streams), starting at the beginning so no op written before is skipped.
+func (q *Queue) EnsureGroup(ctx context.Context, group string) error {
+	for p := 0; p < q.partitions; p++ {
+		err := q.rdb.XGroupCreateMkStream(ctx, q.keys.Stream(p), group, "0").Err()
+		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			return fmt.Errorf("create group %s on partition %d: %w", group, p, err)
+		}
+	}
+	return nil
+}
+
+// Read reads up to count entries of partition p for a consumer. With after
+// ">" it returns new entries, waiting up to block (keep it short: a blocked
+// read ignores cancellation); with an entry id it returns the consumer's own
+// pending entries after that id, without waiting.
+func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, count int, block time.Duration) ([]Entry, error) {
+	if after != ">" {
+		block = -1
+	}
+	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group:    group,
+		Consumer: consumer,
+		Streams:  []string{q.keys.Stream(p), after},
+		Count:    int64(count),
+		Block:    block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	return decodeMessages(res[0].Messages), nil
+}
+
+// Claim takes over up to count entries of partition p that other consumers
+// left pending longer than minIdle, scanning from cursor start ("0-0" first).
+// It returns the claimed entries and the cursor for the next call ("0-0" once
+// the scan went round).
+func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdle time.Duration, start string, count int) ([]Entry, string, error) {
+	msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream:   q.keys.Stream(p),
+		Group:    group,
+		Consumer: consumer,
+		MinIdle:  minIdle,
+		Start:    start,
+		Count:    int64(count),
+	}).Result()
+	if err != nil {
+		return nil, start, err
+	}
+	return decodeMessages(msgs), next, nil
+}
+
+// Ack acknowledges entry ids of partition p after their ops were committed,
+// and marks the cached value of each flushed op clean (with ttl; 0 keeps it
+// forever) where it still holds that op's version. The flushed ops must all
+// belong to partition p.
+func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flushed []op.Op, ttl time.Duration) error {
+	if len(ids) == 0 && len(flushed) == 0 {
+		return nil
+	}
+	keys := make([]string, 1, 1+len(flushed))
+	keys[0] = q.keys.Stream(p)
+	args := make([]any, 0, 3+len(ids)+len(flushed))
+	args = append(args, group, ttl.Milliseconds(), len(ids))
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	for _, o := range flushed {
+		keys = append(keys, q.keys.Value(p, o.Entity, o.ID))
+		args = append(args, formatVersion(o.Version))
+	}
+	return ackScript.Run(ctx, q.rdb, keys, args...).Err()
+}
+
+// PartitionState is what a group still has to do on one partition.
+type PartitionState struct {
+	// Length is the number of entries in the stream.
+	Length int64
+	// Undelivered counts entries not yet read by the group.
+	Undelivered int64
+	// Pending counts entries read but not yet acknowledged.
+	Pending int64
+}
+
+// State returns the group's state on partition p.
+func (q *Queue) State(ctx context.Context, p int, group string) (PartitionState, error) {
+	stream := q.keys.Stream(p)
+	info, err := q.rdb.XInfoStream(ctx, stream).Result()
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("partition %d: %w", p, err)
+	}
+	groups, err := q.rdb.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("partition %d: %w", p, err)
+	}
+	st := PartitionState{Length: info.Length}
+	for _, g := range groups {
+		if g.Name != group {
+			continue
+		}
+		st.Pending = g.Pending
+		switch {
+		case info.Length == 0:
+		case g.Lag >= 0:
+			st.Undelivered = g.Lag
+		case compareIDs(info.LastGeneratedID, g.LastDeliveredID) > 0:
+			// Redis cannot count the lag after deletions; at least one is left.
+			st.Undelivered = 1
+		}
+		return st, nil
+	}
+	return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
+}
+
+// compareIDs orders two stream ids "ms-seq".
+func compareIDs(a, b string) int {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	switch {
+	case am != bm:
+		if am < bm {
+			return -1
+		}
+		return 1
+	case as < bs:
+		return -1
+	case as > bs:
+		return 1
+	}
+	return 0
+}
+
+func splitID(id string) (ms, seq uint64) {
+	for i := 0; i < len(id); i++ {
+		if id[i] == '-' {
+			ms, _ = strconv.ParseUint(id[:i], 10, 64)
+			seq, _ = strconv.ParseUint(id[i+1:], 10, 64)
+			return ms, seq
+		}
+	}
+	ms, _ = strconv.ParseUint(id, 10, 64)
+	return ms, 0
+}

@@ -1,0 +1,63 @@
+package queue
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// State is the first byte of a cached value: whether it holds data or a
+// tombstone, and whether PostgreSQL has it yet.
+type State byte
+
+const (
+	// Dirty is a value written but not yet flushed: it never expires.
+	Dirty State = 'D'
+	// Clean is a flushed value: it carries the clean TTL.
+	Clean State = 'C'
+	// DirtyTombstone is a delete not yet flushed: reads see "not found".
+	DirtyTombstone State = 'T'
+	// CleanTombstone is a flushed delete, kept for the clean TTL as a
+	// cached "not found".
+	CleanTombstone State = 'X'
+)
+
+// headerLen is the state byte plus the 19-digit zero-padded version.
+const headerLen = 20
+
+// Cached is one decoded cached value.
+type Cached struct {
+	State   State
+	Version int64
+	// Data is the JSON object; nil for tombstones.
+	Data []byte
+}
+
+// Found reports whether the cached value says the document exists.
+func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean }
+
+// formatVersion renders a version the way scripts store and compare it.
+func formatVersion(v int64) string { return fmt.Sprintf("%019d", v) }
+
+// ErrCorruptValue is returned for a cached value this package did not write.
+var ErrCorruptValue = fmt.Errorf("queue: corrupt cached value")
+
+func parseCached(s string) (Cached, error) {
+	if len(s) < headerLen {
+		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
+	}
+	st := State(s[0])
+	switch st {
+	case Dirty, Clean, DirtyTombstone, CleanTombstone:
+	default:
+		return Cached{}, fmt.Errorf("%w: state %q", ErrCorruptValue, s[0])
+	}
+	v, err := strconv.ParseInt(s[1:headerLen], 10, 64)
+	if err != nil {
+		return Cached{}, fmt.Errorf("%w: version: %v", ErrCorruptValue, err)
+	}
+	c := Cached{State: st, Version: v}
+	if st == Dirty || st == Clean {
+		c.Data = []byte(s[headerLen:])
+	}
+	return c, nil
+}

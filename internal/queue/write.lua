@@ -1,0 +1,26 @@
+-- Applies one put or delete: sets the cached value and appends the op to its
+-- partition stream in one atomic step.
+-- KEYS[1] cached value  KEYS[2] partition stream  KEYS[3] partition clock
+-- ARGV[1] kind ("p" put, "d" delete)  ARGV[2] entity  ARGV[3] id
+-- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
+-- returns: the op's version, 19 zero-padded digits
+--
+-- The version is a hybrid clock: the writer's time, or one more than the last
+-- version of the partition if that is larger, so it increases strictly per key
+-- even when clocks step back, and stays above the versions in PostgreSQL when
+-- Redis lost everything. SET without KEEPTTL clears the TTL a flush gave the
+-- key, so an unflushed value never expires.
+local v = tonumber(ARGV[5])
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+if v <= last then
+  v = last + 1
+end
+local ver = string.format('%019d', v)
+redis.call('SET', KEYS[3], ver)
+if ARGV[1] == 'p' then
+  redis.call('SET', KEYS[1], 'D' .. ver .. ARGV[4])
+else
+  redis.call('SET', KEYS[1], 'T' .. ver)
+end
+redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
+return ver

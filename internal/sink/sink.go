@@ -1,0 +1,200 @@
+// Package sink owns all PostgreSQL I/O of writebehind: the document tables,
+// the version-guarded batch upserts that flush ops, and the loaders the read
+// path uses.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+// ErrUnknownEntity is returned for an op or a load whose entity has no table.
+var ErrUnknownEntity = errors.New("unknown entity")
+
+// identPart is what a table name part may be: plain identifiers only, so a
+// configured name can never smuggle SQL (it is quoted besides).
+var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// ParseTable checks a configured table name, "table" or "schema.table".
+func ParseTable(name string) (pgx.Identifier, error) {
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return nil, fmt.Errorf("table %q: want table or schema.table", name)
+	}
+	for _, p := range parts {
+		if !identPart.MatchString(p) {
+			return nil, fmt.Errorf("table %q: %q is not a plain identifier (letters, digits, _; at most 63)", name, p)
+		}
+	}
+	return pgx.Identifier(parts), nil
+}
+
+type table struct {
+	name   pgx.Identifier
+	upsert string
+	load   string
+}
+
+// Sink writes ops to and loads documents from the entities' tables. It is
+// safe for concurrent use; the pool stays the caller's.
+type Sink struct {
+	pool   *pgxpool.Pool
+	tables map[string]table
+}
+
+// New returns a sink for entities mapped to table names.
+func New(pool *pgxpool.Pool, entities map[string]string) (*Sink, error) {
+	s := &Sink{pool: pool, tables: make(map[string]table, len(entities))}
+	for entity, name := range entities {
+		id, err := ParseTable(name)
+		if err != nil {
+			return nil, fmt.Errorf("entity %s: %w", entity, err)
+		}
+		q := id.Sanitize()
+		s.tables[entity] = table{
+			name: id,
+			// Rows go in the order of the arrays, which is key order, so
+			// concurrent flushes lock rows in one order and cannot deadlock.
+			// The WHERE keeps any older op, replayed or late, from
+			// overwriting a newer row or resurrecting a deleted one.
+			upsert: `INSERT INTO ` + q + ` AS t (id, data, version, deleted)
+SELECT id, data::jsonb, version, deleted
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[]) AS u(id, data, version, deleted)
+ON CONFLICT (id) DO UPDATE
+SET data = EXCLUDED.data, version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()
+WHERE t.version < EXCLUDED.version`,
+			load: `SELECT data, version FROM ` + q + ` WHERE id = $1 AND NOT deleted`,
+		}
+	}
+	return s, nil
+}
+
+// Migrate creates every entity's table (and its schema) if it is missing. It
+// is idempotent and safe to run from several processes at once.
+func (s *Sink) Migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Concurrent CREATE ... IF NOT EXISTS can still collide: serialize.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('writebehind.migrate'))`); err != nil {
+			return err
+		}
+		for _, entity := range s.entities() {
+			t := s.tables[entity]
+			if len(t.name) == 2 {
+				if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{t.name[0]}.Sanitize()); err != nil {
+					return fmt.Errorf("entity %s: %w", entity, err)
+				}
+			}
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.name.Sanitize()+` (
+	id         text        PRIMARY KEY,
+	data       jsonb       NOT NULL,
+	version    bigint      NOT NULL,
+	deleted    boolean     NOT NULL DEFAULT false,
+	updated_at timestamptz NOT NULL DEFAULT now()
+)`)
+			if err != nil {
+				return fmt.Errorf("entity %s: %w", entity, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *Sink) entities() []string {
+	names := make([]string, 0, len(s.tables))
+	for e := range s.tables {
+		names = append(names, e)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Write upserts coalesced ops (one per key, sorted by entity and id, as
+// coalesce.Coalesce returns them) in one transaction, one statement per
+// table. A delete writes a tombstone: deleted set, data emptied, version
+// kept. It returns how many rows changed; rows that already held a newer
+// version are left alone.
+func (s *Sink) Write(ctx context.Context, ops []op.Op) (int64, error) {
+	if len(ops) == 0 {
+		return 0, nil
+	}
+	for _, o := range ops {
+		if _, ok := s.tables[o.Entity]; !ok {
+			return 0, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
+		}
+	}
+	var rows int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for start := 0; start < len(ops); {
+			end := start
+			for end < len(ops) && ops[end].Entity == ops[start].Entity {
+				end++
+			}
+			n, err := s.upsert(ctx, tx, s.tables[ops[start].Entity], ops[start:end])
+			if err != nil {
+				return fmt.Errorf("entity %s: %w", ops[start].Entity, err)
+			}
+			rows += n
+			start = end
+		}
+		return nil
+	})
+	return rows, err
+}
+
+func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, t table, ops []op.Op) (int64, error) {
+	ids := make([]string, len(ops))
+	data := make([]string, len(ops))
+	versions := make([]int64, len(ops))
+	deleted := make([]bool, len(ops))
+	for i, o := range ops {
+		ids[i], versions[i] = o.ID, o.Version
+		if o.Kind == op.Delete {
+			data[i], deleted[i] = "{}", true
+		} else {
+			data[i] = string(o.Data)
+		}
+	}
+	tag, err := tx.Exec(ctx, t.upsert, ids, data, versions, deleted)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Row is a stored document.
+type Row struct {
+	Data    []byte
+	Version int64
+}
+
+// Load returns the document of a key; found is false when there is no row or
+// the row is a tombstone.
+func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, err error) {
+	t, ok := s.tables[entity]
+	if !ok {
+		return Row{}, false, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	err = s.pool.QueryRow(ctx, t.load, id).Scan(&r.Data, &r.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, err
+	}
+	return r, true, nil
+}
+
+// Knows reports whether entity has a table.
+func (s *Sink) Knows(entity string) bool {
+	_, ok := s.tables[entity]
+	return ok
+}

@@ -1,0 +1,172 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+func setup(t *testing.T) (*Sink, *pgxpool.Pool, string) {
+	t.Helper()
+	pool, schema := testenv.Postgres(t)
+	s, err := New(pool, map[string]string{"user": schema + ".users", "session": schema + ".sessions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, pool, schema
+}
+
+func put(id string, v int64, data string) op.Op {
+	return op.Op{Kind: op.Put, Entity: "user", ID: id, Version: v, Data: []byte(data)}
+}
+
+func del(id string, v int64) op.Op { return op.Op{Kind: op.Delete, Entity: "user", ID: id, Version: v} }
+
+// state returns every row of the users table, tombstones too.
+func state(t *testing.T, pool *pgxpool.Pool, schema string) map[string]string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT id, data::text, version, deleted FROM `+schema+`.users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]string{}
+	for rows.Next() {
+		var id, data string
+		var v int64
+		var deleted bool
+		if err := rows.Scan(&id, &data, &v, &deleted); err != nil {
+			t.Fatal(err)
+		}
+		s := data
+		if deleted {
+			s = "deleted"
+		}
+		got[id] = s + "@" + string(rune('0'+v))
+	}
+	return got
+}
+
+func TestWriteIsVersionGuarded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		batches [][]op.Op
+		want    map[string]string
+	}{
+		{"insert", [][]op.Op{{put("1", 1, `{"a": 1}`)}}, map[string]string{"1": `{"a": 1}@1`}},
+		{"newer replaces", [][]op.Op{{put("1", 1, `{"a": 1}`)}, {put("1", 2, `{"a": 2}`)}}, map[string]string{"1": `{"a": 2}@2`}},
+		{"older after newer changes nothing", [][]op.Op{{put("1", 2, `{"a": 2}`)}, {put("1", 1, `{"a": 1}`)}}, map[string]string{"1": `{"a": 2}@2`}},
+		{"replay changes nothing", [][]op.Op{{put("1", 2, `{"a": 2}`)}, {put("1", 2, `{"a": 9}`)}}, map[string]string{"1": `{"a": 2}@2`}},
+		{"delete leaves a tombstone", [][]op.Op{{put("1", 1, `{}`)}, {del("1", 2)}}, map[string]string{"1": `deleted@2`}},
+		{"older put does not resurrect", [][]op.Op{{put("1", 1, `{}`)}, {del("1", 3)}, {put("1", 2, `{"b": 1}`)}}, map[string]string{"1": `deleted@3`}},
+		{"delete of an unknown key", [][]op.Op{{del("1", 1)}}, map[string]string{"1": `deleted@1`}},
+		{"put after delete", [][]op.Op{{del("1", 1)}, {put("1", 2, `{}`)}}, map[string]string{"1": `{}@2`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, pool, schema := setup(t)
+			for _, b := range tt.batches {
+				if _, err := s.Write(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := state(t, pool, schema)
+			if len(got) != len(tt.want) {
+				t.Fatalf("rows = %v, want %v", got, tt.want)
+			}
+			for k, w := range tt.want {
+				if got[k] != w {
+					t.Errorf("row %s = %s, want %s", k, got[k], w)
+				}
+			}
+		})
+	}
+}
+
+func TestWriteCountsChangedRowsAndSpansTables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, _ := setup(t)
+	batch := []op.Op{
+		{Kind: op.Put, Entity: "session", ID: "s", Version: 1, Data: []byte(`{}`)},
+		put("1", 5, `{}`), put("2", 5, `{}`),
+	}
+	if n, err := s.Write(ctx, batch); err != nil || n != 3 {
+		t.Fatalf("Write = %d, %v; want 3 rows", n, err)
+	}
+	if n, err := s.Write(ctx, batch); err != nil || n != 0 {
+		t.Fatalf("replayed Write = %d, %v; want 0 rows", n, err)
+	}
+	if r, found, err := s.Load(ctx, "session", "s"); err != nil || !found || r.Version != 1 {
+		t.Fatalf("Load = %+v %v %v", r, found, err)
+	}
+}
+
+func TestLoadHidesTombstones(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, _ := setup(t)
+	if _, err := s.Write(ctx, []op.Op{del("1", 2), put("2", 1, `{"x": true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.Load(ctx, "user", "1"); err != nil || found {
+		t.Fatalf("Load(tombstone) found=%v err=%v", found, err)
+	}
+	r, found, err := s.Load(ctx, "user", "2")
+	if err != nil || !found || string(r.Data) != `{"x": true}` || r.Version != 1 {
+		t.Fatalf("Load = %s %d %v %v", r.Data, r.Version, found, err)
+	}
+	if _, _, err := s.Load(ctx, "nope", "1"); !errors.Is(err, ErrUnknownEntity) {
+		t.Fatalf("Load(unknown entity) err = %v", err)
+	}
+}
+
+func TestWriteRejectsUnknownEntityWithoutWriting(t *testing.T) {
+	t.Parallel()
+	s, pool, schema := setup(t)
+	_, err := s.Write(context.Background(), []op.Op{{Kind: op.Put, Entity: "ghost", ID: "1", Version: 1, Data: []byte(`{}`)}})
+	if !errors.Is(err, ErrUnknownEntity) {
+		t.Fatalf("err = %v, want ErrUnknownEntity", err)
+	}
+	if got := state(t, pool, schema); len(got) != 0 {
+		t.Fatalf("rows written: %v", got)
+	}
+}
+
+func TestMigrateIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
+	s, _, _ := setup(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- s.Migrate(context.Background()) }()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestParseTableRejectsInjection(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"", "users; drop table x", `a"b`, "a.b.c", "1abc", "a b", "a."} {
+		if _, err := ParseTable(name); err == nil {
+			t.Errorf("ParseTable(%q) accepted", name)
+		}
+	}
+	for _, name := range []string{"users", "app.users", "_x9"} {
+		if _, err := ParseTable(name); err != nil {
+			t.Errorf("ParseTable(%q): %v", name, err)
+		}
+	}
+}

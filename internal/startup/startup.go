@@ -1,0 +1,71 @@
+// Package startup is what both commands do before their work: read the
+// configuration, set up logging, and connect to Redis and PostgreSQL.
+package startup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind"
+)
+
+// ExitUsage is the exit code for bad configuration or usage.
+const ExitUsage = 2
+
+// Config reads the configuration; on error it prints one line naming the
+// variable and exits with ExitUsage.
+func Config(name string) writebehind.Config {
+	cfg, err := writebehind.LoadConfig()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(ExitUsage)
+	}
+	return cfg
+}
+
+// Logger returns a zerolog logger at the configured level: JSON, or readable
+// console lines when w is a terminal.
+func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	var out io.Writer = w
+	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		out = zerolog.ConsoleWriter{Out: w}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
+
+// Redis returns a client for cfg.RedisURL with room for poolSize connections
+// (0: the go-redis default). It does not connect yet.
+func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("WB_REDIS_URL: %w", err)
+	}
+	if poolSize > 0 {
+		opts.PoolSize = poolSize
+	}
+	return redis.NewClient(opts), nil
+}
+
+// Postgres returns a pool for cfg.PostgresURL. It connects on first use, so
+// a command that may not need PostgreSQL still starts while it is down.
+func Postgres(ctx context.Context, cfg writebehind.Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.PostgresURL)
+	if err != nil {
+		return nil, fmt.Errorf("WB_POSTGRES_URL: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return pool, nil
+}

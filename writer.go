@@ -1,0 +1,153 @@
+package writebehind
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+)
+
+// Writer records puts and deletes in Redis for the flushers to persist. It
+// is safe for concurrent use; the Redis client stays the caller's.
+type Writer struct {
+	cfg Config
+	q   *queue.Queue
+	now func() time.Time
+}
+
+// NewWriter checks the configuration, stores the partition count in Redis on
+// first use (or fails with ErrPartitionMismatch if another one is stored) and
+// loads the scripts.
+func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config) (*Writer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	q := queue.New(client, cfg.Namespace, cfg.Partitions)
+	if err := q.CheckPartitions(ctx); err != nil {
+		return nil, err
+	}
+	if err := q.LoadScripts(ctx); err != nil {
+		return nil, err
+	}
+	return &Writer{cfg: cfg, q: q, now: time.Now}, nil
+}
+
+// OpKind says what an Op does.
+type OpKind int
+
+const (
+	// OpPut stores Op.Value.
+	OpPut OpKind = iota
+	// OpDelete deletes the document.
+	OpDelete
+)
+
+// Op is one write for Apply.
+type Op struct {
+	Kind   OpKind
+	Entity string
+	ID     string
+	// Value is the JSON object of a put.
+	Value []byte
+}
+
+// Result is what became of one Op of Apply: the version it was given, or the
+// error that kept it from being written.
+type Result struct {
+	Version int64
+	Err     error
+}
+
+// Put stores value, a JSON object, as the document entity/id and returns its
+// version. Once Put returns nil the value is readable at once and reaches
+// PostgreSQL whatever crashes later.
+func (w *Writer) Put(ctx context.Context, entity, id string, value []byte) (int64, error) {
+	r := w.Apply(ctx, []Op{{Kind: OpPut, Entity: entity, ID: id, Value: value}})
+	return r[0].Version, r[0].Err
+}
+
+// Delete deletes the document entity/id and returns the delete's version.
+// Reads see it as not found at once.
+func (w *Writer) Delete(ctx context.Context, entity, id string) (int64, error) {
+	r := w.Apply(ctx, []Op{{Kind: OpDelete, Entity: entity, ID: id}})
+	return r[0].Version, r[0].Err
+}
+
+// Apply writes many ops in one pipeline and returns one Result per op, in
+// order. An op that fails validation is skipped (its Result holds the error);
+// the others are written.
+func (w *Writer) Apply(ctx context.Context, ops []Op) []Result {
+	results := make([]Result, len(ops))
+	valid := make([]op.Op, 0, len(ops))
+	index := make([]int, 0, len(ops))
+	for i, o := range ops {
+		vo, err := w.check(o)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		valid = append(valid, vo)
+		index = append(index, i)
+	}
+	if len(valid) == 0 {
+		return results
+	}
+	versions, errs := w.q.Write(ctx, valid, w.now())
+	for j, i := range index {
+		results[i] = Result{Version: versions[j], Err: errs[j]}
+	}
+	return results
+}
+
+// check validates an op and converts it for the queue.
+func (w *Writer) check(o Op) (op.Op, error) {
+	if _, ok := w.cfg.Entities[o.Entity]; !ok {
+		return op.Op{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
+	}
+	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
+		return op.Op{}, err
+	}
+	switch o.Kind {
+	case OpPut:
+		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
+			return op.Op{}, err
+		}
+		return op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}, nil
+	case OpDelete:
+		return op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}, nil
+	}
+	return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
+}
+
+func checkID(id string, maxBytes int) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrInvalidID)
+	case len(id) > maxBytes:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidID, len(id), maxBytes)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
+	case strings.IndexByte(id, 0) >= 0:
+		return fmt.Errorf("%w: holds a NUL byte", ErrInvalidID)
+	}
+	return nil
+}
+
+func checkValue(v []byte, maxBytes int) error {
+	if len(v) > maxBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(v), maxBytes)
+	}
+	trimmed := bytes.TrimLeft(v, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(v) {
+		return ErrInvalidValue
+	}
+	return nil
+}
