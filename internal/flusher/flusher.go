@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/coalesce"
+	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -39,6 +40,8 @@ type Options struct {
 	// commit the batches in hand.
 	FinishTimeout time.Duration
 	Log           zerolog.Logger
+	// Metrics records what the flusher does; nil records nothing.
+	Metrics *metrics.Flusher
 }
 
 // Stats count what a flusher has done.
@@ -172,6 +175,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 				log.Warn().Err(err).Msg("reclaiming idle entries failed")
 			}
 			if len(claimed) > 0 {
+				f.opt.Metrics.Claimed(len(claimed))
 				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Msg("reclaimed idle entries")
 				f.flush(ctx, p, claimed, log)
 			}
@@ -190,6 +194,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 // flusher runs; once stopping, it tries until FinishTimeout. What it cannot
 // commit stays pending for a later delivery.
 func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
+	f.opt.Metrics.Read(len(entries))
 	ops := make([]op.Op, 0, len(entries))
 	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
@@ -216,24 +221,31 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 	defer cancel()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
 
-	var rows int64
+	var rows map[string]int64
 	err := backoff.RetryNotify(func() error {
 		n, err := f.sink.Write(wctx, batch)
 		if err != nil {
+			f.opt.Metrics.CommitError("transient")
 			return err
 		}
 		rows = n
 		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
+		f.opt.Metrics.Retry()
 		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Msg("flushing batch failed; retrying")
 	})
 	if err != nil {
 		log.Error().Err(err).Int("entries", len(ids)).Msg("batch not flushed; left pending")
 		return
 	}
+	var changed int64
+	for _, n := range rows {
+		changed += n
+	}
 	f.ops.Add(int64(len(ids)))
-	f.rows.Add(rows)
-	log.Debug().Int("entries", len(ids)).Int("keys", len(batch)).Int64("rows", rows).
+	f.rows.Add(changed)
+	f.opt.Metrics.Batch(len(ids), len(batch), rows, time.Since(start))
+	log.Debug().Int("entries", len(ids)).Int("keys", len(batch)).Int64("rows", changed).
 		Dur("took", time.Since(start)).Msg("batch flushed")
 }
 
@@ -254,4 +266,3 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
-

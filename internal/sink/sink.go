@@ -120,34 +120,38 @@ func (s *Sink) entities() []string {
 // Write upserts coalesced ops (one per key, sorted by entity and id, as
 // coalesce.Coalesce returns them) in one transaction, one statement per
 // table. A delete writes a tombstone: deleted set, data emptied, version
-// kept. It returns how many rows changed; rows that already held a newer
-// version are left alone.
-func (s *Sink) Write(ctx context.Context, ops []op.Op) (int64, error) {
+// kept. It returns how many rows changed in each table (by configured name);
+// rows that already held a newer version are left alone.
+func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error) {
 	if len(ops) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	for _, o := range ops {
 		if _, ok := s.tables[o.Entity]; !ok {
-			return 0, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
+			return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
 		}
 	}
-	var rows int64
+	rows := make(map[string]int64, 1)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for start := 0; start < len(ops); {
 			end := start
 			for end < len(ops) && ops[end].Entity == ops[start].Entity {
 				end++
 			}
-			n, err := s.upsert(ctx, tx, s.tables[ops[start].Entity], ops[start:end])
+			t := s.tables[ops[start].Entity]
+			n, err := s.upsert(ctx, tx, t, ops[start:end])
 			if err != nil {
 				return fmt.Errorf("entity %s: %w", ops[start].Entity, err)
 			}
-			rows += n
+			rows[t.name.Sanitize()] += n
 			start = end
 		}
 		return nil
 	})
-	return rows, err
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
 }
 
 func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, t table, ops []op.Op) (int64, error) {

@@ -1,0 +1,27 @@
+GO ?= go
+
+.PHONY: services test demo bench build fmt-check
+
+# Starts local Redis and PostgreSQL for the tests and the demo when none runs.
+services:
+	scripts/services.sh
+
+test: services
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+demo: services
+	scripts/demo.sh
+
+bench: services
+	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 30m ./...
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# Fails when a Go file is not gofmt-formatted (.services/ holds server data).
+fmt-check:
+	@out="$$(find . \( -path ./.git -o -path ./.services -o -path ./bin \) -prune -o -name '*.go' -print | xargs -r gofmt -l)"; \
+	if [ -n "$$out" ]; then \
+		echo "gofmt needed on:"; echo "$$out"; exit 1; \
+	fi
