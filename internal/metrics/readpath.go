@@ -1,0 +1,90 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ReadPath holds the read path's metrics. A nil *ReadPath records nothing.
+type ReadPath struct {
+	Hits        prometheus.Counter
+	Misses      prometheus.Counter
+	Fills       prometheus.Counter
+	Loads       prometheus.Counter
+	LoadErrors  prometheus.Counter
+	LoadSeconds prometheus.Histogram
+	Fallbacks   prometheus.Counter
+}
+
+// NewReadPath creates the read path's metrics and registers them with reg.
+// An app that wants them published passes its registry (or
+// prometheus.DefaultRegisterer).
+func NewReadPath(reg prometheus.Registerer) *ReadPath {
+	m := &ReadPath{
+		Hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_hits_total", Help: "Reads answered from the cache (negative hits included).",
+		}),
+		Misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_misses_total", Help: "Reads the cache could not answer.",
+		}),
+		Fills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_fills_total", Help: "Loaded values stored in the cache.",
+		}),
+		Loads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_loads_total", Help: "Loads from the database (or an app loader).",
+		}),
+		LoadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_load_errors_total", Help: "Loads that failed.",
+		}),
+		LoadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "writebehind_read_load_duration_seconds", Help: "Time a load took.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writebehind_read_redis_fallbacks_total", Help: "Reads served by the loader because Redis failed.",
+		}),
+	}
+	reg.MustRegister(m.Hits, m.Misses, m.Fills, m.Loads, m.LoadErrors, m.LoadSeconds, m.Fallbacks)
+	return m
+}
+
+// Hit records n reads answered by the cache.
+func (m *ReadPath) Hit(n int) {
+	if m != nil {
+		m.Hits.Add(float64(n))
+	}
+}
+
+// Miss records n reads the cache could not answer.
+func (m *ReadPath) Miss(n int) {
+	if m != nil {
+		m.Misses.Add(float64(n))
+	}
+}
+
+// Filled records n values stored in the cache after a load.
+func (m *ReadPath) Filled(n int) {
+	if m != nil {
+		m.Fills.Add(float64(n))
+	}
+}
+
+// Loaded records one load, how long it took and whether it failed.
+func (m *ReadPath) Loaded(took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.Loads.Inc()
+	m.LoadSeconds.Observe(took.Seconds())
+	if err != nil {
+		m.LoadErrors.Inc()
+	}
+}
+
+// Fallback records a read served by the loader because Redis failed.
+func (m *ReadPath) Fallback() {
+	if m != nil {
+		m.Fallbacks.Inc()
+	}
+}
