@@ -1,0 +1,385 @@
+package flusher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// bundle is one test's deployment: its own namespace and schema.
+type bundle struct {
+	cfg    writebehind.Config
+	rdb    *redis.Client
+	pool   *pgxpool.Pool
+	schema string
+	w      *writebehind.Writer
+	q      *queue.Queue
+	sink   *sink.Sink
+}
+
+func setup(t testing.TB, partitions int) bundle {
+	t.Helper()
+	rdb, ns := testenv.Redis(t)
+	pool, schema := testenv.Postgres(t)
+	cfg := writebehind.DefaultConfig()
+	cfg.Namespace = ns
+	cfg.Partitions = partitions
+	cfg.Entities = writebehind.Entities{"user": schema + ".users", "session": schema + ".sessions"}
+	cfg.ClaimMinIdle = time.Second
+	ctx := context.Background()
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sink.New(pool, cfg.Entities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return bundle{cfg: cfg, rdb: rdb, pool: pool, schema: schema, w: w, q: queue.New(rdb, ns, partitions), sink: s}
+}
+
+func (b bundle) flusher(consumer string) *Flusher {
+	return New(b.q, b.sink, Options{
+		Group:         b.cfg.Group,
+		Consumer:      consumer,
+		BatchSize:     b.cfg.BatchSize,
+		Block:         50 * time.Millisecond,
+		ClaimMinIdle:  b.cfg.ClaimMinIdle,
+		ClaimInterval: 100 * time.Millisecond,
+		CleanTTL:      time.Minute,
+		Log:           zerolog.Nop(),
+	})
+}
+
+func (b bundle) drain(t testing.TB, consumer string) Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := b.flusher(consumer).Drain(ctx)
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	return st
+}
+
+// row is what PostgreSQL holds for a key, tombstones included.
+type row struct {
+	data    string
+	version int64
+	deleted bool
+}
+
+func (b bundle) rows(t testing.TB, entity string) map[string]row {
+	t.Helper()
+	table := b.cfg.Entities[entity]
+	rs, err := b.pool.Query(context.Background(), `SELECT id, data::text, version, deleted FROM `+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	got := map[string]row{}
+	for rs.Next() {
+		var id string
+		var r row
+		if err := rs.Scan(&id, &r.data, &r.version, &r.deleted); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = r
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// last is the newest write the test made to a key.
+type last struct {
+	version int64
+	deleted bool
+	data    string
+}
+
+// model records every acknowledged write and keeps the newest per key.
+type model struct {
+	mu   sync.Mutex
+	keys map[op.Key]last
+}
+
+func (m *model) record(k op.Key, l last) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys == nil {
+		m.keys = map[op.Key]last{}
+	}
+	if cur, ok := m.keys[k]; !ok || l.version > cur.version {
+		m.keys[k] = l
+	}
+}
+
+func sameJSON(t testing.TB, a, b string) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal([]byte(a), &x); err != nil {
+		t.Fatalf("bad JSON %q: %v", a, err)
+	}
+	if err := json.Unmarshal([]byte(b), &y); err != nil {
+		t.Fatalf("bad JSON %q: %v", b, err)
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// checkConverged asserts that every key's row is its last write (a deleted
+// key a tombstone, absent to readers) and that the cache agrees.
+func (b bundle) checkConverged(t testing.TB, m *model) {
+	t.Helper()
+	ctx := context.Background()
+	reader, err := writebehind.NewReader(b.rdb, b.pool, b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]map[string]row{}
+	for entity := range b.cfg.Entities {
+		tables[entity] = b.rows(t, entity)
+	}
+	for k, want := range m.keys {
+		got, ok := tables[k.Entity][k.ID]
+		switch {
+		case !ok:
+			t.Errorf("%v: no row, want version %d", k, want.version)
+		case got.version != want.version || got.deleted != want.deleted:
+			t.Errorf("%v: row version %d deleted %v, want version %d deleted %v", k, got.version, got.deleted, want.version, want.deleted)
+		case !want.deleted && !sameJSON(t, got.data, want.data):
+			t.Errorf("%v: row data %s, want %s", k, got.data, want.data)
+		}
+		it, err := reader.Get(ctx, k.Entity, k.ID)
+		if err != nil {
+			t.Fatalf("%v: get: %v", k, err)
+		}
+		if it.Found == want.deleted || (it.Found && (it.Version != want.version || !sameJSON(t, string(it.Data), want.data))) {
+			t.Errorf("%v: read %+v, want version %d deleted %v", k, it, want.version, want.deleted)
+		}
+	}
+	for entity, rows := range tables {
+		for id := range rows {
+			if _, ok := m.keys[op.Key{Entity: entity, ID: id}]; !ok {
+				t.Errorf("row %s/%s was never written", entity, id)
+			}
+		}
+	}
+}
+
+// writeRandom makes n random puts and deletes over keys hot keys from
+// several goroutines and records them in m.
+func (b bundle) writeRandom(t testing.TB, m *model, n, keys, writers int) {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 7))
+			for i := 0; i < n/writers; i++ {
+				entity := []string{"user", "session"}[r.IntN(2)]
+				id := fmt.Sprintf("k%d", r.IntN(keys))
+				if r.IntN(5) == 0 {
+					v, err := b.w.Delete(ctx, entity, id)
+					if err != nil {
+						t.Errorf("delete: %v", err)
+						return
+					}
+					m.record(op.Key{Entity: entity, ID: id}, last{version: v, deleted: true})
+					continue
+				}
+				data := fmt.Sprintf(`{"writer":%d,"i":%d,"tags":["a","b"]}`, g, i)
+				v, err := b.w.Put(ctx, entity, id, []byte(data))
+				if err != nil {
+					t.Errorf("put: %v", err)
+					return
+				}
+				m.record(op.Key{Entity: entity, ID: id}, last{version: v, data: data})
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRandomWritesConvergeToLastWrite(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 4)
+	ctx, stop := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() {
+		defer close(running)
+		_ = b.flusher("during").Run(ctx)
+	}()
+	var m model
+	b.writeRandom(t, &m, 4000, 300, 8)
+	stop()
+	<-running
+	b.drain(t, "after")
+	b.checkConverged(t, &m)
+}
+
+func TestTwoFlushersConvergeWithoutDeadlock(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 2)
+	b.cfg.BatchSize = 50
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	flushers := []*Flusher{b.flusher("one"), b.flusher("two")}
+	for _, f := range flushers {
+		wg.Go(func() { _ = f.Run(ctx) })
+	}
+	var m model
+	b.writeRandom(t, &m, 3000, 50, 6)
+	b.drain(t, "one")
+	stop()
+	wg.Wait()
+	b.checkConverged(t, &m)
+	for i, f := range flushers {
+		if f.Stats().Ops == 0 {
+			t.Errorf("flusher %d flushed nothing; the test did not run two flushers at once", i)
+		}
+	}
+}
+
+// replay appends copies of the given stream entries to their partitions, as
+// a redelivery or a replayed dead letter would.
+func (b bundle) replay(t testing.TB, p int, msgs []redis.XMessage) {
+	t.Helper()
+	for _, m := range msgs {
+		if err := b.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: b.q.Keys().Stream(p), Values: m.Values}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (b bundle) entries(t testing.TB, p int) []redis.XMessage {
+	t.Helper()
+	msgs, err := b.rdb.XRange(context.Background(), b.q.Keys().Stream(p), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func TestReplayedBatchChangesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 1)
+	var m model
+	b.writeRandom(t, &m, 500, 40, 2)
+	b.drain(t, "c")
+	before := b.rows(t, "user")
+	b.replay(t, 0, b.entries(t, 0))
+	if st := b.drain(t, "c"); st.Ops == 0 || st.Rows != 0 {
+		t.Fatalf("replay flushed %d ops changing %d rows; want >0 ops and 0 rows", st.Ops, st.Rows)
+	}
+	if after := b.rows(t, "user"); !reflect.DeepEqual(before, after) {
+		t.Fatal("replaying a flushed batch changed rows")
+	}
+	b.checkConverged(t, &m)
+}
+
+func TestOlderOpAfterNewerChangesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		second func(b bundle) (int64, error)
+		want   last
+	}{
+		{"put then older put", func(b bundle) (int64, error) { return b.w.Put(ctx, "user", "7", []byte(`{"n":2}`)) }, last{data: `{"n":2}`}},
+		{"delete then older put", func(b bundle) (int64, error) { return b.w.Delete(ctx, "user", "7") }, last{deleted: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, 1)
+			if _, err := b.w.Put(ctx, "user", "7", []byte(`{"n":1}`)); err != nil {
+				t.Fatal(err)
+			}
+			older := b.entries(t, 0)
+			v, err := tt.second(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.drain(t, "c")
+			// The older op arrives again after the newer one was flushed.
+			b.replay(t, 0, older)
+			b.drain(t, "c")
+			want := tt.want
+			want.version = v
+			var m model
+			m.record(op.Key{Entity: "user", ID: "7"}, want)
+			b.checkConverged(t, &m)
+		})
+	}
+}
+
+func TestFlushMarksCachedValuesCleanOnlyAtTheirVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.w.Delete(ctx, "user", "2"); err != nil {
+		t.Fatal(err)
+	}
+	b.drain(t, "c")
+	for _, id := range []string{"1", "2"} {
+		key := b.q.Keys().Value(0, "user", id)
+		if ttl := b.rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Errorf("flushed %s has TTL %v, want the clean TTL", id, ttl)
+		}
+	}
+	c, _, _ := b.q.Cached(ctx, "user", "1")
+	if c.State != queue.Clean {
+		t.Errorf("flushed value state %c, want clean", c.State)
+	}
+	// A new write clears the clean TTL at once.
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"n":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := b.rdb.PTTL(ctx, b.q.Keys().Value(0, "user", "1")).Val(); ttl != -1 {
+		t.Errorf("rewritten value has TTL %v, want none until flushed", ttl)
+	}
+}
+
+func TestDrainCountsOpsAndRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 3)
+	for i := range 10 {
+		if _, err := b.w.Put(ctx, "user", fmt.Sprint(i%4), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := b.drain(t, "c")
+	if st.Ops != 10 {
+		t.Errorf("ops = %d, want 10", st.Ops)
+	}
+	if st.Rows < 4 || st.Rows > 10 {
+		t.Errorf("rows = %d, want 4 to 10", st.Rows)
+	}
+	if n := len(b.rows(t, "user")); n != 4 {
+		t.Errorf("%d rows, want 4", n)
+	}
+}

@@ -1,0 +1,254 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// keyState is what a test sees of one string key.
+type keyState struct {
+	Value string
+	TTL   bool
+}
+
+type state map[string]keyState
+
+func load(t *testing.T, rdb *redis.Client, s state) {
+	t.Helper()
+	for k, v := range s {
+		var ttl time.Duration
+		if v.TTL {
+			ttl = time.Hour
+		}
+		if err := rdb.Set(context.Background(), k, v.Value, ttl).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// dump reads the string keys of the namespace back.
+func dump(t *testing.T, rdb *redis.Client, ns string) state {
+	t.Helper()
+	ctx := context.Background()
+	got := state{}
+	for _, k := range rdb.Keys(ctx, ns+":*").Val() {
+		if rdb.Type(ctx, k).Val() != "string" {
+			continue
+		}
+		got[k] = keyState{Value: rdb.Get(ctx, k).Val(), TTL: rdb.PTTL(ctx, k).Val() > 0}
+	}
+	return got
+}
+
+func ver(v int64) string { return formatVersion(v) }
+
+func TestWriteScript(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMicro(1000)
+	tests := []struct {
+		name        string
+		in          func(k Keys) state
+		op          op.Op
+		wantVersion int64
+		want        func(k Keys) state
+	}{
+		{
+			name:        "put on an empty key takes the time as version",
+			in:          func(k Keys) state { return state{} },
+			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{"a":1}`)},
+			wantVersion: 1000,
+			want: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "D" + ver(1000) + `{"a":1}`}, k.Clock(0): {Value: ver(1000)}}
+			},
+		},
+		{
+			name:        "a clock ahead of the time wins",
+			in:          func(k Keys) state { return state{k.Clock(0): {Value: ver(5000)}} },
+			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)},
+			wantVersion: 5001,
+			want: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "D" + ver(5001) + `{}`}, k.Clock(0): {Value: ver(5001)}}
+			},
+		},
+		{
+			name: "put over a clean value clears its TTL",
+			in: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "C" + ver(10) + `{"old":1}`, TTL: true}, k.Clock(0): {Value: ver(10)}}
+			},
+			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{"new":1}`)},
+			wantVersion: 1000,
+			want: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "D" + ver(1000) + `{"new":1}`}, k.Clock(0): {Value: ver(1000)}}
+			},
+		},
+		{
+			name: "delete leaves a dirty tombstone without TTL",
+			in: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "C" + ver(10) + `{}`, TTL: true}}
+			},
+			op:          op.Op{Kind: op.Delete, Entity: "user", ID: "1"},
+			wantVersion: 1000,
+			want: func(k Keys) state {
+				return state{k.Value(0, "user", "1"): {Value: "T" + ver(1000)}, k.Clock(0): {Value: ver(1000)}}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rdb, ns := testenv.Redis(t)
+			q := New(rdb, ns, 1)
+			load(t, rdb, tt.in(q.Keys()))
+			versions, errs := q.Write(context.Background(), []op.Op{tt.op}, now)
+			if errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if versions[0] != tt.wantVersion {
+				t.Errorf("version = %d, want %d", versions[0], tt.wantVersion)
+			}
+			if diff := cmp.Diff(tt.want(q.Keys()), dump(t, rdb, ns)); diff != "" {
+				t.Errorf("state mismatch (-want +got):\n%s", diff)
+			}
+			msgs := rdb.XRange(context.Background(), q.Keys().Stream(0), "-", "+").Val()
+			if len(msgs) != 1 {
+				t.Fatalf("%d stream entries, want 1", len(msgs))
+			}
+			got, err := DecodeEntry(msgs[0].Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.op
+			want.Version = tt.wantVersion
+			if want.Kind == op.Delete {
+				want.Data = nil
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("stream entry mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestWritePipelinedVersionsIncreasePerPartition(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	q := New(rdb, ns, 1)
+	ops := make([]op.Op, 50)
+	for i := range ops {
+		ops[i] = op.Op{Kind: op.Put, Entity: "user", ID: "same", Data: []byte(`{}`)}
+	}
+	// The clock goes back between the two calls: versions must not.
+	first, errs := q.Write(context.Background(), ops, time.UnixMicro(2000))
+	second, errs2 := q.Write(context.Background(), ops[:1], time.UnixMicro(1000))
+	all := append(first, second...)
+	for i, err := range append(errs, errs2...) {
+		if err != nil {
+			t.Fatalf("op %d: %v", i, err)
+		}
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i] <= all[i-1] {
+			t.Fatalf("version %d = %d after %d", i, all[i], all[i-1])
+		}
+	}
+}
+
+func TestWriteReloadsScriptsRedisForgot(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	q := New(rdb, ns, 2)
+	ops := []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}, {Kind: op.Delete, Entity: "user", ID: "2"}}
+	// SCRIPT FLUSH is what a restarted or failed-over Redis looks like.
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, errs := q.Write(context.Background(), ops, time.Now())
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("op %d after SCRIPT FLUSH: %v", i, err)
+		}
+	}
+}
+
+func TestAckScript(t *testing.T) {
+	t.Parallel()
+	const flushed = 100
+	tests := []struct {
+		name string
+		in   string
+		want keyState
+		gone bool
+	}{
+		{name: "dirty at the flushed version turns clean with TTL", in: "D" + ver(flushed) + `{}`, want: keyState{Value: "C" + ver(flushed) + `{}`, TTL: true}},
+		{name: "dirty at a newer version stays dirty", in: "D" + ver(flushed+1) + `{"new":1}`, want: keyState{Value: "D" + ver(flushed+1) + `{"new":1}`}},
+		{name: "tombstone at the flushed version turns clean", in: "T" + ver(flushed), want: keyState{Value: "X" + ver(flushed), TTL: true}},
+		{name: "newer tombstone stays dirty", in: "T" + ver(flushed+5), want: keyState{Value: "T" + ver(flushed+5)}},
+		{name: "missing key stays missing", gone: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb, ns := testenv.Redis(t)
+			q := New(rdb, ns, 1)
+			key := q.Keys().Value(0, "user", "1")
+			if !tt.gone {
+				load(t, rdb, state{key: {Value: tt.in}})
+			}
+			if err := q.EnsureGroup(ctx, "g"); err != nil {
+				t.Fatal(err)
+			}
+			id := rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.Keys().Stream(0), Values: []string{"k", "p"}}).Val()
+			if _, err := q.Read(ctx, 0, "g", "c", ">", 10, 10*time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			flushedOp := op.Op{Kind: op.Put, Entity: "user", ID: "1", Version: flushed}
+			if err := q.Ack(ctx, 0, "g", []string{id}, []op.Op{flushedOp}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			got := dump(t, rdb, ns)
+			want := state{}
+			if !tt.gone {
+				want[key] = tt.want
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("state mismatch (-want +got):\n%s", diff)
+			}
+			if st, err := q.State(ctx, 0, "g"); err != nil || st.Pending != 0 {
+				t.Errorf("after ack: %+v, %v; want nothing pending", st, err)
+			}
+		})
+	}
+}
+
+func TestCheckPartitions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	if err := New(rdb, ns, 4).CheckPartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(rdb, ns, 4).CheckPartitions(ctx); err != nil {
+		t.Fatalf("same count again: %v", err)
+	}
+	if err := New(rdb, ns, 8).CheckPartitions(ctx); !errors.Is(err, ErrPartitionMismatch) {
+		t.Fatalf("a different partition count: err = %v, want ErrPartitionMismatch", err)
+	}
+}
+
+func TestParseCachedRejectsForeignValues(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "hello", "Z" + ver(1), "D12345678901234567x{}"} {
+		if _, err := parseCached(s); err == nil {
+			t.Errorf("parseCached(%q) accepted", s)
+		}
+	}
+}
