@@ -1,0 +1,59 @@
+package writebehind
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Setenv("WB_CONSUMER", "me")
+	cfg, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Partitions != 16 || cfg.Namespace != "wb" || cfg.Entities.String() != "session=sessions,user=users" || cfg.Consumer != "me" {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+func TestLoadConfigNamesTheBadVariable(t *testing.T) {
+	tests := []struct{ name, value string }{
+		{"WB_PARTITIONS", "abc"},
+		{"WB_PARTITIONS", "0"},
+		{"WB_BATCH_SIZE", "-1"},
+		{"WB_CLAIM_MIN_IDLE", "soon"},
+		{"WB_CLAIM_MIN_IDLE", "10ms"},
+		{"WB_CLEAN_TTL", "-1s"},
+		{"WB_ENTITIES", "user"},
+		{"WB_ENTITIES", "User=users"},
+		{"WB_ENTITIES", "user=users;drop"},
+		{"WB_ENTITIES", "user=a,user=b"},
+		{"WB_NAMESPACE", "a{b}"},
+		{"WB_LOG_LEVEL", "loud"},
+		{"WB_MAX_ID_BYTES", "0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			t.Setenv(tt.name, tt.value)
+			_, err := LoadConfig()
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("err = %v, want ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), tt.name) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q does not name %s on one line", err, tt.name)
+			}
+		})
+	}
+}
+
+func TestEntitiesRoundTrip(t *testing.T) {
+	t.Parallel()
+	var e Entities
+	if err := e.Decode(" user = app.users , session=sessions,"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.String(); got != "session=sessions,user=app.users" {
+		t.Fatalf("String() = %q", got)
+	}
+}
