@@ -138,11 +138,26 @@ func (f *Flusher) idle(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// partition is the loop of one partition: this consumer's own pending
-// entries first (left by an earlier run of it), then new entries, and on a
-// ticker the entries other consumers left idle.
+// partition flushes one partition. Reading runs one batch ahead of
+// flushing, so the next batch is in hand while PostgreSQL commits this one.
 func (f *Flusher) partition(ctx context.Context, p int) {
 	log := f.opt.Log.With().Int("partition", p).Logger()
+	batches := make(chan []queue.Entry, 1)
+	go func() {
+		defer close(batches)
+		f.fetch(ctx, p, batches, log)
+	}()
+	// Batches already read are flushed even after ctx is cancelled: they
+	// are the batches in hand.
+	for entries := range batches {
+		f.flush(ctx, p, entries, log)
+	}
+}
+
+// fetch reads batches of partition p until ctx is cancelled: this
+// consumer's own pending entries first (left by an earlier run of it), then
+// new entries, and on a ticker the entries other consumers left idle.
+func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry, log zerolog.Logger) {
 	retry := newBackoff()
 	read := func(after string) []queue.Entry {
 		entries, err := f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, f.opt.BatchSize, f.opt.Block)
@@ -163,7 +178,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 		if len(entries) == 0 {
 			break
 		}
-		f.flush(ctx, p, entries, log)
+		batches <- entries
 		after = entries[len(entries)-1].ID
 	}
 
@@ -177,7 +192,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 			if len(claimed) > 0 {
 				f.opt.Metrics.Claimed(len(claimed))
 				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Msg("reclaimed idle entries")
-				f.flush(ctx, p, claimed, log)
+				batches <- claimed
 			}
 			cursor = next
 			if cursor == "0-0" || err != nil {
@@ -185,7 +200,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 			}
 		}
 		if entries := read(">"); len(entries) > 0 {
-			f.flush(ctx, p, entries, log)
+			batches <- entries
 		}
 	}
 }

@@ -48,6 +48,9 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	if err != nil {
 		t.Fatalf("parse redis url: %v", err)
 	}
+	// Room for a flusher's blocking read on every partition, as the
+	// flusher command sizes its own pool.
+	opts.PoolSize = 128
 	rdb := redis.NewClient(opts)
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {
