@@ -13,8 +13,11 @@ test: services
 demo: services
 	scripts/demo.sh
 
+# Flush throughput against its ceiling (one run each: every run is 200k ops),
+# then the writer at concurrency 32.
 bench: services
-	$(GO) test -run '^$$' -bench . -benchtime=1x -timeout 30m ./...
+	$(GO) test -run '^$$' -bench Flush -benchtime=1x -timeout 30m ./internal/flusher/
+	$(GO) test -run '^$$' -bench Load -benchtime=1x -timeout 10m ./cmd/writer/
 
 build:
 	$(GO) build -o bin/ ./cmd/...
