@@ -233,3 +233,6 @@ func (q *Queue) describe(ctx context.Context, p int, page []redis.XPendingExt) (
 	}
 	return out, nil
 }
+
+// Ping checks that Redis answers, for readiness probes.
+func (q *Queue) Ping(ctx context.Context) error { return q.rdb.Ping(ctx).Err() }
