@@ -232,10 +232,11 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
-		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Msg("flushing batch failed; retrying")
+		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).
+			Msg("flushing batch failed; retrying")
 	})
 	if err != nil {
-		log.Error().Err(err).Int("entries", len(ids)).Msg("batch not flushed; left pending")
+		log.Error().Err(err).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).Msg("batch not flushed; left pending")
 		return
 	}
 	var changed int64

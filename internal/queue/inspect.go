@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -236,3 +238,21 @@ func (q *Queue) describe(ctx context.Context, p int, page []redis.XPendingExt) (
 
 // Ping checks that Redis answers, for readiness probes.
 func (q *Queue) Ping(ctx context.Context) error { return q.rdb.Ping(ctx).Err() }
+
+// StoredPartitions returns the partition count the namespace was created
+// with; ok is false when none is stored yet. Unlike CheckPartitions it
+// stores nothing.
+func (q *Queue) StoredPartitions(ctx context.Context) (n int, ok bool, err error) {
+	s, err := q.rdb.HGet(ctx, q.keys.Meta(), "partitions").Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read partition count: %w", err)
+	}
+	n, err = strconv.Atoi(s)
+	if err != nil {
+		return 0, false, fmt.Errorf("read partition count %q: %w", s, err)
+	}
+	return n, true, nil
+}

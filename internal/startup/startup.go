@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -37,7 +38,7 @@ func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
 		level = zerolog.InfoLevel
 	}
 	var out io.Writer = w
-	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+	if isatty.IsTerminal(w.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
