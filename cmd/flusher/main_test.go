@@ -22,9 +22,9 @@ import (
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
-// flusherBin is the command built once for the tests that run it as a
-// process.
-var flusherBin string
+// flusherBin and writerBin are the commands, built once for the tests that
+// run them as processes.
+var flusherBin, writerBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "flusher-test-")
@@ -33,8 +33,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	flusherBin = filepath.Join(dir, "flusher")
-	if out, err := exec.Command("go", "build", "-o", flusherBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build flusher: %v\n%s", err, out)
+	writerBin = filepath.Join(dir, "writer")
+	if out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../writer").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build commands: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -53,13 +54,19 @@ func environ(env ...string) []string {
 	return append(out, env...)
 }
 
-// runFlusher runs the command to its end and returns its exit code and
+// runFlusher runs the flusher to its end and returns its exit code and
 // output.
 func runFlusher(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runBin(t, flusherBin, env, args...)
+}
+
+// runBin runs a command to its end and returns its exit code and output.
+func runBin(t *testing.T, bin string, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, flusherBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = environ(env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -68,7 +75,7 @@ func runFlusher(t *testing.T, env []string, args ...string) (code int, stdout, s
 		return ee.ExitCode(), out.String(), errOut.String()
 	}
 	if err != nil {
-		t.Fatalf("flusher %v: %v", args, err)
+		t.Fatalf("%s %v: %v", filepath.Base(bin), args, err)
 	}
 	return 0, out.String(), errOut.String()
 }
@@ -264,14 +271,23 @@ var badVariables = []struct{ name, value string }{
 	{"WB_METRICS_ADDR", ":http-alt"},
 }
 
+// TestConfigErrors runs both commands with each bad variable.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	for _, bad := range badVariables {
-		for _, args := range [][]string{{"run"}, {"inspect"}} {
-			code, _, stderr := runFlusher(t, []string{bad.name + "=" + bad.value}, args...)
+		for _, run := range []struct {
+			bin  string
+			args []string
+		}{
+			{flusherBin, []string{"run"}},
+			{flusherBin, []string{"inspect"}},
+			{writerBin, []string{"put", "user", "1", "{}"}},
+			{writerBin, []string{"get", "user", "1"}},
+		} {
+			code, _, stderr := runBin(t, run.bin, []string{bad.name + "=" + bad.value}, run.args...)
 			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, bad.name+":") {
-				t.Errorf("flusher %s with %s=%q: exit %d, stderr %q; want exit 2 and one line naming %s",
-					args[0], bad.name, bad.value, code, stderr, bad.name)
+				t.Errorf("%s %s with %s=%q: exit %d, stderr %q; want exit 2 and one line naming %s",
+					filepath.Base(run.bin), run.args[0], bad.name, bad.value, code, stderr, bad.name)
 			}
 		}
 	}
