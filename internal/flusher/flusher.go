@@ -176,7 +176,7 @@ func (f *Flusher) partition(ctx context.Context, p int) {
 			}
 			if len(claimed) > 0 {
 				f.opt.Metrics.Claimed(len(claimed))
-				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Msg("reclaimed idle entries")
+				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Str("last", claimed[len(claimed)-1].ID).Msg("reclaimed idle entries")
 				f.flush(ctx, p, claimed, log)
 			}
 			cursor = next
