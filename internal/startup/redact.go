@@ -45,3 +45,53 @@ func RedactURL(s string) string {
 	}
 	return u.String()
 }
+
+// queryPassword is a password given as a URL query parameter.
+var queryPassword = regexp.MustCompile(`(?i)[?&][a-z]*password=([^&#]*)`)
+
+// secrets returns the passwords a connection URL or string holds, as
+// written in it.
+func secrets(raw string) []string {
+	var out []string
+	if i := strings.Index(raw, "://"); i >= 0 {
+		rest := raw[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				out = append(out, pw)
+			}
+		}
+		for _, m := range queryPassword.FindAllStringSubmatch(raw, -1) {
+			out = append(out, m[1])
+		}
+	} else {
+		for _, m := range dsnPassword.FindAllStringSubmatch(raw, -1) {
+			out = append(out, strings.Trim(m[2], "'"))
+		}
+	}
+	return out
+}
+
+// redactedError is an error whose message had the passwords removed.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// RedactError returns err with every password of the connection string raw
+// removed from its message (url.Parse, for one, quotes the whole URL in its
+// errors). errors.Is and errors.As still see err.
+func RedactError(err error, raw string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, s := range secrets(raw) {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, redacted)
+		}
+	}
+	return &redactedError{msg: msg, err: err}
+}

@@ -49,7 +49,7 @@ func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
 func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("WB_REDIS_URL: %w", err)
+		return nil, fmt.Errorf("WB_REDIS_URL: %w", RedactError(err, cfg.RedisURL))
 	}
 	if poolSize > 0 {
 		opts.PoolSize = poolSize
@@ -62,11 +62,11 @@ func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
 func Postgres(ctx context.Context, cfg writebehind.Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.PostgresURL)
 	if err != nil {
-		return nil, fmt.Errorf("WB_POSTGRES_URL: %w", err)
+		return nil, fmt.Errorf("WB_POSTGRES_URL: %w", RedactError(err, cfg.PostgresURL))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("postgres: %w", RedactError(err, cfg.PostgresURL))
 	}
 	return pool, nil
 }
