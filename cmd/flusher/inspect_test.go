@@ -127,16 +127,18 @@ func TestInspectAndPending(t *testing.T) {
 
 	// A flusher that cannot reach PostgreSQL reads one batch per partition
 	// and holds it, retrying; kill it there.
-	p := startFlusher(t, append(env, "WB_POSTGRES_URL=postgres://postgres@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1")...)
+	p := startFlusher(t, append(env, "WB_POSTGRES_URL=postgres://postgres:s3cret@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1")...)
 	eventually(t, "the flusher to hold 6 entries", func() bool {
 		a, err1 := q.Inspect(ctx, 0, "g")
 		b, err2 := q.Inspect(ctx, 1, "g")
-		return err1 == nil && err2 == nil && a.Pending == 3 && b.Pending == 3
+		return err1 == nil && err2 == nil && a.Pending == 3 && b.Pending == 3 &&
+			strings.Contains(p.logged(), `"first":"`+p0[0].ID+`"`)
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.exited
+	checkRetryLogged(t, p.logged(), p0[0].ID, p0[2].ID)
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.Keys().DeadLetter(1), Values: []string{"reason", "test"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -333,5 +335,41 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	<-p.exited
 	if p.err != nil {
 		t.Errorf("flusher after SIGTERM: %v", p.err)
+	}
+}
+
+// checkRetryLogged checks that the flusher logged the retries of partition
+// 0's batch with its entry ids, and never the PostgreSQL password.
+func checkRetryLogged(t *testing.T, log, first, last string) {
+	t.Helper()
+	if strings.Contains(log, "s3cret") {
+		t.Errorf("the log holds the password:\n%s", log)
+	}
+	found, redacted := false, false
+	for _, l := range strings.Split(log, "\n") {
+		var line struct {
+			Level     string `json:"level"`
+			Message   string `json:"message"`
+			Partition *int   `json:"partition"`
+			First     string `json:"first"`
+			Last      string `json:"last"`
+			Postgres  string `json:"postgres"`
+		}
+		if json.Unmarshal([]byte(l), &line) != nil {
+			continue
+		}
+		if line.Level == "warn" && line.Message == "flushing batch failed; retrying" && line.Partition != nil &&
+			*line.Partition == 0 && line.First == first && line.Last == last {
+			found = true
+		}
+		if strings.Contains(line.Postgres, ":xxxxx@") {
+			redacted = true
+		}
+	}
+	if !found {
+		t.Errorf("no warn line for the retry of partition 0 (%s to %s):\n%s", first, last, log)
+	}
+	if !redacted {
+		t.Errorf("no line with the redacted PostgreSQL URL:\n%s", log)
 	}
 }

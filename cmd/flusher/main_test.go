@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +89,16 @@ type process struct {
 	// exited is closed once it exited; err is its result.
 	exited chan struct{}
 	err    error
+
+	mu  sync.Mutex
+	log bytes.Buffer // its stderr so far
+}
+
+// logged returns what the process wrote to stderr so far.
+func (p *process) logged() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
 }
 
 // startFlusher starts `flusher run` with its metrics on a free port and
@@ -108,6 +119,10 @@ func startFlusher(t *testing.T, env ...string) *process {
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
+			p.mu.Lock()
+			p.log.Write(sc.Bytes())
+			p.log.WriteByte('\n')
+			p.mu.Unlock()
 			var line struct {
 				Addr    string `json:"addr"`
 				Message string `json:"message"`
@@ -119,7 +134,6 @@ func startFlusher(t *testing.T, env ...string) *process {
 				}
 			}
 		}
-		_, _ = io.Copy(io.Discard, stderr)
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
