@@ -261,6 +261,10 @@ func TestUsageErrors(t *testing.T) {
 // badVariables are values each configuration variable refuses.
 var badVariables = []struct{ name, value string }{
 	{"WB_REDIS_URL", ""},
+	{"WB_REDIS_URL", "http://redis:6379"},
+	{"WB_REDIS_URL", "redis://:s3cret@redis:port/0"},
+	{"WB_POSTGRES_URL", "postgres://wb:s3cret@db/app?sslmode=nonsense"},
+	{"WB_POSTGRES_URL", "host=db password=s3cret port=many"},
 	{"WB_POSTGRES_URL", ""},
 	{"WB_NAMESPACE", "has space"},
 	{"WB_NAMESPACE", ""},
@@ -299,8 +303,8 @@ func TestConfigErrors(t *testing.T) {
 			{writerBin, []string{"get", "user", "1"}},
 		} {
 			code, _, stderr := runBin(t, run.bin, []string{bad.name + "=" + bad.value}, run.args...)
-			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, bad.name+":") {
-				t.Errorf("%s %s with %s=%q: exit %d, stderr %q; want exit 2 and one line naming %s",
+			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, bad.name+":") || strings.Contains(stderr, "s3cret") {
+				t.Errorf("%s %s with %s=%q: exit %d, stderr %q; want exit 2 and one line naming %s and no password",
 					filepath.Base(run.bin), run.args[0], bad.name, bad.value, code, stderr, bad.name)
 			}
 		}

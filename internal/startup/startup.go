@@ -23,6 +23,9 @@ const ExitUsage = 2
 // variable and exits with ExitUsage.
 func Config(name string) writebehind.Config {
 	cfg, err := writebehind.LoadConfig()
+	if err == nil {
+		err = checkURLs(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(ExitUsage)
