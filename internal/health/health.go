@@ -78,7 +78,8 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Addr is the bound address (with the real port when Addr asked for 0).
+// Addr is the bound address (with the real port when Options.Addr asked for
+// port 0); call it after Start.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // ShuttingDown makes /readyz fail from now on, so no new work is routed to
