@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -57,6 +58,9 @@ type Config struct {
 	MaxValueBytes int `envconfig:"MAX_VALUE_BYTES" default:"1048576" desc:"largest value accepted, in bytes"`
 	// LogLevel is the zerolog level of the commands.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"log level: trace, debug, info, warn, error"`
+	// MetricsAddr is where `flusher run` serves /metrics, /healthz and
+	// /readyz; empty disables the server.
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz, /readyz (empty: off)"`
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -192,6 +196,11 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains([]string{"trace", "debug", "info", "warn", "error"}, c.LogLevel) {
 		return bad("LOG_LEVEL", "must be trace, debug, info, warn or error", fmt.Sprintf("%q", c.LogLevel))
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !validPort(port) {
+			return bad("METRICS_ADDR", "must be host:port or :port, or empty to disable", fmt.Sprintf("%q", c.MetricsAddr))
+		}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -27,8 +28,13 @@ commands:
   run       flush the partition streams into PostgreSQL until SIGTERM (default)
   migrate   create the entity tables if they are missing
   drain     flush until nothing is undelivered or pending, print a summary, exit
+  inspect [--json]
+            per partition: length, last id, lag, pending, oldest pending,
+            dead letters; per consumer: pending and idle (reads only)
+  pending [--partition P] [--consumer C] [--min-idle D] [--limit N] [--json]
+            the pending entries with the document of each op (reads only)
 
-Configuration comes from WB_ environment variables (see the README).
+Configuration comes from WB_ environment variables (flusher --help lists them).
 `
 
 func main() {
@@ -42,8 +48,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "run", "migrate", "drain":
+	case "inspect":
+		return inspect(args[1:], stdout, stderr)
+	case "pending":
+		return pending(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		startup.Usage(stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "flusher: unknown command %q\n%s", cmd, usage)
@@ -91,6 +101,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
+	var m *metrics.Flusher
+	if cmd == "run" {
+		var stopServer func()
+		if m, stopServer, err = serveOps(ctx, cfg, q, s, log); err != nil {
+			log.Error().Err(err).Msg("flusher cannot start")
+			return 1
+		}
+		defer stopServer()
+	}
 	f := flusher.New(q, s, flusher.Options{
 		Group:         cfg.Group,
 		Consumer:      cfg.Consumer,
@@ -99,6 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ClaimInterval: cfg.ClaimInterval,
 		CleanTTL:      cfg.CleanTTL,
 		Log:           log,
+		Metrics:       m,
 	})
 
 	if cmd == "drain" {
@@ -115,7 +135,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).Msg("flusher running")
+	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
+		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
 	if err := f.Run(ctx); err != nil {
 		log.Error().Err(err).Msg("flusher failed")
 		return 1

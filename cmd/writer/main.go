@@ -28,7 +28,7 @@ commands:
   load [flags]           generate puts and print throughput and latency
                          (--entity E --ops N --keys K --concurrency C --value-bytes B)
 
-Configuration comes from WB_ environment variables (see the README).
+Configuration comes from WB_ environment variables (writer --help lists them).
 `
 
 // errUsage marks an error in the command line: exit 2 and show the usage.
@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		startup.Usage(stdout, usage)
 		return 0
 	case "put":
 		err = put(ctx, rest, stdout)

@@ -191,7 +191,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry
 			}
 			if len(claimed) > 0 {
 				f.opt.Metrics.Claimed(len(claimed))
-				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Msg("reclaimed idle entries")
+				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Str("last", claimed[len(claimed)-1].ID).Msg("reclaimed idle entries")
 				batches <- claimed
 			}
 			cursor = next
@@ -247,10 +247,11 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
-		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Msg("flushing batch failed; retrying")
+		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).
+			Msg("flushing batch failed; retrying")
 	})
 	if err != nil {
-		log.Error().Err(err).Int("entries", len(ids)).Msg("batch not flushed; left pending")
+		log.Error().Err(err).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).Msg("batch not flushed; left pending")
 		return
 	}
 	var changed int64

@@ -31,3 +31,7 @@ func (k Keys) Clock(p int) string { return k.prefix(p) + "clock" }
 
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
+
+// DeadLetter is the partition's dead-letter stream: ops that can never be
+// written, with the reason.
+func (k Keys) DeadLetter(p int) string { return k.prefix(p) + "dlq" }

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -22,6 +23,9 @@ const ExitUsage = 2
 // variable and exits with ExitUsage.
 func Config(name string) writebehind.Config {
 	cfg, err := writebehind.LoadConfig()
+	if err == nil {
+		err = checkURLs(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(ExitUsage)
@@ -37,7 +41,7 @@ func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
 		level = zerolog.InfoLevel
 	}
 	var out io.Writer = w
-	if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+	if isatty.IsTerminal(w.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
@@ -48,7 +52,7 @@ func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
 func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("WB_REDIS_URL: %w", err)
+		return nil, fmt.Errorf("WB_REDIS_URL: %w", RedactError(err, cfg.RedisURL))
 	}
 	if poolSize > 0 {
 		opts.PoolSize = poolSize
@@ -61,11 +65,11 @@ func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
 func Postgres(ctx context.Context, cfg writebehind.Config) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(cfg.PostgresURL)
 	if err != nil {
-		return nil, fmt.Errorf("WB_POSTGRES_URL: %w", err)
+		return nil, fmt.Errorf("WB_POSTGRES_URL: %w", RedactError(err, cfg.PostgresURL))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, fmt.Errorf("postgres: %w", RedactError(err, cfg.PostgresURL))
 	}
 	return pool, nil
 }

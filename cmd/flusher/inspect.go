@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"slices"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/startup"
+)
+
+// errUsage marks a command-line mistake: exit 2 with the usage.
+var errUsage = errors.New("usage")
+
+// inspectReport is what `flusher inspect --json` prints.
+type inspectReport struct {
+	Group      string                `json:"group"`
+	Partitions []queue.PartitionInfo `json:"partitions"`
+	Consumers  []consumerTotal       `json:"consumers"`
+	Totals     inspectTotals         `json:"totals"`
+}
+
+// consumerTotal is one consumer over every partition: what it holds, and
+// the time since it last touched any partition.
+type consumerTotal struct {
+	Name    string        `json:"name"`
+	Pending int64         `json:"pending"`
+	Idle    time.Duration `json:"idle_ns"`
+}
+
+type inspectTotals struct {
+	Length           int64         `json:"length"`
+	Lag              int64         `json:"lag"`
+	Pending          int64         `json:"pending"`
+	OldestPendingAge time.Duration `json:"oldest_pending_age_ns"`
+	DeadLetters      int64         `json:"dead_letters"`
+}
+
+// inspect prints the group's state on every partition. It only reads.
+func inspect(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return usageError(stderr, "inspect", err)
+	}
+	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, group string) error {
+		infos, err := q.InspectAll(ctx, group)
+		if err != nil {
+			return err
+		}
+		rep := summarize(group, infos)
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(rep)
+		}
+		return writeInspect(stdout, rep)
+	})
+}
+
+func summarize(group string, infos []queue.PartitionInfo) inspectReport {
+	rep := inspectReport{Group: group, Partitions: infos, Consumers: []consumerTotal{}}
+	byName := map[string]int{}
+	for _, in := range infos {
+		rep.Totals.Length += in.Length
+		rep.Totals.Lag += in.Lag
+		rep.Totals.Pending += in.Pending
+		rep.Totals.DeadLetters += in.DeadLetters
+		rep.Totals.OldestPendingAge = max(rep.Totals.OldestPendingAge, in.OldestPendingAge)
+		for _, c := range in.Consumers {
+			i, ok := byName[c.Name]
+			if !ok {
+				i = len(rep.Consumers)
+				byName[c.Name] = i
+				rep.Consumers = append(rep.Consumers, consumerTotal{Name: c.Name, Idle: c.Idle})
+			}
+			rep.Consumers[i].Pending += c.Pending
+			rep.Consumers[i].Idle = min(rep.Consumers[i].Idle, c.Idle)
+		}
+	}
+	slices.SortFunc(rep.Consumers, func(a, b consumerTotal) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return rep
+}
+
+func writeInspect(w io.Writer, rep inspectReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tLENGTH\tLAST-ID\tLAG\tPENDING\tOLDEST-PENDING\tAGE\tDEAD-LETTERS")
+	for _, in := range rep.Partitions {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%d\n", in.Partition, in.Length, orDash(in.LastID),
+			in.Lag, in.Pending, orDash(in.OldestPendingID), age(in.OldestPendingID != "", in.OldestPendingAge), in.DeadLetters)
+	}
+	t := rep.Totals
+	fmt.Fprintf(tw, "total\t%d\t\t%d\t%d\t\t%s\t%d\n", t.Length, t.Lag, t.Pending, age(t.Pending > 0, t.OldestPendingAge), t.DeadLetters)
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CONSUMER\tPENDING\tIDLE")
+	var pending int64
+	for _, c := range rep.Consumers {
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.Pending, roundDur(c.Idle))
+		pending += c.Pending
+	}
+	fmt.Fprintf(tw, "total\t%d\t\n", pending)
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func age(known bool, d time.Duration) string {
+	if !known {
+		return "-"
+	}
+	return roundDur(d).String()
+}
+
+// roundDur keeps durations readable: milliseconds below a minute, seconds
+// above.
+func roundDur(d time.Duration) time.Duration {
+	if d < time.Minute {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// parseFlags parses a subcommand's flags and refuses positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// usageError prints a one-line error and the usage, and returns the exit
+// code of a command-line mistake.
+func usageError(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "flusher %s: %v\n%s", cmd, err, usage)
+	return startup.ExitUsage
+}
+
+// withQueue runs an inspection against the configured namespace. It only
+// reads: no group, stream or partition count is created.
+func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Queue, string) error) int {
+	cfg := startup.Config("flusher")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rdb, err := startup.Redis(cfg, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
+		return 1
+	}
+	defer rdb.Close()
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	if stored, ok, err := q.StoredPartitions(ctx); err != nil {
+		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
+		return 1
+	} else if ok && stored != cfg.Partitions {
+		fmt.Fprintf(stderr, "flusher %s: %v: WB_PARTITIONS is %d, Redis holds %d\n", cmd, queue.ErrPartitionMismatch, cfg.Partitions, stored)
+		return 1
+	}
+	if err := fn(ctx, q, cfg.Group); err != nil {
+		if errors.Is(err, errUsage) {
+			return usageError(stderr, cmd, err)
+		}
+		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}

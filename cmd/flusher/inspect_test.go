@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// table splits tabwriter output into its cells, checking the layout: every
+// cell starts where its column's header starts. The last column of a row
+// runs to the end of the line.
+func table(t *testing.T, lines []string) [][]string {
+	t.Helper()
+	header := lines[0]
+	var starts []int
+	for i := range header {
+		if header[i] != ' ' && (i == 0 || header[i-1] == ' ') {
+			starts = append(starts, i)
+		}
+	}
+	rows := make([][]string, len(lines))
+	for r, line := range lines {
+		for c, s := range starts {
+			if s > 0 && len(line) > s && line[s-1] != ' ' {
+				t.Errorf("line %q: column %d does not start at %d", line, c, s)
+			}
+			end := len(line)
+			if c+1 < len(starts) && starts[c+1] < end {
+				end = starts[c+1]
+			}
+			cell := ""
+			if s < len(line) {
+				cell = strings.TrimSpace(line[s:end])
+			}
+			rows[r] = append(rows[r], cell)
+		}
+	}
+	return rows
+}
+
+// blankVarying replaces the cells that depend on time with "~" once
+// checked to be durations.
+func blankVarying(t *testing.T, rows [][]string, cols ...int) {
+	t.Helper()
+	for _, row := range rows[1:] {
+		for _, c := range cols {
+			if row[c] == "" || row[c] == "-" {
+				continue
+			}
+			if _, err := time.ParseDuration(row[c]); err != nil {
+				t.Errorf("cell %q of %q is not a duration", row[c], row)
+			}
+			row[c] = "~"
+		}
+	}
+}
+
+// TestInspectAndPending builds a real state, ops written with no flusher
+// and then a flusher killed while it held a batch it could not write, and
+// checks what the commands print about it.
+func TestInspectAndPending(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	q := queue.New(rdb, ns, 2)
+	env := []string{"WB_REDIS_URL=" + testenv.RedisURL(), "WB_NAMESPACE=" + ns, "WB_PARTITIONS=2", "WB_GROUP=g", "WB_CONSUMER=f1", "WB_BATCH_SIZE=3"}
+
+	// Five ops on partition 0 and three on partition 1.
+	var ops []op.Op
+	for i, n0, n1 := 0, 0, 0; n0+n1 < 8; i++ {
+		id := strconv.Itoa(i)
+		switch p := q.Partition("user", id); {
+		case p == 0 && n0 < 5:
+			n0++
+		case p == 1 && n1 < 3:
+			n1++
+		default:
+			continue
+		}
+		ops = append(ops, op.Op{Kind: op.Put, Entity: "user", ID: id, Data: []byte(`{"n":1}`)})
+	}
+	if _, errs := q.Write(ctx, ops, time.Now()); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	entries := func(p int) []redis.XMessage {
+		msgs, err := rdb.XRange(ctx, q.Keys().Stream(p), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	p0, p1 := entries(0), entries(1)
+	if len(p0) != 5 || len(p1) != 3 {
+		t.Fatalf("partitions hold %d and %d entries, want 5 and 3", len(p0), len(p1))
+	}
+	idOf := func(m redis.XMessage) string { return m.Values["i"].(string) }
+
+	// No flusher ran yet: everything is lag.
+	code, stdout, stderr := runFlusher(t, env, "inspect")
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	got := table(t, lines[:4])
+	want := [][]string{
+		{"PARTITION", "LENGTH", "LAST-ID", "LAG", "PENDING", "OLDEST-PENDING", "AGE", "DEAD-LETTERS"},
+		{"0", "5", p0[4].ID, "5", "0", "-", "-", "0"},
+		{"1", "3", p1[2].ID, "3", "0", "-", "-", "0"},
+		{"total", "8", "", "8", "0", "", "-", "0"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("inspect before any flusher (-want +got):\n%s", diff)
+	}
+
+	// A flusher that cannot reach PostgreSQL reads one batch per partition
+	// and holds it, retrying; kill it there.
+	p := startFlusher(t, append(env, "WB_POSTGRES_URL=postgres://postgres:s3cret@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1")...)
+	eventually(t, "the flusher to hold 6 entries", func() bool {
+		a, err1 := q.Inspect(ctx, 0, "g")
+		b, err2 := q.Inspect(ctx, 1, "g")
+		return err1 == nil && err2 == nil && a.Pending == 3 && b.Pending == 3 &&
+			strings.Contains(p.logged(), `"first":"`+p0[0].ID+`"`)
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	checkRetryLogged(t, p.logged(), p0[0].ID, p0[2].ID)
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.Keys().DeadLetter(1), Values: []string{"reason", "test"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	code, stdout, stderr = runFlusher(t, env, "inspect")
+	if code != 0 {
+		t.Fatalf("inspect: exit %d: %s", code, stderr)
+	}
+	lines = strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 8 || lines[4] != "" {
+		t.Fatalf("inspect printed:\n%s", stdout)
+	}
+	got = table(t, lines[:4])
+	blankVarying(t, got, 6)
+	want = [][]string{
+		{"PARTITION", "LENGTH", "LAST-ID", "LAG", "PENDING", "OLDEST-PENDING", "AGE", "DEAD-LETTERS"},
+		{"0", "5", p0[4].ID, "2", "3", p0[0].ID, "~", "0"},
+		{"1", "3", p1[2].ID, "0", "3", p1[0].ID, "~", "1"},
+		{"total", "8", "", "2", "6", "", "~", "1"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("inspect (-want +got):\n%s", diff)
+	}
+	got = table(t, lines[5:])
+	blankVarying(t, got, 2)
+	want = [][]string{
+		{"CONSUMER", "PENDING", "IDLE"},
+		{"f1", "6", "~"},
+		{"total", "6", ""},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("inspect consumers (-want +got):\n%s", diff)
+	}
+
+	code, stdout, _ = runFlusher(t, env, "inspect", "--json")
+	var rep inspectReport
+	if err := json.Unmarshal([]byte(stdout), &rep); code != 0 || err != nil {
+		t.Fatalf("inspect --json: exit %d, %v: %s", code, err, stdout)
+	}
+	if rep.Totals.Pending != 6 || rep.Totals.Lag != 2 || rep.Totals.DeadLetters != 1 || len(rep.Partitions) != 2 ||
+		len(rep.Consumers) != 1 || rep.Consumers[0].Pending != 6 || rep.Partitions[1].OldestPendingID != p1[0].ID {
+		t.Errorf("inspect --json: %+v", rep)
+	}
+
+	row := func(part int, m redis.XMessage) []string {
+		return []string{strconv.Itoa(part), m.ID, "f1", "~", "1", "user", idOf(m)}
+	}
+	header := []string{"PARTITION", "ENTRY", "CONSUMER", "IDLE", "DELIVERIES", "ENTITY", "ID"}
+	for _, tc := range []struct {
+		args []string
+		want [][]string
+	}{
+		{nil, [][]string{header, row(0, p0[0]), row(0, p0[1]), row(0, p0[2]), row(1, p1[0]), row(1, p1[1]), row(1, p1[2])}},
+		{[]string{"--partition", "1"}, [][]string{header, row(1, p1[0]), row(1, p1[1]), row(1, p1[2])}},
+		{[]string{"--limit", "4"}, [][]string{header, row(0, p0[0]), row(0, p0[1]), row(0, p0[2]), row(1, p1[0])}},
+		{[]string{"--consumer", "f1", "--limit", "2"}, [][]string{header, row(0, p0[0]), row(0, p0[1])}},
+		{[]string{"--consumer", "nobody"}, [][]string{header}},
+		{[]string{"--min-idle", "1h"}, [][]string{header}},
+	} {
+		code, stdout, stderr := runFlusher(t, env, append([]string{"pending"}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("pending %v: exit %d: %s", tc.args, code, stderr)
+		}
+		got := table(t, strings.Split(strings.TrimSuffix(stdout, "\n"), "\n"))
+		blankVarying(t, got, 3)
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("pending %v (-want +got):\n%s", tc.args, diff)
+		}
+	}
+
+	code, stdout, _ = runFlusher(t, env, "pending", "--json", "--partition", "0")
+	var listed []queue.PendingEntry
+	if err := json.Unmarshal([]byte(stdout), &listed); code != 0 || err != nil {
+		t.Fatalf("pending --json: exit %d, %v: %s", code, err, stdout)
+	}
+	var gotIDs []string
+	for _, e := range listed {
+		gotIDs = append(gotIDs, fmt.Sprintf("%s %s %s/%s %d", e.ID, e.Consumer, e.Entity, e.Key, e.Deliveries))
+	}
+	wantIDs := []string{
+		fmt.Sprintf("%s f1 user/%s 1", p0[0].ID, idOf(p0[0])),
+		fmt.Sprintf("%s f1 user/%s 1", p0[1].ID, idOf(p0[1])),
+		fmt.Sprintf("%s f1 user/%s 1", p0[2].ID, idOf(p0[2])),
+	}
+	if diff := cmp.Diff(wantIDs, gotIDs); diff != "" {
+		t.Errorf("pending --json (-want +got):\n%s", diff)
+	}
+
+	// Inspecting changed nothing: still pending with f1, delivered once.
+	after, err := q.Pending(ctx, 0, "g", queue.PendingFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 3 || after[0].Consumer != "f1" || after[0].Deliveries != 1 {
+		t.Errorf("after inspection: %+v", after)
+	}
+}
+
+// metricValue returns the value of one sample of a text exposition.
+func metricValue(t *testing.T, exposition, sample string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("sample %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Errorf("no sample %s in /metrics", sample)
+	return -1
+}
+
+// TestMetricsAfterWorkload flushes a known workload and checks what
+// /metrics says about it.
+func TestMetricsAfterWorkload(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	_, schema := testenv.Postgres(t)
+	const parts = 4
+	q := queue.New(rdb, ns, parts)
+	env := []string{
+		"WB_NAMESPACE=" + ns, "WB_PARTITIONS=" + strconv.Itoa(parts), "WB_GROUP=g", "WB_CONSUMER=f1",
+		"WB_ENTITIES=user=" + schema + ".users,session=" + schema + ".sessions",
+		"WB_POSTGRES_URL=" + testenv.PostgresURL(), "WB_REDIS_URL=" + testenv.RedisURL(),
+	}
+	if code, _, stderr := runFlusher(t, env, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, stderr)
+	}
+
+	// 9 ops on 5 keys, all written before the flusher starts, so each
+	// partition is read in one batch.
+	put := func(entity, id string) op.Op {
+		return op.Op{Kind: op.Put, Entity: entity, ID: id, Data: []byte(`{"x":1}`)}
+	}
+	ops := []op.Op{
+		put("user", "a"), put("user", "b"), put("user", "c"), put("user", "a"), put("user", "b"), put("user", "c"),
+		put("session", "x"), put("user", "d"), {Kind: op.Delete, Entity: "user", ID: "d"},
+	}
+	touched := map[int]bool{}
+	for _, o := range ops {
+		touched[q.Partition(o.Entity, o.ID)] = true
+	}
+	for _, err := range func() []error { _, errs := q.Write(ctx, ops, time.Now()); return errs }() {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p := startFlusher(t, env...)
+	eventually(t, "the workload to be flushed", func() bool {
+		_, body := get(t, p.addr, "/metrics")
+		return strings.Contains(body, "\nwritebehind_ops_read_total 9\n") &&
+			strings.Contains(body, fmt.Sprintf("\nwritebehind_batches_total %d\n", len(touched)))
+	})
+	code, body := get(t, p.addr, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	users := pgx.Identifier{schema, "users"}.Sanitize()
+	sessions := pgx.Identifier{schema, "sessions"}.Sanitize()
+	for sample, want := range map[string]float64{
+		"writebehind_ops_read_total":                                      9,
+		"writebehind_ops_coalesced_total":                                 4,
+		"writebehind_batches_total":                                       float64(len(touched)),
+		"writebehind_batch_duration_seconds_count":                        float64(len(touched)),
+		fmt.Sprintf("writebehind_rows_written_total{table=%q}", users):    4,
+		fmt.Sprintf("writebehind_rows_written_total{table=%q}", sessions): 1,
+		"writebehind_claimed_total":                                       0,
+		"writebehind_retries_total":                                       0,
+		"writebehind_dead_letters_total":                                  0,
+		"writebehind_queue_up":                                            1,
+	} {
+		if got := metricValue(t, body, sample); got != want {
+			t.Errorf("%s = %v, want %v", sample, got, want)
+		}
+	}
+	for part := range parts {
+		for _, gauge := range []string{"writebehind_lag", "writebehind_pending", "writebehind_oldest_pending_age_seconds", "writebehind_dead_letter_length"} {
+			if got := metricValue(t, body, fmt.Sprintf("%s{partition=\"%d\"}", gauge, part)); got != 0 {
+				t.Errorf("%s of partition %d = %v, want 0", gauge, part, got)
+			}
+		}
+	}
+	if code, _ := get(t, p.addr, "/readyz"); code != 200 {
+		t.Errorf("/readyz: %d, want 200", code)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	if p.err != nil {
+		t.Errorf("flusher after SIGTERM: %v", p.err)
+	}
+}
+
+// checkRetryLogged checks that the flusher logged the retries of partition
+// 0's batch with its entry ids, and never the PostgreSQL password.
+func checkRetryLogged(t *testing.T, log, first, last string) {
+	t.Helper()
+	if strings.Contains(log, "s3cret") {
+		t.Errorf("the log holds the password:\n%s", log)
+	}
+	found, redacted := false, false
+	for _, l := range strings.Split(log, "\n") {
+		var line struct {
+			Level     string `json:"level"`
+			Message   string `json:"message"`
+			Partition *int   `json:"partition"`
+			First     string `json:"first"`
+			Last      string `json:"last"`
+			Postgres  string `json:"postgres"`
+		}
+		if json.Unmarshal([]byte(l), &line) != nil {
+			continue
+		}
+		if line.Level == "warn" && line.Message == "flushing batch failed; retrying" && line.Partition != nil &&
+			*line.Partition == 0 && line.First == first && line.Last == last {
+			found = true
+		}
+		if strings.Contains(line.Postgres, ":xxxxx@") {
+			redacted = true
+		}
+	}
+	if !found {
+		t.Errorf("no warn line for the retry of partition 0 (%s to %s):\n%s", first, last, log)
+	}
+	if !redacted {
+		t.Errorf("no line with the redacted PostgreSQL URL:\n%s", log)
+	}
+}

@@ -1,0 +1,308 @@
+package configs
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/metrics"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// docs holds every YAML document and JSON file under configs/, by path.
+func docs(t *testing.T) map[string][]any {
+	t.Helper()
+	out := map[string][]any{}
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch filepath.Ext(path) {
+		case ".yml", ".yaml":
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			dec := yaml.NewDecoder(f)
+			for {
+				var doc any
+				err := dec.Decode(&doc)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Errorf("%s: %v", path, err)
+					break
+				}
+				if doc != nil {
+					out[path] = append(out[path], doc)
+				}
+			}
+			if len(out[path]) == 0 {
+				t.Errorf("%s holds no YAML document", path)
+			}
+		case ".json":
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			var doc any
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+			out[path] = []any{doc}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// at follows a path of map keys and list indexes through a decoded document.
+func at(doc any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := doc.(map[string]any)
+			if !ok {
+				return nil
+			}
+			doc = m[k]
+		case int:
+			l, ok := doc.([]any)
+			if !ok || k >= len(l) {
+				return nil
+			}
+			doc = l[k]
+		}
+	}
+	return doc
+}
+
+// kind returns the documents of a Kubernetes kind in a file.
+func kind(t *testing.T, all map[string][]any, path, k string) []any {
+	t.Helper()
+	var found []any
+	for _, d := range all[path] {
+		if at(d, "kind") == k {
+			found = append(found, d)
+		}
+	}
+	if len(found) == 0 {
+		t.Fatalf("%s has no %s", path, k)
+	}
+	return found
+}
+
+// variables returns the configuration's WB_ variables.
+func variables() map[string]bool {
+	vars := map[string]bool{}
+	rt := reflect.TypeFor[writebehind.Config]()
+	for i := range rt.NumField() {
+		if key := rt.Field(i).Tag.Get("envconfig"); key != "" {
+			vars["WB_"+key] = true
+		}
+	}
+	return vars
+}
+
+func TestFilesParse(t *testing.T) {
+	t.Parallel()
+	all := docs(t)
+	for _, want := range []string{
+		"docker-compose.yml", "k8s/config.yaml", "k8s/flusher.yaml", "k8s/migrate-job.yaml", "k8s/keda.yaml",
+		"prometheus/alerts.yml", "grafana/writebehind.json",
+	} {
+		if _, ok := all[want]; !ok {
+			t.Errorf("%s is missing or empty", want)
+		}
+	}
+}
+
+func TestEnvironmentVariablesExist(t *testing.T) {
+	t.Parallel()
+	vars := variables()
+	f, err := os.Open("example.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, _, ok := strings.Cut(line, "=")
+		if !ok || !vars[key] {
+			t.Errorf("example.env: %q is not a configuration variable", line)
+		}
+		seen++
+	}
+	if seen != len(vars) {
+		t.Errorf("example.env sets %d variables, the configuration has %d", seen, len(vars))
+	}
+
+	all := docs(t)
+	for k := range at(kind(t, all, "k8s/config.yaml", "ConfigMap")[0], "data").(map[string]any) {
+		if !vars[k] {
+			t.Errorf("k8s/config.yaml: ConfigMap key %s is not a configuration variable", k)
+		}
+	}
+}
+
+func TestKubernetes(t *testing.T) {
+	t.Parallel()
+	all := docs(t)
+	dep := kind(t, all, "k8s/flusher.yaml", "Deployment")[0]
+	spec := at(dep, "spec", "template", "spec")
+	// WB_SHUTDOWN_TIMEOUT defaults to 30s; the kubelet must wait longer.
+	if g, _ := at(spec, "terminationGracePeriodSeconds").(int); g <= 30 {
+		t.Errorf("terminationGracePeriodSeconds %v, want more than 30", at(spec, "terminationGracePeriodSeconds"))
+	}
+	c := at(spec, "containers", 0)
+	if p := at(c, "livenessProbe", "httpGet", "path"); p != "/healthz" {
+		t.Errorf("liveness probe on %v, want /healthz", p)
+	}
+	if p := at(c, "readinessProbe", "httpGet", "path"); p != "/readyz" {
+		t.Errorf("readiness probe on %v, want /readyz", p)
+	}
+	if at(c, "resources", "requests", "cpu") == nil || at(c, "resources", "requests", "memory") == nil {
+		t.Error("the flusher has no resource requests")
+	}
+	if at(c, "ports", 0, "containerPort") != 9090 {
+		t.Errorf("metrics port %v, want 9090 (WB_METRICS_ADDR)", at(c, "ports", 0, "containerPort"))
+	}
+	kind(t, all, "k8s/flusher.yaml", "PodDisruptionBudget")
+	if a := at(kind(t, all, "k8s/migrate-job.yaml", "Job")[0], "spec", "template", "spec", "containers", 0, "args", 0); a != "migrate" {
+		t.Errorf("migrate job runs %v", a)
+	}
+
+	// The KEDA triggers watch exactly the streams of the configured
+	// namespace and partitions.
+	cm := at(kind(t, all, "k8s/config.yaml", "ConfigMap")[0], "data")
+	n, err := strconv.Atoi(at(cm, "WB_PARTITIONS").(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := queue.NewKeys(at(cm, "WB_NAMESPACE").(string))
+	var want, got []string
+	for p := range n {
+		want = append(want, keys.Stream(p))
+	}
+	so := kind(t, all, "k8s/keda.yaml", "ScaledObject")[0]
+	for _, tr := range at(so, "spec", "triggers").([]any) {
+		if at(tr, "type") != "redis-streams" || at(tr, "metadata", "consumerGroup") != at(cm, "WB_GROUP") ||
+			at(tr, "metadata", "pendingEntriesCount") == nil {
+			t.Errorf("KEDA trigger %v", tr)
+		}
+		got = append(got, at(tr, "metadata", "stream").(string))
+	}
+	if !slices.Equal(want, got) {
+		t.Errorf("KEDA streams %q, want %q", got, want)
+	}
+}
+
+func TestCompose(t *testing.T) {
+	t.Parallel()
+	services := at(docs(t)["docker-compose.yml"][0], "services")
+	cmd := func(s string) string {
+		var parts []string
+		for _, p := range at(services, s, "command").([]any) {
+			parts = append(parts, p.(string))
+		}
+		return strings.Join(parts, " ")
+	}
+	if !strings.Contains(cmd("redis"), "--appendonly yes") {
+		t.Errorf("redis runs %q, want AOF on", cmd("redis"))
+	}
+	if cmd("migrate") != "migrate" || cmd("flusher-1") != "run" || cmd("flusher-2") != "run" {
+		t.Errorf("commands: migrate %q, flushers %q and %q", cmd("migrate"), cmd("flusher-1"), cmd("flusher-2"))
+	}
+	if at(services, "postgres") == nil {
+		t.Error("no postgres service")
+	}
+}
+
+// registered returns every sample name the code can export.
+func registered(t *testing.T) map[string]bool {
+	t.Helper()
+	rdb, ns := testenv.Redis(t)
+	reg := prometheus.NewRegistry()
+	f := metrics.NewFlusher(reg)
+	f.RowsWritten.WithLabelValues("t")
+	f.CommitErrors.WithLabelValues("transient")
+	metrics.NewReadPath(reg)
+	reg.MustRegister(metrics.NewPartitions(queue.New(rdb, ns, 1), "g", 5*time.Second))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range families {
+		names[mf.GetName()] = true
+		if mf.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				names[mf.GetName()+s] = true
+			}
+		}
+	}
+	return names
+}
+
+var metricName = regexp.MustCompile(`writebehind_[a-z0-9_]+`)
+
+func TestMetricNamesExist(t *testing.T) {
+	t.Parallel()
+	names := registered(t)
+	if !names["writebehind_lag"] || !names["writebehind_batch_duration_seconds_bucket"] {
+		t.Fatalf("registered metrics are incomplete: %v", names)
+	}
+	for _, path := range []string{"prometheus/alerts.yml", "grafana/writebehind.json"} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := metricName.FindAllString(string(b), -1)
+		if len(used) < 4 {
+			t.Errorf("%s uses only %v", path, used)
+		}
+		for _, n := range used {
+			if !names[n] {
+				t.Errorf("%s uses %s, which no code registers", path, n)
+			}
+		}
+	}
+
+	// The alerts cover what the runbook covers.
+	b, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"writebehind_lag", "writebehind_oldest_pending_age_seconds", "writebehind_dead_letter_length", `up{job="writebehind-flusher"}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("no alert on %s", want)
+		}
+	}
+}
