@@ -120,7 +120,7 @@ func LoadConfig() (Config, error) {
 	if err := envconfig.Process("WB", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			return c, fmt.Errorf("%w: WB_%s: expected %s, got %q", ErrInvalidConfig, pe.KeyName, expected(pe.TypeName), pe.Value)
+			return c, fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalidConfig, pe.KeyName, expected(pe.TypeName), pe.Value)
 		}
 		return c, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
