@@ -99,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ClaimInterval: cfg.ClaimInterval,
 		CleanTTL:      cfg.CleanTTL,
 		Log:           log,
+		EntityTTLs:    cfg.EntityTTLs,
 	})
 
 	if cmd == "drain" {
