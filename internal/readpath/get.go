@@ -76,6 +76,9 @@ func (c *Core) fetch(ctx context.Context, entity, id string, cut int64) (Value, 
 			return v, nil
 		}
 		// Another process holds the lease.
+		if c.opt.OnBusy != nil {
+			c.opt.OnBusy(entity, id)
+		}
 		if c.opt.Lock {
 			if v, ok := c.wait(ctx, entity, id, cut); ok {
 				return v, nil

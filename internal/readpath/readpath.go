@@ -63,6 +63,9 @@ type Options struct {
 	Now  func() time.Time
 	Rand func() float64
 	Log  zerolog.Logger
+	// OnBusy, if set, is called when a reader finds another process's
+	// lease on a key it missed, before it waits or loads.
+	OnBusy func(entity, id string)
 	// Metrics records hits, misses, fills and loads; nil records nothing.
 	Metrics *metrics.ReadPath
 }
