@@ -84,4 +84,3 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	}
 	return v, nil
 }
-
