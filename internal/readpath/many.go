@@ -85,6 +85,11 @@ func (c *Core) getUnique(ctx context.Context, entity string, ids []string) ([]Va
 			busy = append(busy, j)
 		}
 	}
+	if c.opt.OnBusy != nil {
+		for _, j := range busy {
+			c.opt.OnBusy(entity, ids[miss[j]])
+		}
+	}
 	if c.opt.Lock && len(busy) > 0 {
 		busy = c.waitMany(ctx, entity, ids, miss, busy, cut, out)
 	}
