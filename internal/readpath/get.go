@@ -42,13 +42,22 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 		}
 	}
 	c.miss(1)
-	v, err, _ := c.flight.Do(flightKey("get", entity, id), func() (any, error) {
-		return c.fetch(ctx, entity, id, cut)
+	// The shared load outlives any one caller's cancellation (bounded by
+	// the lease TTL); each caller stops waiting when its own context ends.
+	ch := c.flight.DoChan(flightKey("get", entity, id), func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
+		defer cancel()
+		return c.fetch(lctx, entity, id, cut)
 	})
-	if err != nil {
-		return Value{}, err
+	select {
+	case <-ctx.Done():
+		return Value{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return Value{}, r.Err
+		}
+		return r.Val.(Value), nil
 	}
-	return v.(Value), nil
 }
 
 // direct serves a read from the loader alone because Redis failed.

@@ -435,3 +435,39 @@ func TestLoaderErrorIsReturned(t *testing.T) {
 		t.Fatalf("GetMany returned %v", err)
 	}
 }
+
+func TestCancelledReaderLeavesSharedLoadRunning(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	e.row("1", `{"n": 1}`, 1)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	c := e.core(e.loader(func([]string) error {
+		close(started)
+		<-release
+		return nil
+	}), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, "user", "1")
+		first <- err
+	}()
+	<-started
+	second := make(chan Value, 1)
+	go func() { second <- mustGet(t, c, "1") }()
+	for c.Stats().Misses < 2 {
+		waitABit(t)
+	}
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled reader got %v", err)
+	}
+	close(release)
+	if v := <-second; string(v.Data) != `{"n": 1}` {
+		t.Errorf("the other reader got %s", v.Data)
+	}
+	if n := e.loads.Load(); n != 1 {
+		t.Errorf("%d loads, want 1", n)
+	}
+}
