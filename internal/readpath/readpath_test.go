@@ -58,7 +58,13 @@ func TestStaleFillAfterFlushAndExpiry(t *testing.T) {
 		return []Value{{Found: true, Data: r.Data, Version: r.Version}}, nil
 	}, Options{})
 	done := make(chan Value, 1)
-	go func() { done <- mustGet(t, c, "1") }()
+	go func() {
+		v, err := c.Get(context.Background(), "user", "1")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- v
+	}()
 	<-loaded
 	e.put("1", `{"n": 2}`)
 	e.drain(time.Hour)
@@ -455,7 +461,13 @@ func TestCancelledReaderLeavesSharedLoadRunning(t *testing.T) {
 	}()
 	<-started
 	second := make(chan Value, 1)
-	go func() { second <- mustGet(t, c, "1") }()
+	go func() {
+		v, err := c.Get(context.Background(), "user", "1")
+		if err != nil {
+			t.Error(err)
+		}
+		second <- v
+	}()
 	for c.Stats().Misses < 2 {
 		waitABit(t)
 	}
