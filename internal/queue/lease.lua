@@ -11,6 +11,9 @@
 -- values are replaced when forced or stale: stamped before the cut-off (F, N
 -- by their load start, C, X by their version, which is a write time).
 local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  return 1 -- a retried call: the lease is already ours
+end
 local take = not cur
 if cur then
   local st = string.sub(cur, 1, 1)

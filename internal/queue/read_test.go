@@ -40,6 +40,7 @@ func TestReadScripts(t *testing.T) {
 		{"lease keeps dirty", dirty, leaseRun(q, 1<<60, false), result{dirty, dirty}},
 		{"lease keeps tombstone", "T" + formatVersion(7), leaseRun(q, 1<<60, true), result{"T" + formatVersion(7), "T" + formatVersion(7)}},
 		{"lease keeps other lease", other, leaseRun(q, 0, false), result{other, other}},
+		{"lease retried", lease, leaseRun(q, 0, false), result{lease, true}},
 		{"refresh takes other lease", other, leaseRun(q, 0, true), result{lease, true}},
 		{"lease keeps fresh fill", filled, leaseRun(q, 100, false), result{filled, filled}},
 		{"lease takes stale fill", filled, leaseRun(q, 101, false), result{lease, true}},
