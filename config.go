@@ -61,6 +61,55 @@ type Config struct {
 	// MetricsAddr is where `flusher run` serves /metrics, /healthz and
 	// /readyz; empty disables the server.
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9090" desc:"listen address of /metrics, /healthz, /readyz (empty: off)"`
+	// EntityTTLs overrides CleanTTL per entity, for fills and flushes.
+	EntityTTLs EntityTTLs `envconfig:"ENTITY_TTLS" desc:"entity=duration pairs overriding WB_CLEAN_TTL, comma-separated"`
+	// NegativeTTL is how long a "not found" stays cached.
+	NegativeTTL time.Duration `envconfig:"NEGATIVE_TTL" default:"30s" desc:"TTL of cached not-found answers"`
+	// XFetchBeta scales early refresh of clean values (XFetch); 0 disables it.
+	XFetchBeta float64 `envconfig:"XFETCH_BETA" default:"1" desc:"early refresh eagerness (0: off)"`
+	// ReadLock makes readers of other processes wait for the one loading a
+	// key instead of loading it too.
+	ReadLock bool `envconfig:"READ_LOCK" default:"false" desc:"wait for another process loading the same key"`
+	// ReadLockWait bounds that wait; then the reader loads itself.
+	ReadLockWait time.Duration `envconfig:"READ_LOCK_WAIT" default:"200ms" desc:"longest wait for another process's load"`
+}
+
+// EntityTTLs maps entity names to clean TTLs. It decodes from
+// "user=5m,session=30s".
+type EntityTTLs map[string]time.Duration
+
+// Decode implements envconfig.Decoder.
+func (e *EntityTTLs) Decode(s string) error {
+	m := EntityTTLs{}
+	for _, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, d, ok := strings.Cut(pair, "=")
+		if !ok {
+			return fmt.Errorf("%q is not entity=duration", pair)
+		}
+		name = strings.TrimSpace(name)
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("entity %q appears twice", name)
+		}
+		ttl, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil {
+			return fmt.Errorf("entity %q: %q is not a duration", name, d)
+		}
+		m[name] = ttl
+	}
+	*e = m
+	return nil
+}
+
+// TTL returns the clean TTL of entity: its own, or CleanTTL.
+func (c Config) TTL(entity string) time.Duration {
+	if t, ok := c.EntityTTLs[entity]; ok {
+		return t
+	}
+	return c.CleanTTL
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -136,6 +185,12 @@ func expected(typeName string) string {
 		return "a whole number"
 	case "Entities":
 		return "entity=table pairs, comma-separated"
+	case "EntityTTLs", "writebehind.EntityTTLs":
+		return "entity=duration pairs, comma-separated"
+	case "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
 	}
 	return typeName
 }
@@ -201,6 +256,22 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !validPort(port) {
 			return bad("METRICS_ADDR", "must be host:port or :port, or empty to disable", fmt.Sprintf("%q", c.MetricsAddr))
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.EntityTTLs)) {
+		if _, ok := c.Entities[name]; !ok {
+			return bad("ENTITY_TTLS", "names an entity not in WB_ENTITIES", fmt.Sprintf("%q", name))
+		}
+		if c.EntityTTLs[name] < 0 {
+			return bad("ENTITY_TTLS", "entity "+name+": must not be negative", c.EntityTTLs[name])
+		}
+	}
+	switch {
+	case c.NegativeTTL < 0:
+		return bad("NEGATIVE_TTL", "must not be negative", c.NegativeTTL)
+	case c.XFetchBeta < 0 || c.XFetchBeta > 1000:
+		return bad("XFETCH_BETA", "must be between 0 and 1000", c.XFetchBeta)
+	case c.ReadLockWait < 0:
+		return bad("READ_LOCK_WAIT", "must not be negative", c.ReadLockWait)
 	}
 	return nil
 }

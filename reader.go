@@ -3,34 +3,30 @@ package writebehind
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
+	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/readpath"
 	"github.com/writebehind/writebehind/internal/sink"
 )
 
-// Reader serves documents from the cache, which holds every unflushed write,
-// and from PostgreSQL when the cache has nothing for a key. It is safe for
-// concurrent use; the clients stay the caller's.
+// Reader is the read-through cache: it serves documents from Redis, which
+// holds every unflushed write, and on a miss calls the entity's loader (by
+// default its PostgreSQL table) and fills the cache through a lease, so a
+// fill never replaces a newer value. It is safe for concurrent use; the
+// clients stay the caller's.
 type Reader struct {
 	cfg  Config
-	q    *queue.Queue
-	sink *sink.Sink
-}
-
-// NewReader returns a reader over Redis and PostgreSQL.
-func NewReader(client redis.UniversalClient, pool *pgxpool.Pool, cfg Config) (*Reader, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	s, err := sink.New(pool, cfg.Entities)
-	if err != nil {
-		return nil, err
-	}
-	return &Reader{cfg: cfg, q: queue.New(client, cfg.Namespace, cfg.Partitions), sink: s}, nil
+	core *readpath.Core
 }
 
 // Item is a document as read: Found is false for a key never written or
@@ -43,31 +39,267 @@ type Item struct {
 	Version int64           `json:"version,omitempty"`
 }
 
-// Get returns the document entity/id. A cached value, clean or not yet
-// flushed, wins; a cached tombstone means not found; otherwise the row in
-// PostgreSQL answers.
-func (r *Reader) Get(ctx context.Context, entity, id string) (Item, error) {
-	it := Item{Entity: entity, ID: id}
-	if _, ok := r.cfg.Entities[entity]; !ok {
-		return it, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
-	}
-	c, cached, err := r.q.Cached(ctx, entity, id)
-	if err != nil {
-		return it, err
-	}
-	if cached {
-		it.Found, it.Version = c.Found(), c.Version
-		if it.Found {
-			it.Data = c.Data
-		}
-		return it, nil
-	}
-	row, found, err := r.sink.Load(ctx, entity, id)
-	if err != nil {
-		return it, err
-	}
-	if found {
-		it.Found, it.Data, it.Version = true, row.Data, row.Version
-	}
-	return it, nil
+// Loader loads one document of an entity from wherever the app keeps it, for
+// a Reader's misses. It returns Found false for a missing document, and an
+// error only when it could not tell.
+type Loader func(ctx context.Context, id string) (Item, error)
+
+// BatchLoader loads many documents of an entity at once and returns one Item
+// per id, in the order of ids.
+type BatchLoader func(ctx context.Context, ids []string) ([]Item, error)
+
+// ReadStats count what a Reader has done; see Reader.Stats.
+type ReadStats = readpath.Stats
+
+// ErrCacheMiss is returned by ReadAside.Get when the cache has no answer: the
+// caller loads the document and hands it to ReadAside.Fill.
+var ErrCacheMiss = errors.New("writebehind: cache miss")
+
+// ReaderOption adjusts a Reader.
+type ReaderOption func(*readerOptions)
+
+type readerOptions struct {
+	loaders map[string]Loader
+	batch   map[string]BatchLoader
+	metrics *metrics.ReadPath
+	log     zerolog.Logger
+	now     func() time.Time
 }
+
+// WithLoader makes the Reader load entity's misses with fn instead of the
+// entity's table.
+func WithLoader(entity string, fn Loader) ReaderOption {
+	return func(o *readerOptions) { o.loaders[entity] = fn }
+}
+
+// WithBatchLoader makes the Reader load entity's misses with fn, one call per
+// GetMany (and per Get); it wins over WithLoader.
+func WithBatchLoader(entity string, fn BatchLoader) ReaderOption {
+	return func(o *readerOptions) { o.batch[entity] = fn }
+}
+
+// WithReadMetrics records hits, misses, fills, loads and fallbacks in m.
+func WithReadMetrics(m *metrics.ReadPath) ReaderOption {
+	return func(o *readerOptions) { o.metrics = m }
+}
+
+// WithReadLogger logs Redis failures and failed refreshes to log (default:
+// nothing).
+func WithReadLogger(log zerolog.Logger) ReaderOption {
+	return func(o *readerOptions) { o.log = log }
+}
+
+// WithReadClock replaces time.Now, so tests can move time.
+func WithReadClock(now func() time.Time) ReaderOption {
+	return func(o *readerOptions) { o.now = now }
+}
+
+// NewReader returns a read-through Reader over Redis and PostgreSQL. pool may
+// be nil when every entity has an app loader.
+func NewReader(client redis.UniversalClient, pool *pgxpool.Pool, cfg Config, opts ...ReaderOption) (*Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := readerOptions{loaders: map[string]Loader{}, batch: map[string]BatchLoader{}, log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	for _, m := range []map[string]bool{keysOf(o.loaders), keysOf(o.batch)} {
+		for e := range m {
+			if _, ok := cfg.Entities[e]; !ok {
+				return nil, fmt.Errorf("%w: loader for %q", ErrUnknownEntity, e)
+			}
+		}
+	}
+	var s *sink.Sink
+	if pool != nil {
+		var err error
+		if s, err = sink.New(pool, cfg.Entities); err != nil {
+			return nil, err
+		}
+	}
+	load := func(ctx context.Context, entity string, ids []string) ([]readpath.Value, error) {
+		if fn, ok := o.batch[entity]; ok {
+			items, err := fn(ctx, ids)
+			if err != nil {
+				return nil, err
+			}
+			if len(items) != len(ids) {
+				return nil, fmt.Errorf("%w: batch loader of %s returned %d items for %d ids", ErrLoader, entity, len(items), len(ids))
+			}
+			return toValues(items), nil
+		}
+		if fn, ok := o.loaders[entity]; ok {
+			items := make([]Item, len(ids))
+			for i, id := range ids {
+				it, err := fn(ctx, id)
+				if err != nil {
+					return nil, err
+				}
+				items[i] = it
+			}
+			return toValues(items), nil
+		}
+		if s == nil {
+			return nil, fmt.Errorf("%w: no loader and no PostgreSQL pool for %s", ErrLoader, entity)
+		}
+		return loadRows(ctx, s, entity, ids)
+	}
+	core := newCore(client, cfg, load, readpathOptions(o))
+	return &Reader{cfg: cfg, core: core}, nil
+}
+
+// ErrLoader marks a loader set-up that cannot answer (a batch loader
+// returning the wrong number of items, an entity with no loader).
+var ErrLoader = errors.New("writebehind: loader")
+
+func keysOf[V any](m map[string]V) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
+}
+
+func readpathOptions(o readerOptions) readpath.Options {
+	return readpath.Options{Log: o.log, Metrics: o.metrics, Now: o.now}
+}
+
+func newCore(client redis.UniversalClient, cfg Config, load readpath.LoadFunc, opt readpath.Options) *readpath.Core {
+	opt.TTL = cfg.TTL
+	opt.NegativeTTL = cfg.NegativeTTL
+	opt.Lock = cfg.ReadLock
+	opt.LockWait = cfg.ReadLockWait
+	opt.Beta = cfg.XFetchBeta
+	q := queue.New(client, cfg.Namespace, cfg.Partitions)
+	return readpath.New(q, slices.Sorted(maps.Keys(cfg.Entities)), load, opt)
+}
+
+func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([]readpath.Value, error) {
+	out := make([]readpath.Value, len(ids))
+	if len(ids) == 1 {
+		row, found, err := s.Load(ctx, entity, ids[0])
+		if err != nil {
+			return nil, err
+		}
+		out[0] = readpath.Value{Found: found, Data: row.Data, Version: row.Version}
+		return out, nil
+	}
+	rows, err := s.LoadMany(ctx, entity, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		if r, ok := rows[id]; ok {
+			out[i] = readpath.Value{Found: true, Data: r.Data, Version: r.Version}
+		}
+	}
+	return out, nil
+}
+
+func toValues(items []Item) []readpath.Value {
+	out := make([]readpath.Value, len(items))
+	for i, it := range items {
+		out[i] = readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version}
+	}
+	return out
+}
+
+func toItem(entity, id string, v readpath.Value) Item {
+	it := Item{Entity: entity, ID: id, Found: v.Found, Version: v.Version}
+	if v.Found {
+		it.Data = v.Data
+	}
+	return it
+}
+
+func (r *Reader) check(entity string, ids ...string) error {
+	if _, ok := r.cfg.Entities[entity]; !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	for _, id := range ids {
+		if err := checkID(id, r.cfg.MaxIDBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Get returns the document entity/id. A cached value, clean or not yet
+// flushed, wins; a cached tombstone or "not found" means not found;
+// otherwise the loader answers and its answer is cached. Concurrent misses
+// on one key share one load. If Redis fails, the loader answers; if the
+// loader fails, its error is returned.
+func (r *Reader) Get(ctx context.Context, entity, id string) (Item, error) {
+	if err := r.check(entity, id); err != nil {
+		return Item{Entity: entity, ID: id}, err
+	}
+	v, err := r.core.Get(ctx, entity, id)
+	if err != nil {
+		return Item{Entity: entity, ID: id}, err
+	}
+	return toItem(entity, id, v), nil
+}
+
+// GetMany returns the documents ids of entity in the order of ids,
+// duplicates included, with one MGET, one batch load of the misses and one
+// pipelined fill.
+func (r *Reader) GetMany(ctx context.Context, entity string, ids []string) ([]Item, error) {
+	if err := r.check(entity, ids...); err != nil {
+		return nil, err
+	}
+	vals, err := r.core.GetMany(ctx, entity, ids)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, len(ids))
+	for i, v := range vals {
+		items[i] = toItem(entity, ids[i], v)
+	}
+	return items, nil
+}
+
+// Invalidate drops the cached value of entity/id if PostgreSQL has it; an
+// unflushed value stays (it is newer than the table).
+func (r *Reader) Invalidate(ctx context.Context, entity, id string) error {
+	return r.InvalidateMany(ctx, entity, []string{id})
+}
+
+// InvalidateMany drops the cached values of ids, as Invalidate does.
+func (r *Reader) InvalidateMany(ctx context.Context, entity string, ids []string) error {
+	if err := r.check(entity, ids...); err != nil {
+		return err
+	}
+	return r.core.Invalidate(ctx, entity, ids...)
+}
+
+// InvalidateEntity makes every flushed cached value of entity a miss, in one
+// step whatever the number of keys: values loaded or flushed before now are
+// reloaded on their next read or expire. Unflushed values stay readable and
+// reach PostgreSQL as usual. Other processes see it within a second.
+func (r *Reader) InvalidateEntity(ctx context.Context, entity string) error {
+	if err := r.check(entity); err != nil {
+		return err
+	}
+	return r.core.InvalidateEntity(ctx, entity)
+}
+
+// Refresh reloads entity/id now and caches it in place of any flushed value;
+// an unflushed value is returned as it is, being newer than the table.
+func (r *Reader) Refresh(ctx context.Context, entity, id string) (Item, error) {
+	if err := r.check(entity, id); err != nil {
+		return Item{Entity: entity, ID: id}, err
+	}
+	v, err := r.core.Refresh(ctx, entity, id)
+	if err != nil {
+		return Item{Entity: entity, ID: id}, err
+	}
+	return toItem(entity, id, v), nil
+}
+
+// Stats returns what the Reader has done so far, for the app to publish or
+// log.
+func (r *Reader) Stats() ReadStats { return r.core.Stats() }
+
+// Aside returns the read-aside face over the same cache and counters.
+func (r *Reader) Aside() *ReadAside { return &ReadAside{cfg: r.cfg, core: r.core} }

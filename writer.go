@@ -13,6 +13,7 @@ import (
 
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
 )
 
 // Writer records puts and deletes in Redis for the flushers to persist. It
@@ -21,12 +22,14 @@ type Writer struct {
 	cfg Config
 	q   *queue.Queue
 	now func() time.Time
+	// through is set by WithPostgres, for PutThrough and DeleteThrough.
+	through *sink.Sink
 }
 
 // NewWriter checks the configuration, stores the partition count in Redis on
 // first use (or fails with ErrPartitionMismatch if another one is stored) and
 // loads the scripts.
-func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config) (*Writer, error) {
+func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config, opts ...WriterOption) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -37,7 +40,13 @@ func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config) (*
 	if err := q.LoadScripts(ctx); err != nil {
 		return nil, err
 	}
-	return &Writer{cfg: cfg, q: q, now: time.Now}, nil
+	w := &Writer{cfg: cfg, q: q, now: time.Now}
+	for _, opt := range opts {
+		if err := opt(ctx, w); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
 }
 
 // OpKind says what an Op does.

@@ -119,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		CleanTTL:      cfg.CleanTTL,
 		Log:           log,
 		Metrics:       m,
+		EntityTTLs:    cfg.EntityTTLs,
 	})
 
 	if cmd == "drain" {

@@ -42,6 +42,8 @@ type Options struct {
 	Log           zerolog.Logger
 	// Metrics records what the flusher does; nil records nothing.
 	Metrics *metrics.Flusher
+	// EntityTTLs overrides CleanTTL per entity.
+	EntityTTLs map[string]time.Duration
 }
 
 // Stats count what a flusher has done.
@@ -244,7 +246,7 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 			return err
 		}
 		rows = n
-		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL)
+		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL, f.opt.EntityTTLs)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
 		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).

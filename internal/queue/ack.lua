@@ -2,7 +2,8 @@
 -- step, after the PostgreSQL transaction committed.
 -- KEYS[1] partition stream  KEYS[2..] cached values of the flushed keys
 -- ARGV[1] group  ARGV[2] clean TTL in ms (0: none)  ARGV[3] number of entry ids n
--- ARGV[4..3+n] entry ids  ARGV[4+n..] flushed version of each cached value
+-- ARGV[4..3+n] entry ids  ARGV[4+n..3+n+m] flushed version of each of the m
+-- cached values  ARGV[4+n+m..3+n+2m] optional clean TTL in ms of each (else ARGV[2])
 -- returns: the number of entries acknowledged
 --
 -- A value is marked clean only while it still holds the flushed version: a
@@ -12,8 +13,9 @@ local acked = 0
 for i = 4, 3 + n, 1000 do
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, 3 + n)))
 end
-local ttl = tonumber(ARGV[2])
+local m = #KEYS - 1
 for i = 2, #KEYS do
+  local ttl = tonumber(ARGV[2 + n + m + i] or ARGV[2])
   local head = redis.call('GETRANGE', KEYS[i], 0, 19)
   if string.sub(head, 2) == ARGV[2 + n + i] then
     local state = string.sub(head, 1, 1)

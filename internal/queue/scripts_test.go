@@ -211,7 +211,7 @@ func TestAckScript(t *testing.T) {
 				t.Fatal(err)
 			}
 			flushedOp := op.Op{Kind: op.Put, Entity: "user", ID: "1", Version: flushed}
-			if err := q.Ack(ctx, 0, "g", []string{id}, []op.Op{flushedOp}, time.Minute); err != nil {
+			if err := q.Ack(ctx, 0, "g", []string{id}, []op.Op{flushedOp}, time.Minute, nil); err != nil {
 				t.Fatal(err)
 			}
 			got := dump(t, rdb, ns)

@@ -141,9 +141,9 @@ func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdl
 
 // Ack acknowledges entry ids of partition p after their ops were committed,
 // and marks the cached value of each flushed op clean (with ttl; 0 keeps it
-// forever) where it still holds that op's version. The flushed ops must all
-// belong to partition p.
-func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flushed []op.Op, ttl time.Duration) error {
+// forever) where it still holds that op's version. An entity in entityTTL
+// gets its own TTL instead. The flushed ops must all belong to partition p.
+func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flushed []op.Op, ttl time.Duration, entityTTL map[string]time.Duration) error {
 	if len(ids) == 0 && len(flushed) == 0 {
 		return nil
 	}
@@ -157,6 +157,15 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 	for _, o := range flushed {
 		keys = append(keys, q.keys.Value(p, o.Entity, o.ID))
 		args = append(args, formatVersion(o.Version))
+	}
+	if len(entityTTL) > 0 {
+		for _, o := range flushed {
+			t, ok := entityTTL[o.Entity]
+			if !ok {
+				t = ttl
+			}
+			args = append(args, t.Milliseconds())
+		}
 	}
 	return ackScript.Run(ctx, q.rdb, keys, args...).Err()
 }

@@ -19,6 +19,15 @@ const (
 	// CleanTombstone is a flushed delete, kept for the clean TTL as a
 	// cached "not found".
 	CleanTombstone State = 'X'
+	// Filled is a clean value the read path loaded and stored, with its
+	// fill stamp, load time and expiry (see FillMeta).
+	Filled State = 'F'
+	// Negative is a cached "not found" the read path stored, with the same
+	// fill metadata as Filled; any write replaces it.
+	Negative State = 'N'
+	// Leased marks a key a reader is loading: the 19 digits are its token.
+	// Any write replaces it, and a fill succeeds only while it is there.
+	Leased State = 'L'
 )
 
 // headerLen is the state byte plus the 19-digit zero-padded version.
@@ -30,10 +39,12 @@ type Cached struct {
 	Version int64
 	// Data is the JSON object; nil for tombstones.
 	Data []byte
+	// Meta is set for Filled and Negative values.
+	Meta FillMeta
 }
 
 // Found reports whether the cached value says the document exists.
-func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean }
+func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.State == Filled }
 
 // formatVersion renders a version the way scripts store and compare it.
 func formatVersion(v int64) string { return fmt.Sprintf("%019d", v) }
@@ -48,6 +59,8 @@ func parseCached(s string) (Cached, error) {
 	st := State(s[0])
 	switch st {
 	case Dirty, Clean, DirtyTombstone, CleanTombstone:
+	case Filled, Negative, Leased:
+		return parseRead(st, s)
 	default:
 		return Cached{}, fmt.Errorf("%w: state %q", ErrCorruptValue, s[0])
 	}

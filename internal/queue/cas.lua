@@ -1,0 +1,20 @@
+-- Replaces a key's value only while it still starts with what the caller
+-- left or saw there: a fill with its lease, a refresh with the header of the
+-- value it refreshes, an owner releasing its lease.
+-- KEYS[1] cached value
+-- ARGV[1] expected prefix  ARGV[2] new value ("" deletes)  ARGV[3] TTL in ms (0: none)
+-- returns: 1 if replaced, 0 if the key holds something else
+--
+-- Every write SETs the key, so a write made during the load removes the
+-- lease or changes the header, and the older loaded value is dropped.
+if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+elseif tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1

@@ -1,0 +1,35 @@
+-- Leaves a reader's lease in a key it is about to load, unless the key holds
+-- something a load must not replace.
+-- KEYS[1] cached value
+-- ARGV[1] lease value ("L" .. token)  ARGV[2] lease TTL in ms
+-- ARGV[3] the entity's invalidation cut-off, Unix microseconds
+-- ARGV[4] "1" to replace any clean value (a refresh), else "0"
+-- returns: 1 if the lease was left, else the value the key holds
+--
+-- Unflushed values (D, T) are never replaced, other leases (L) only when
+-- forced (the refresh wins and their fill fails). Clean
+-- values are replaced when forced or stale: stamped before the cut-off (F, N
+-- by their load start, C, X by their version, which is a write time).
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  return 1 -- a retried call: the lease is already ours
+end
+local take = not cur
+if cur then
+  local st = string.sub(cur, 1, 1)
+  if st == 'D' or st == 'T' or (st == 'L' and ARGV[4] ~= '1') then
+    return cur
+  end
+  local stamp = 0
+  if st == 'F' or st == 'N' then
+    stamp = tonumber(string.sub(cur, 21, 36)) or 0
+  elseif st == 'C' or st == 'X' then
+    stamp = tonumber(string.sub(cur, 2, 20)) or 0
+  end
+  take = ARGV[4] == '1' or stamp < tonumber(ARGV[3])
+end
+if not take then
+  return cur
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1

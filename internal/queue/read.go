@@ -1,0 +1,353 @@
+package queue
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed lease.lua
+	leaseSource string
+	leaseScript = redis.NewScript(leaseSource)
+
+	//go:embed cas.lua
+	casSource string
+	casScript = redis.NewScript(casSource)
+
+	//go:embed drop.lua
+	dropSource string
+	dropScript = redis.NewScript(dropSource)
+
+	//go:embed cutoff.lua
+	cutoffSource string
+	cutoffScript = redis.NewScript(cutoffSource)
+
+	//go:embed clock.lua
+	clockSource string
+	clockScript = redis.NewScript(clockSource)
+
+	//go:embed through.lua
+	throughSource string
+	throughScript = redis.NewScript(throughSource)
+)
+
+// readScripts are the scripts of the read path and of write-through.
+var readScripts = []*redis.Script{leaseScript, casScript, dropScript, cutoffScript, clockScript, throughScript}
+
+// FillMeta is what the read path stores after the version of a Filled or
+// Negative value, so every reader can tell how old the fill is and when to
+// refresh it early. Times are Unix microseconds.
+type FillMeta struct {
+	// Stamp is when the load that produced the value started: a value
+	// loaded before an entity's invalidation cut-off is stale.
+	Stamp int64
+	// Delta is how long the load took, for early refresh (XFetch).
+	Delta int64
+	// Expire is when the value expires; 0 never.
+	Expire int64
+}
+
+// metaLen is the fixed width of FillMeta: 16 + 10 + 16 digits.
+const metaLen = 42
+
+// fillHeaderLen is the state byte, version and FillMeta.
+const fillHeaderLen = headerLen + metaLen
+
+func parseRead(st State, s string) (Cached, error) {
+	v, err := strconv.ParseInt(s[1:headerLen], 10, 64)
+	if err != nil {
+		return Cached{}, fmt.Errorf("%w: version: %v", ErrCorruptValue, err)
+	}
+	c := Cached{State: st, Version: v}
+	if st == Leased {
+		return c, nil
+	}
+	if len(s) < fillHeaderLen {
+		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
+	}
+	var m [3]int64
+	for i, r := range [][2]int{{20, 36}, {36, 46}, {46, 62}} {
+		if m[i], err = strconv.ParseInt(s[r[0]:r[1]], 10, 64); err != nil {
+			return Cached{}, fmt.Errorf("%w: fill metadata: %v", ErrCorruptValue, err)
+		}
+	}
+	c.Meta = FillMeta{Stamp: m[0], Delta: m[1], Expire: m[2]}
+	if st == Filled {
+		c.Data = []byte(s[fillHeaderLen:])
+	}
+	return c, nil
+}
+
+// FreshStamp is the time a cached value counts from when it is compared to an
+// entity's invalidation cut-off: its load start for values the read path
+// filled, its version (the hybrid clock, in microseconds) for values the
+// flusher marked clean. Unflushed values and leases return MaxInt64: they
+// are never stale.
+func (c Cached) FreshStamp() int64 {
+	switch c.State {
+	case Filled, Negative:
+		return c.Meta.Stamp
+	case Clean, CleanTombstone:
+		return c.Version
+	}
+	return 1<<63 - 1
+}
+
+// FillHeader renders the header of a Filled or Negative value; the refresh
+// of a value compares it to make sure the value is still the one it replaces.
+func FillHeader(st State, version int64, m FillMeta) string {
+	return fmt.Sprintf("%c%019d%016d%010d%016d", st, version, m.Stamp, m.Delta, m.Expire)
+}
+
+// EncodeFill renders a value loaded by the read path: Filled with data when
+// found, Negative otherwise.
+func EncodeFill(found bool, version int64, m FillMeta, data []byte) string {
+	if !found {
+		return FillHeader(Negative, version, m)
+	}
+	return FillHeader(Filled, version, m) + string(data)
+}
+
+// LeaseValue is what a lease with token leaves in the key.
+func LeaseValue(token int64) string { return fmt.Sprintf("%c%019d", Leased, token) }
+
+// Cutoff is the key holding an entity's invalidation cut-off.
+func (k Keys) Cutoff(entity string) string { return k.ns + ":cutoff:" + entity }
+
+func (q *Queue) valueKey(entity, id string) string {
+	return q.keys.Value(q.Partition(entity, id), entity, id)
+}
+
+// LoadReadScripts makes sure the read path's scripts are cached by Redis.
+func (q *Queue) LoadReadScripts(ctx context.Context) error {
+	for _, s := range readScripts {
+		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+	}
+	return nil
+}
+
+// GetMany returns the cached values of ids of one entity, in order: one MGET
+// (pipelined GETs on Redis Cluster, where the keys span slots). A value that
+// does not decode counts as absent and is reported in errs.
+func (q *Queue) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = q.valueKey(entity, id)
+	}
+	raw := make([]any, len(ids))
+	if _, cluster := q.rdb.(*redis.ClusterClient); cluster {
+		cmds := make([]*redis.StringCmd, len(keys))
+		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				cmds[i] = p.Get(ctx, k)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, nil, err
+		}
+		for i, c := range cmds {
+			if s, err := c.Result(); err == nil {
+				raw[i] = s
+			}
+		}
+	} else {
+		var err error
+		if raw, err = q.rdb.MGet(ctx, keys...).Result(); err != nil {
+			return nil, nil, err
+		}
+	}
+	out := make([]Cached, len(ids))
+	found := make([]bool, len(ids))
+	var firstErr error
+	for i, r := range raw {
+		s, ok := r.(string)
+		if !ok {
+			continue
+		}
+		c, err := parseCached(s)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		out[i], found[i] = c, true
+	}
+	return out, found, firstErr
+}
+
+// LeaseResult is the answer to a lease request: either the lease was taken,
+// or the key holds a value (Found) that is not to be replaced.
+type LeaseResult struct {
+	Granted bool
+	Cached  Cached
+	Found   bool
+}
+
+// Lease leaves a lease with token in each key of ids (one entity) that holds
+// nothing, a clean value stamped before cutoff, or (with force) any clean
+// value; keys holding an unflushed value, another lease or a fresh clean
+// value are returned as they are. One key is one script call; more are
+// pipelined.
+func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
+	f := "0"
+	if force {
+		f = "1"
+	}
+	calls := make([]call, len(ids))
+	for i, id := range ids {
+		calls[i] = call{keys: []string{q.valueKey(entity, id)}, args: []any{LeaseValue(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+	}
+	cmds, err := q.run(ctx, leaseScript, calls)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LeaseResult, len(ids))
+	for i, c := range cmds {
+		v, err := c.Result()
+		if err != nil {
+			return nil, err
+		}
+		switch v := v.(type) {
+		case int64:
+			out[i].Granted = v == 1
+		case string:
+			if out[i].Cached, err = parseCached(v); err != nil {
+				return nil, err
+			}
+			out[i].Found = true
+		}
+	}
+	return out, nil
+}
+
+// Swap is one compare-and-set for CompareAndSet.
+type Swap struct {
+	ID string
+	// Expect is the prefix the key must hold: a LeaseValue, or a
+	// FillHeader for a refresh.
+	Expect string
+	// Value replaces it; "" deletes the key.
+	Value string
+	// TTL of the new value; 0 none.
+	TTL time.Duration
+}
+
+// CompareAndSet applies each swap only where its key still starts with
+// Expect, and reports which were applied. A fill uses it with its lease, so
+// a write (which replaces the lease) always wins over a fill, and an owner
+// releases its lease with it.
+func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
+	calls := make([]call, len(swaps))
+	for i, s := range swaps {
+		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.Expect, s.Value, s.TTL.Milliseconds()}}
+	}
+	cmds, err := q.run(ctx, casScript, calls)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(swaps))
+	for i, c := range cmds {
+		n, err := c.Int64()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
+// Drop deletes the cached values of ids that are clean, negative or leased;
+// unflushed values stay, so nothing written is lost or hidden.
+func (q *Queue) Drop(ctx context.Context, entity string, ids []string) error {
+	calls := make([]call, len(ids))
+	for i, id := range ids {
+		calls[i] = call{keys: []string{q.valueKey(entity, id)}}
+	}
+	cmds, err := q.run(ctx, dropScript, calls)
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Cutoff returns an entity's invalidation cut-off (Unix microseconds; 0 when
+// it was never invalidated).
+func (q *Queue) Cutoff(ctx context.Context, entity string) (int64, error) {
+	n, err := q.rdb.Get(ctx, q.keys.Cutoff(entity)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// RaiseCutoff moves an entity's cut-off up to now (never down) and returns
+// it: every clean value stamped before it counts as a miss.
+func (q *Queue) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
+	return cutoffScript.Run(ctx, q.rdb, []string{q.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
+}
+
+// NextVersion takes the next version of a key from its partition clock, as a
+// write-behind op would, without writing anything else.
+func (q *Queue) NextVersion(ctx context.Context, entity, id string, now time.Time) (int64, error) {
+	p := q.Partition(entity, id)
+	return parseVersion(clockScript.Run(ctx, q.rdb, []string{q.keys.Clock(p)}, now.UnixMicro()))
+}
+
+// StoreThrough caches value (an EncodeFill of a write-through committed with
+// version) unless the cached value is as new or newer. It reports whether it
+// stored it.
+func (q *Queue) StoreThrough(ctx context.Context, entity, id string, version int64, value string, ttl time.Duration) (bool, error) {
+	p := q.Partition(entity, id)
+	n, err := throughScript.Run(ctx, q.rdb, []string{q.keys.Value(p, entity, id), q.keys.Clock(p)},
+		value, formatVersion(version), ttl.Milliseconds()).Int64()
+	return n == 1, err
+}
+
+type call struct {
+	keys []string
+	args []any
+}
+
+// run calls script once per call: directly for one, pipelined for more,
+// loading the script again where Redis lost it.
+func (q *Queue) run(ctx context.Context, s *redis.Script, calls []call) ([]*redis.Cmd, error) {
+	if len(calls) == 1 {
+		return []*redis.Cmd{s.Run(ctx, q.rdb, calls[0].keys, calls[0].args...)}, nil
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	for attempt := 0; ; attempt++ {
+		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range calls {
+				cmds[i] = s.EvalSha(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+		noscript := false
+		for _, c := range cmds {
+			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				noscript = true
+			}
+		}
+		if !noscript || attempt > 0 {
+			return cmds, nil
+		}
+		if err := s.Load(ctx, q.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("load script: %w", err)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package queue
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// The read path's scripts as tables: the key's value before, the call, the
+// value after and the answer.
+func TestReadScripts(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	q := New(rdb, ns, 1)
+	m := FillMeta{Stamp: 100, Delta: 5, Expire: 0}
+	filled := EncodeFill(true, 7, m, []byte(`{"a":1}`))
+	negative := EncodeFill(false, 0, m, nil)
+	dirty := "D" + formatVersion(7) + `{"a":2}`
+	clean := "C" + formatVersion(7) + `{"a":3}`
+	lease := LeaseValue(42)
+	other := LeaseValue(43)
+
+	type result struct {
+		After string
+		Ret   any
+	}
+	cases := []struct {
+		name   string
+		before string
+		run    func(id string) any
+		want   result
+	}{
+		{"lease on absent", "", leaseRun(q, 0, false), result{lease, true}},
+		{"lease keeps dirty", dirty, leaseRun(q, 1<<60, false), result{dirty, dirty}},
+		{"lease keeps tombstone", "T" + formatVersion(7), leaseRun(q, 1<<60, true), result{"T" + formatVersion(7), "T" + formatVersion(7)}},
+		{"lease keeps other lease", other, leaseRun(q, 0, false), result{other, other}},
+		{"lease retried", lease, leaseRun(q, 0, false), result{lease, true}},
+		{"refresh takes other lease", other, leaseRun(q, 0, true), result{lease, true}},
+		{"lease keeps fresh fill", filled, leaseRun(q, 100, false), result{filled, filled}},
+		{"lease takes stale fill", filled, leaseRun(q, 101, false), result{lease, true}},
+		{"lease takes stale negative", negative, leaseRun(q, 101, false), result{lease, true}},
+		{"lease keeps clean newer than cut-off", clean, leaseRun(q, 7, false), result{clean, clean}},
+		{"lease takes clean older than cut-off", clean, leaseRun(q, 8, false), result{lease, true}},
+		{"refresh takes fresh clean", clean, leaseRun(q, 0, true), result{lease, true}},
+		{"fill with own lease", lease, casRun(q, lease, filled), result{filled, true}},
+		{"fill after a write", dirty, casRun(q, lease, filled), result{dirty, false}},
+		{"fill after another lease", other, casRun(q, lease, filled), result{other, false}},
+		{"fill of an expired key", "", casRun(q, lease, filled), result{"", false}},
+		{"release own lease", lease, casRun(q, lease, ""), result{"", true}},
+		{"refresh of the same fill", filled, casRun(q, FillHeader(Filled, 7, m), negative), result{negative, true}},
+		{"refresh after a change", EncodeFill(true, 8, m, []byte(`{}`)), casRun(q, FillHeader(Filled, 7, m), negative), result{EncodeFill(true, 8, m, []byte(`{}`)), false}},
+		{"drop clean", clean, dropRun(q), result{"", nil}},
+		{"drop lease", lease, dropRun(q), result{"", nil}},
+		{"drop keeps dirty", dirty, dropRun(q), result{dirty, nil}},
+		{"through replaces older dirty", dirty, throughRun(q, 8, "F8"), result{"F8", true}},
+		{"through keeps newer dirty", dirty, throughRun(q, 6, "F6"), result{dirty, false}},
+		{"through replaces lease", lease, throughRun(q, 1, "F1"), result{"F1", true}},
+		{"through keeps newer negative", "N" + formatVersion(9) + "x", throughRun(q, 8, "F8"), result{"N" + formatVersion(9) + "x", false}},
+		{"through skips absent key after a later write", "", throughRun(q, 8, "F8"), result{"", false}},
+		{"through fills absent key while the clock stands", "", throughRunAt(q, 8, "F8", 8), result{"F8", true}},
+	}
+	for i, tc := range cases {
+		id := string(rune('a' + i))
+		key := q.keys.Value(0, "user", id)
+		if tc.before != "" {
+			if err := rdb.Set(ctx, key, tc.before, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ret := tc.run(id)
+		after, _ := rdb.Get(ctx, key).Result()
+		if diff := cmp.Diff(tc.want, result{after, ret}); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+func leaseRun(q *Queue, cutoff int64, force bool) func(string) any {
+	return func(id string) any {
+		res, err := q.Lease(context.Background(), "user", []string{id}, []int64{42}, time.Minute, cutoff, force)
+		if err != nil {
+			return err.Error()
+		}
+		if res[0].Granted {
+			return true
+		}
+		s, _ := q.rdb.Get(context.Background(), q.valueKey("user", id)).Result()
+		return s
+	}
+}
+
+func casRun(q *Queue, expect, value string) func(string) any {
+	return func(id string) any {
+		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Expect: expect, Value: value}})
+		if err != nil {
+			return err.Error()
+		}
+		return done[0]
+	}
+}
+
+func dropRun(q *Queue) func(string) any {
+	return func(id string) any {
+		if err := q.Drop(context.Background(), "user", []string{id}); err != nil {
+			return err.Error()
+		}
+		return nil
+	}
+}
+
+// throughRun stores a write-through after the clock moved past it.
+func throughRun(q *Queue, version int64, value string) func(string) any {
+	return throughRunAt(q, version, value, version+1)
+}
+
+func throughRunAt(q *Queue, version int64, value string, clock int64) func(string) any {
+	return func(id string) any {
+		ctx := context.Background()
+		q.rdb.Set(ctx, q.keys.Clock(0), formatVersion(clock), 0)
+		ok, err := q.StoreThrough(ctx, "user", id, version, value, 0)
+		if err != nil {
+			return err.Error()
+		}
+		return ok
+	}
+}
+
+func TestAckGivesEntityTTL(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	q := New(rdb, ns, 1)
+	ops := []op.Op{{Kind: op.Put, Entity: "session", ID: "1", Data: []byte(`{}`)}, {Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
+	versions, errs := q.Write(ctx, ops, time.Now())
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ops {
+		ops[i].Version = versions[i]
+	}
+	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, map[string]time.Duration{"session": time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	s := rdb.PTTL(ctx, q.keys.Value(0, "session", "1")).Val()
+	u := rdb.PTTL(ctx, q.keys.Value(0, "user", "1")).Val()
+	if s <= 0 || s > time.Minute || u <= time.Minute {
+		t.Errorf("TTLs session %v user %v, want 1m and 1h", s, u)
+	}
+	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+}

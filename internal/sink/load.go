@@ -1,0 +1,32 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// LoadMany returns the documents of ids of one entity that exist (rows
+// marked deleted are absent), keyed by id, in one query.
+func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[string]Row, error) {
+	t, ok := s.tables[entity]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, data, version FROM `+t.name.Sanitize()+` WHERE id = ANY($1) AND NOT deleted`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Row, len(ids))
+	var id string
+	var r Row
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.Data, &r.Version}, func() error {
+		out[id] = Row{Data: append([]byte(nil), r.Data...), Version: r.Version}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
