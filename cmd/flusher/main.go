@@ -27,6 +27,9 @@ commands:
   run       flush the partition streams into PostgreSQL until SIGTERM (default)
   migrate   create the entity tables if they are missing
   drain     flush until nothing is undelivered or pending, print a summary, exit
+  dlq list [--json]            show the dead-letter streams
+  dlq replay [--id ID | --all] put dead letters back into their partition streams
+  dlq purge                    delete every dead letter
 
 Configuration comes from WB_ environment variables (see the README).
 `
@@ -41,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd = args[0]
 	}
 	switch cmd {
+	case "dlq":
+		return dlq(args[1:], stdout, stderr)
 	case "run", "migrate", "drain":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -91,6 +96,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
+	if err := startup.CheckRedis(ctx, cfg, q, log); err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
 	f := flusher.New(q, s, flusher.Options{
 		Group:         cfg.Group,
 		Consumer:      cfg.Consumer,
@@ -99,6 +108,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ClaimInterval: cfg.ClaimInterval,
 		CleanTTL:      cfg.CleanTTL,
 		Log:           log,
+
+		FinishTimeout:       cfg.ShutdownTimeout,
+		MaxDeliveries:       cfg.MaxDeliveries,
+		TrimInterval:        cfg.TrimInterval,
+		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
 	})
 
 	if cmd == "drain" {
