@@ -170,7 +170,7 @@ func TestPostgresOutage(t *testing.T) {
 	opt.Log = opt.Log.Level(zerolog.Disabled)
 	opt.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
 	runCtx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
+	ran := make(chan error, 2)
 	go func() { ran <- flusher.New(e.q, e.sink, opt).Run(runCtx) }()
 
 	// Writes go on through the whole outage.
@@ -200,6 +200,15 @@ func TestPostgresOutage(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "the flusher to retry against the stopped server", func() bool {
 		return counter(t, opt.Metrics.Retries) >= 8 && written.Load() > down+100
 	})
+	// A second flusher joins during the outage, its claim idle time long
+	// past: it must not reclaim the batches the first one keeps retrying.
+	other := e.options(t, "other")
+	other.Log = opt.Log
+	other.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
+	go func() { ran <- flusher.New(e.q, e.sink, other).Run(runCtx) }()
+	testenv.WaitFor(t, 20*time.Second, "the second flusher to retry too", func() bool {
+		return counter(t, other.Metrics.Retries) >= 4
+	})
 	pg.Start()
 	stopWriting()
 	if err := <-wrote; err != nil {
@@ -207,12 +216,19 @@ func TestPostgresOutage(t *testing.T) {
 	}
 	e.waitIdle(t, 30*time.Second)
 	stop()
-	if err := <-ran; err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
 	}
 	e.checkConverged(t, 0)
-	if counter(t, opt.Metrics.DeadLetters) != 0 {
-		t.Fatal("an outage dead-lettered ops")
+	for _, m := range []*metrics.Flusher{opt.Metrics, other.Metrics} {
+		if counter(t, m.DeadLetters) != 0 {
+			t.Fatal("an outage dead-lettered ops")
+		}
+		if n := counter(t, m.Claims); n != 0 {
+			t.Fatalf("%v entries of a batch in retry were reclaimed by the other flusher", n)
+		}
 	}
 }
 

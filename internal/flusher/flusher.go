@@ -225,6 +225,14 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 	defer cancel()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
 
+	// While the batch is retried, its entries must not look idle to the
+	// other flushers' claims.
+	var holding sync.Once
+	var holders sync.WaitGroup
+	defer holders.Wait()
+	holdCtx, release := context.WithCancel(wctx)
+	defer release()
+
 	var res outcome
 	err := backoff.RetryNotify(func() error {
 		var err error
@@ -238,6 +246,7 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 		return f.q.Ack(wctx, p, f.opt.Group, res.ack, res.written, f.opt.CleanTTL)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
+		holding.Do(func() { holders.Go(func() { f.hold(holdCtx, p, entries, log) }) })
 		ev := log.Warn()
 		switch {
 		case sink.IsMissingTable(err):
