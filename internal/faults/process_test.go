@@ -1,4 +1,4 @@
-package flusher_test
+package faults_test
 
 import (
 	"context"

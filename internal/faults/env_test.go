@@ -1,4 +1,4 @@
-package flusher_test
+package faults_test
 
 import (
 	"context"
@@ -253,8 +253,6 @@ func (e *env) processEnv(consumer string, extra ...string) []string {
 		"WB_LOG_LEVEL=info",
 	}, extra...)
 }
-
-func pgxpoolNew(ctx context.Context, url string) (*pgxpool.Pool, error) { return pgxpool.New(ctx, url) }
 
 // counter reads a counter of the flusher metrics.
 func counter(t *testing.T, c prometheus.Collector) float64 {

@@ -1,4 +1,4 @@
-package flusher_test
+package faults_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -158,7 +159,7 @@ func TestPostgresOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
-	pool, err := pgxpoolNew(ctx, pg.URL())
+	pool, err := pgxpool.New(ctx, pg.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
