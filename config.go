@@ -72,6 +72,28 @@ type Config struct {
 	ReadLock bool `envconfig:"READ_LOCK" default:"false" desc:"wait for another process loading the same key"`
 	// ReadLockWait bounds that wait; then the reader loads itself.
 	ReadLockWait time.Duration `envconfig:"READ_LOCK_WAIT" default:"200ms" desc:"longest wait for another process's load"`
+	// MaxDeliveries is how often an entry may be delivered before it is
+	// dead-lettered, so a crash-looping op cannot stall its partition.
+	MaxDeliveries int `envconfig:"MAX_DELIVERIES" default:"10" desc:"deliveries of an entry before it is dead-lettered"`
+	// ShutdownTimeout bounds how long a stopping flusher keeps trying to
+	// commit and acknowledge the batches in hand.
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"time a stopping flusher has to finish the batches in hand"`
+	// ConsumerIdleTimeout is how long a consumer with nothing pending may be
+	// idle before it is removed from the group; 0 keeps them.
+	ConsumerIdleTimeout time.Duration `envconfig:"CONSUMER_IDLE_TIMEOUT" default:"1h" desc:"idle time after which a consumer with nothing pending is removed (0: never)"`
+	// TrimInterval is how often flushers trim what every group acknowledged.
+	TrimInterval time.Duration `envconfig:"TRIM_INTERVAL" default:"30s" desc:"how often acknowledged entries are trimmed from the streams"`
+	// MaxBacklog is the most entries a partition stream may hold before
+	// writes are refused with ErrBackpressure; 0 disables the check.
+	MaxBacklog int64 `envconfig:"MAX_BACKLOG" default:"1000000" desc:"entries per partition stream before writes are refused (0: no limit)"`
+	// Strict makes the commands refuse to start when Redis could lose
+	// unflushed writes (eviction policy, no persistence).
+	Strict bool `envconfig:"STRICT" default:"false" desc:"refuse to start when Redis settings could lose unflushed writes"`
+	// WaitReplicas is how many replicas must acknowledge each write before
+	// it returns; 0 does not wait.
+	WaitReplicas int `envconfig:"WAIT_REPLICAS" default:"0" desc:"replicas that must acknowledge each write (0: none)"`
+	// WaitTimeout bounds the wait for replicas.
+	WaitTimeout time.Duration `envconfig:"WAIT_TIMEOUT" default:"1s" desc:"how long a write waits for WB_WAIT_REPLICAS"`
 }
 
 // EntityTTLs maps entity names to clean TTLs. It decodes from
@@ -181,16 +203,16 @@ func expected(typeName string) string {
 	switch typeName {
 	case "Duration":
 		return "a duration like 500ms, 30s or 5m"
-	case "int":
+	case "int", "int64":
 		return "a whole number"
+	case "bool":
+		return "true or false"
 	case "Entities":
 		return "entity=table pairs, comma-separated"
 	case "EntityTTLs", "writebehind.EntityTTLs":
 		return "entity=duration pairs, comma-separated"
 	case "float64":
 		return "a number"
-	case "bool":
-		return "true or false"
 	}
 	return typeName
 }
@@ -240,6 +262,20 @@ func (c Config) Validate() error {
 		return bad("MAX_ID_BYTES", "must be at least 1", c.MaxIDBytes)
 	case c.MaxValueBytes < 2:
 		return bad("MAX_VALUE_BYTES", "must be at least 2", c.MaxValueBytes)
+	case c.MaxDeliveries < 1:
+		return bad("MAX_DELIVERIES", "must be at least 1", c.MaxDeliveries)
+	case c.ShutdownTimeout < 0:
+		return bad("SHUTDOWN_TIMEOUT", "must not be negative", c.ShutdownTimeout)
+	case c.ConsumerIdleTimeout != 0 && c.ConsumerIdleTimeout < c.ClaimMinIdle:
+		return bad("CONSUMER_IDLE_TIMEOUT", "must be 0 or at least WB_CLAIM_MIN_IDLE", c.ConsumerIdleTimeout)
+	case c.TrimInterval < 10*time.Millisecond:
+		return bad("TRIM_INTERVAL", "must be at least 10ms", c.TrimInterval)
+	case c.MaxBacklog < 0:
+		return bad("MAX_BACKLOG", "must not be negative", c.MaxBacklog)
+	case c.WaitReplicas < 0:
+		return bad("WAIT_REPLICAS", "must not be negative", c.WaitReplicas)
+	case c.WaitReplicas > 0 && c.WaitTimeout < time.Millisecond:
+		return bad("WAIT_TIMEOUT", "must be at least 1ms when WB_WAIT_REPLICAS is set", c.WaitTimeout)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Entities)) {
 		if !entityName.MatchString(name) {

@@ -24,4 +24,11 @@ var (
 	// ErrInvalidConfig: a configuration value breaks its rule; the message
 	// names the variable.
 	ErrInvalidConfig = errors.New("invalid configuration")
+	// ErrBackpressure: the op's partition already holds WB_MAX_BACKLOG
+	// entries, because the flushers are behind (PostgreSQL down or slow).
+	// Nothing was written; retry later.
+	ErrBackpressure = queue.ErrBackpressure
+	// ErrNotReplicated: the op was written but fewer than WB_WAIT_REPLICAS
+	// replicas acknowledged it within WB_WAIT_TIMEOUT.
+	ErrNotReplicated = queue.ErrNotReplicated
 )

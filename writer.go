@@ -34,6 +34,8 @@ func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config, op
 		return nil, err
 	}
 	q := queue.New(client, cfg.Namespace, cfg.Partitions)
+	q.SetMaxBacklog(cfg.MaxBacklog)
+	q.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
 	if err := q.CheckPartitions(ctx); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,12 @@ commands:
             dead letters; per consumer: pending and idle (reads only)
   pending [--partition P] [--consumer C] [--min-idle D] [--limit N] [--json]
             the pending entries with the document of each op (reads only)
+  dlq list [--json]
+            the dead letters of every partition, with their reasons
+  dlq replay [--id ID | --all]
+            put dead letters back into their partition streams
+  dlq purge
+            delete every dead letter
 
 Configuration comes from WB_ environment variables (flusher --help lists them).
 `
@@ -47,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd = args[0]
 	}
 	switch cmd {
+	case "dlq":
+		return dlq(args[1:], stdout, stderr)
 	case "run", "migrate", "drain":
 	case "inspect":
 		return inspect(args[1:], stdout, stderr)
@@ -101,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
+	if err := startup.CheckRedis(ctx, cfg, q, log); err != nil {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	}
 	var m *metrics.Flusher
 	if cmd == "run" {
 		var stopServer func()
@@ -111,15 +123,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stopServer()
 	}
 	f := flusher.New(q, s, flusher.Options{
-		Group:         cfg.Group,
-		Consumer:      cfg.Consumer,
-		BatchSize:     cfg.BatchSize,
-		ClaimMinIdle:  cfg.ClaimMinIdle,
-		ClaimInterval: cfg.ClaimInterval,
-		CleanTTL:      cfg.CleanTTL,
-		Log:           log,
-		Metrics:       m,
-		EntityTTLs:    cfg.EntityTTLs,
+		Group:               cfg.Group,
+		Consumer:            cfg.Consumer,
+		BatchSize:           cfg.BatchSize,
+		ClaimMinIdle:        cfg.ClaimMinIdle,
+		ClaimInterval:       cfg.ClaimInterval,
+		CleanTTL:            cfg.CleanTTL,
+		Log:                 log,
+		Metrics:             m,
+		EntityTTLs:          cfg.EntityTTLs,
+		FinishTimeout:       cfg.ShutdownTimeout,
+		MaxDeliveries:       cfg.MaxDeliveries,
+		TrimInterval:        cfg.TrimInterval,
+		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
 	})
 
 	if cmd == "drain" {

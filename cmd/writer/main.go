@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
 )
 
@@ -79,6 +80,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "writer: %v\n%s", err, usage)
 		return startup.ExitUsage
+	case errors.Is(err, writebehind.ErrBackpressure):
+		fmt.Fprintf(stderr, "writer %s: refused, the flushers are behind (WB_MAX_BACKLOG reached); nothing was written, try again later: %v\n", cmd, err)
+		return 1
 	default:
 		fmt.Fprintf(stderr, "writer %s: %v\n", cmd, err)
 		return 1
@@ -93,6 +97,9 @@ func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, func(), 
 		return nil, nil, err
 	}
 	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err == nil {
+		err = startup.CheckRedis(ctx, cfg, queue.New(rdb, cfg.Namespace, cfg.Partitions), startup.Logger(cfg, os.Stderr))
+	}
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err

@@ -7,6 +7,7 @@ package flusher
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,9 +15,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
-	"github.com/writebehind/writebehind/internal/coalesce"
 	"github.com/writebehind/writebehind/internal/metrics"
-	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 )
@@ -44,6 +43,16 @@ type Options struct {
 	Metrics *metrics.Flusher
 	// EntityTTLs overrides CleanTTL per entity.
 	EntityTTLs map[string]time.Duration
+	// MaxDeliveries is how often an entry may be delivered before it is
+	// dead-lettered; 0 means no limit.
+	MaxDeliveries int
+	// TrimInterval is how often acknowledged entries are trimmed; 0 never.
+	TrimInterval time.Duration
+	// ConsumerIdleTimeout is the idle time after which other consumers with
+	// nothing pending are removed from the group; 0 never.
+	ConsumerIdleTimeout time.Duration
+	// Now is the clock of dead-letter times; nil means time.Now.
+	Now func() time.Time
 }
 
 // Stats count what a flusher has done.
@@ -70,7 +79,10 @@ func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
 		opt.Block = 500 * time.Millisecond
 	}
 	if opt.FinishTimeout <= 0 {
-		opt.FinishTimeout = 10 * time.Second
+		opt.FinishTimeout = 30 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	return &Flusher{q: q, sink: s, opt: opt}
 }
@@ -89,6 +101,7 @@ func (f *Flusher) Run(ctx context.Context) error {
 	for p := range f.q.Partitions() {
 		wg.Go(func() { f.partition(ctx, p) })
 	}
+	wg.Go(func() { f.maintain(ctx) })
 	wg.Wait()
 	return nil
 }
@@ -120,7 +133,9 @@ func (f *Flusher) Drain(ctx context.Context) (Stats, error) {
 			}
 			if idle {
 				stop()
-				return f.Stats(), <-done
+				err := <-done
+				f.Trim(ctx)
+				return f.Stats(), err
 			}
 		}
 	}
@@ -144,7 +159,7 @@ func (f *Flusher) idle(ctx context.Context) (bool, error) {
 // flushing, so the next batch is in hand while PostgreSQL commits this one.
 func (f *Flusher) partition(ctx context.Context, p int) {
 	log := f.opt.Log.With().Int("partition", p).Logger()
-	batches := make(chan []queue.Entry, 1)
+	batches := make(chan []queue.Entry)
 	go func() {
 		defer close(batches)
 		f.fetch(ctx, p, batches, log)
@@ -180,7 +195,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry
 		if len(entries) == 0 {
 			break
 		}
-		batches <- entries
+		f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, entries, log), log)
 		after = entries[len(entries)-1].ID
 	}
 
@@ -194,42 +209,29 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry
 			if len(claimed) > 0 {
 				f.opt.Metrics.Claimed(len(claimed))
 				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Str("last", claimed[len(claimed)-1].ID).Msg("reclaimed idle entries")
-				batches <- claimed
+				f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, claimed, log), log)
 			}
 			cursor = next
 			if cursor == "0-0" || err != nil {
 				nextClaim = time.Now().Add(f.opt.ClaimInterval)
 			}
 		}
-		if entries := read(">"); len(entries) > 0 {
-			batches <- entries
-		}
+		f.handOver(ctx, p, batches, read(">"), log)
 	}
 }
 
-// flush writes one batch and acknowledges it. It keeps retrying while the
-// flusher runs; once stopping, it tries until FinishTimeout. What it cannot
-// commit stays pending for a later delivery.
+// flush writes one batch and acknowledges it. Entries that can never be
+// written (undecodable, unknown entity, rejected by PostgreSQL) are moved to
+// the dead-letter stream; the rest land in this round. On a transient error
+// it retries the whole batch while the flusher runs; once stopping, it tries
+// until FinishTimeout. What it cannot commit stays pending for a later
+// delivery.
 func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
-	f.opt.Metrics.Read(len(entries))
-	ops := make([]op.Op, 0, len(entries))
-	ids := make([]string, 0, len(entries))
-	for _, e := range entries {
-		if e.Err != nil {
-			log.Error().Err(e.Err).Str("entry", e.ID).Msg("cannot decode entry; left pending")
-			continue
-		}
-		if !f.sink.Knows(e.Op.Entity) {
-			log.Error().Str("entry", e.ID).Str("entity", e.Op.Entity).Msg("unknown entity; left pending")
-			continue
-		}
-		ops = append(ops, e.Op)
-		ids = append(ids, e.ID)
-	}
-	if len(ids) == 0 {
+	if len(entries) == 0 {
 		return
 	}
-	batch := coalesce.Coalesce(ops)
+	f.opt.Metrics.Read(len(entries))
+	good, dead := sortOut(entries, f.sink.Knows)
 	start := time.Now()
 
 	// The batch in hand is finished even when the flusher is told to stop:
@@ -238,32 +240,46 @@ func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log z
 	defer cancel()
 	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
 
-	var rows map[string]int64
+	// While the batch is written and retried, its entries must not look
+	// idle to the other flushers' claims.
+	defer f.holdWhile(wctx, p, entries, log)()
+
+	var res outcome
 	err := backoff.RetryNotify(func() error {
-		n, err := f.sink.Write(wctx, batch)
-		if err != nil {
-			f.opt.Metrics.CommitError("transient")
+		var err error
+		if res, err = f.write(wctx, good); err != nil {
+			f.opt.Metrics.CommitError(sink.Transient.String())
 			return err
 		}
-		rows = n
-		return f.q.Ack(wctx, p, f.opt.Group, ids, batch, f.opt.CleanTTL, f.opt.EntityTTLs)
+		if err := f.deadLetter(wctx, p, slices.Concat(dead, res.dead), log); err != nil {
+			return err
+		}
+		return f.q.Ack(wctx, p, f.opt.Group, res.ack, res.written, f.opt.CleanTTL, f.opt.EntityTTLs)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
-		log.Warn().Err(err).Dur("retry_in", d).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).
-			Msg("flushing batch failed; retrying")
+		ev := log.Warn()
+		switch {
+		case sink.IsMissingTable(err):
+			ev = log.Error().Str("hint", "run `flusher migrate`")
+		case sink.IsConnection(err):
+			ev = log.Error()
+		}
+		ev.Err(err).Dur("retry_in", d).Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).
+			Msg("flushing batch failed; retrying, nothing acknowledged")
 	})
 	if err != nil {
-		log.Error().Err(err).Int("entries", len(ids)).Str("first", ids[0]).Str("last", ids[len(ids)-1]).Msg("batch not flushed; left pending")
+		log.Error().Err(err).Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).
+			Msg("batch not flushed; left pending")
 		return
 	}
 	var changed int64
-	for _, n := range rows {
+	for _, n := range res.rows {
 		changed += n
 	}
-	f.ops.Add(int64(len(ids)))
+	f.ops.Add(int64(len(res.ack)))
 	f.rows.Add(changed)
-	f.opt.Metrics.Batch(len(ids), len(batch), rows, time.Since(start))
-	log.Debug().Int("entries", len(ids)).Int("keys", len(batch)).Int64("rows", changed).
+	f.opt.Metrics.Batch(len(res.ack), len(res.written), res.rows, time.Since(start))
+	log.Debug().Int("entries", len(res.ack)).Int("keys", len(res.written)).Int64("rows", changed).
 		Dur("took", time.Since(start)).Msg("batch flushed")
 }
 

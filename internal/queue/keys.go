@@ -29,9 +29,10 @@ func (k Keys) Stream(p int) string { return k.prefix(p) + "ops" }
 // cached values expire.
 func (k Keys) Clock(p int) string { return k.prefix(p) + "clock" }
 
+// DeadLetter is the partition's dead-letter stream: entries that can never
+// be flushed, with the reason, kept under the partition's hash tag so one
+// script moves an entry there and acknowledges it.
+func (k Keys) DeadLetter(p int) string { return k.prefix(p) + "dlq" }
+
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
-
-// DeadLetter is the partition's dead-letter stream: ops that can never be
-// written, with the reason.
-func (k Keys) DeadLetter(p int) string { return k.prefix(p) + "dlq" }

@@ -36,6 +36,10 @@ type Queue struct {
 	rdb        redis.UniversalClient
 	keys       Keys
 	partitions int
+	// maxBacklog and waitReplicas are set once, before use.
+	maxBacklog   int64
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // New returns the queue of namespace ns with the given partition count.
@@ -83,7 +87,7 @@ func (q *Queue) LoadScripts(ctx context.Context) error {
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 	p := q.Partition(o.Entity, o.ID)
 	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro()}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog}
 }
 
 // Write applies ops (their Version is ignored) and returns the version each
@@ -93,7 +97,7 @@ func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
 	versions := make([]int64, len(ops))
 	errs := make([]error, len(ops))
-	if len(ops) == 1 {
+	if len(ops) == 1 && q.waitReplicas == 0 {
 		keys, args := q.writeArgs(ops[0], now)
 		versions[0], errs[0] = parseVersion(writeScript.Run(ctx, q.rdb, keys, args...))
 		return versions, errs
@@ -104,16 +108,21 @@ func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64,
 	}
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds := make([]*redis.Cmd, len(todo))
+		var wait *redis.Cmd
 		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for j, i := range todo {
 				keys, args := q.writeArgs(ops[i], now)
 				cmds[j] = writeScript.EvalSha(ctx, p, keys, args...)
 			}
+			q.waitInPipeline(ctx, p, &wait)
 			return nil
 		})
 		var again []int
 		for j, i := range todo {
 			versions[i], errs[i] = parseVersion(cmds[j])
+			if errs[i] == nil {
+				errs[i] = q.checkReplicated(wait)
+			}
 			if attempt == 0 && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
 				again = append(again, i)
 			}
@@ -133,6 +142,9 @@ func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64,
 
 func parseVersion(cmd *redis.Cmd) (int64, error) {
 	s, err := cmd.Text()
+	if redis.HasErrorPrefix(err, "BACKPRESSURE") {
+		return 0, fmt.Errorf("%w: %v", ErrBackpressure, err)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -3,13 +3,22 @@
 -- KEYS[1] cached value  KEYS[2] partition stream  KEYS[3] partition clock
 -- ARGV[1] kind ("p" put, "d" delete)  ARGV[2] entity  ARGV[3] id
 -- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
--- returns: the op's version, 19 zero-padded digits
+-- ARGV[6] most entries the partition stream may hold (0: no limit)
+-- returns: the op's version, 19 zero-padded digits, or the error
+-- "BACKPRESSURE ..." (nothing written) when the stream is at the limit
 --
 -- The version is a hybrid clock: the writer's time, or one more than the last
 -- version of the partition if that is larger, so it increases strictly per key
 -- even when clocks step back, and stays above the versions in PostgreSQL when
 -- Redis lost everything. SET without KEEPTTL clears the TTL a flush gave the
 -- key, so an unflushed value never expires.
+--
+-- XLEN is O(1) and, as the flushers trim what every group acknowledged, an
+-- upper bound of the backlog (undelivered plus pending).
+local max = tonumber(ARGV[6])
+if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
+  return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more')
+end
 local v = tonumber(ARGV[5])
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if v <= last then

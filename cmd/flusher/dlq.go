@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/startup"
+)
+
+// dlq runs `flusher dlq list|replay|purge`: inspect the dead-letter streams,
+// put their entries back into the partition streams, or drop them.
+func dlq(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "flusher dlq: want list, replay or purge\n%s", usage)
+		return startup.ExitUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("flusher dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "list: one JSON object per line")
+	id := fs.String("id", "", "replay: the dead letter with this id")
+	all := fs.Bool("all", false, "replay: every dead letter")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return startup.ExitUsage
+	}
+	switch {
+	case sub != "list" && sub != "replay" && sub != "purge":
+		fmt.Fprintf(stderr, "flusher dlq: unknown command %q\n%s", sub, usage)
+		return startup.ExitUsage
+	case sub == "replay" && (*id == "") == !*all:
+		fmt.Fprintf(stderr, "flusher dlq replay: give --id ID or --all\n%s", usage)
+		return startup.ExitUsage
+	}
+
+	cfg := startup.Config("flusher")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rdb, err := startup.Redis(cfg, 0)
+	if err != nil {
+		fmt.Fprintf(stderr, "flusher dlq: %v\n", err)
+		return 1
+	}
+	defer rdb.Close()
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+
+	switch sub {
+	case "list":
+		err = dlqList(ctx, q, *asJSON, stdout)
+	case "replay":
+		err = dlqReplay(ctx, q, *id, stdout)
+	case "purge":
+		var n int64
+		if n, err = q.Purge(ctx); err == nil {
+			fmt.Fprintf(stdout, "purged %d dead letters\n", n)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "flusher dlq %s: %v\n", sub, err)
+		return 1
+	}
+	return 0
+}
+
+func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer) error {
+	letters, err := q.List(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, l := range letters {
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, l := range letters {
+		fmt.Fprintf(stdout, "%d %s %s %s/%s v%s deliveries=%d source=%s reason=%q\n",
+			l.Partition, l.ID, l.Time.Format("2006-01-02T15:04:05Z"), l.Fields["e"], l.Fields["i"], l.Fields["v"],
+			l.Deliveries, l.SourceID, l.Reason)
+	}
+	fmt.Fprintf(stdout, "%d dead letters\n", len(letters))
+	return nil
+}
+
+// dlqReplay replays the dead letter id (in whichever partition holds it) or,
+// with id empty, all of them.
+func dlqReplay(ctx context.Context, q *queue.Queue, id string, stdout io.Writer) error {
+	letters, err := q.List(ctx, 0)
+	if err != nil {
+		return err
+	}
+	replayed := 0
+	for _, l := range letters {
+		if id != "" && l.ID != id {
+			continue
+		}
+		newID, err := q.Replay(ctx, l.Partition, l.ID)
+		if errors.Is(err, queue.ErrNoDeadLetter) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		replayed++
+		fmt.Fprintf(stdout, "replayed %d %s as %s\n", l.Partition, l.ID, newID)
+	}
+	if id != "" && replayed == 0 {
+		return fmt.Errorf("%w: %s", queue.ErrNoDeadLetter, id)
+	}
+	fmt.Fprintf(stdout, "%d replayed\n", replayed)
+	return nil
+}

@@ -1,0 +1,281 @@
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/metrics"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// TestConstraintViolationDeadLettersOnlyTheBadOp: a batch holding ops that
+// violate a constraint still lands every other op in the same round; the bad
+// ones go to the dead-letter stream with PostgreSQL's reason. A key whose
+// newest op is rejected gets its previous op of the batch instead.
+func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	if _, err := e.pool.Exec(ctx, `ALTER TABLE `+e.schema+`.users ADD CONSTRAINT n_not_negative CHECK ((data->>'n')::int >= 0)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.w.Put(ctx, "user", "bad", []byte(`{"n":-1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.put(ctx, "mixed", 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.Put(ctx, "user", "mixed", []byte(`{"n":-5}`)); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	opt := e.options(t, "main")
+	opt.Metrics = metrics.NewFlusher(reg)
+	st := e.drain(t, opt)
+
+	// One round: every entry was read once, nothing retried.
+	if got := counter(t, opt.Metrics.OpsRead); got != 63 {
+		t.Fatalf("%v entries read, want 63 (each once)", got)
+	}
+	if got := counter(t, opt.Metrics.Retries); got != 0 {
+		t.Fatalf("%v retries, want none", got)
+	}
+	if st.Ops != 61 {
+		t.Fatalf("%d entries acknowledged, want 61", st.Ops)
+	}
+	e.checkConverged(t, 2)
+	if n, ok := e.rows(t)["bad"]; ok {
+		t.Fatalf("rejected op landed: %d", n)
+	}
+	letters, err := e.q.List(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range letters {
+		got[l.Fields["i"]+" "+l.Fields["d"]] = l.Reason
+		if l.Deliveries != 1 || l.SourceID == "" || l.SourceStream == "" {
+			t.Errorf("dead letter lacks its source: %+v", l)
+		}
+	}
+	for _, want := range []string{`bad {"n":-1}`, `mixed {"n":-5}`} {
+		if !strings.Contains(got[want], "23514") {
+			t.Errorf("dead letter %s: reason %q, want the check violation (SQLSTATE 23514)", want, got[want])
+		}
+	}
+}
+
+// TestUndecodableEntriesAreDeadLettered: entries written straight into a
+// partition stream that cannot be decoded, or name no configured entity, are
+// dead-lettered at once instead of being retried forever.
+func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	for i := range 20 {
+		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := []map[string]any{
+		{"hello": "world"},
+		{"k": "p", "e": "user", "i": "x", "v": "not-a-number", "d": "{}"},
+		{"k": "z", "e": "user", "i": "x", "v": "1", "d": "{}"},
+		{"k": "p", "e": "ghost", "i": "x", "v": "1", "d": "{}"},
+	}
+	for i, g := range garbage {
+		if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: e.q.Keys().Stream(i % 2), Values: g}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opt := e.options(t, "main")
+	opt.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
+	e.drain(t, opt)
+	e.checkConverged(t, len(garbage))
+	if got := counter(t, opt.Metrics.DeadLetters); got != 4 {
+		t.Fatalf("dead-letter metric %v, want 4", got)
+	}
+	letters, _ := e.q.List(ctx, 0)
+	for _, l := range letters {
+		if l.Reason == "" {
+			t.Errorf("dead letter without reason: %+v", l)
+		}
+	}
+}
+
+// TestOverDeliveredEntryIsDeadLettered: an entry already delivered more than
+// MaxDeliveries times (a crash loop) is dead-lettered when its consumer
+// comes back, so its partition moves on.
+func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	if _, err := e.w.Put(ctx, "user", "loop", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	p := e.q.Partition("user", "loop")
+	stream := e.q.Keys().Stream(p)
+	// Three deliveries to consumer main, as three crashed runs would do.
+	for _, id := range []string{">", "0", "0"} {
+		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: "main", Streams: []string{stream, id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.put(ctx, "fine", 2); err != nil {
+		t.Fatal(err)
+	}
+	opt := e.options(t, "main")
+	opt.MaxDeliveries = 3
+	e.drain(t, opt)
+	e.checkConverged(t, 1)
+	letters, _ := e.q.List(ctx, 0)
+	if letters[0].Fields["i"] != "loop" || letters[0].Reason != "delivered 4 times" {
+		t.Fatalf("dead letter %+v, want loop, delivered 4 times", letters[0])
+	}
+	if _, ok := e.rows(t)["loop"]; ok {
+		t.Fatal("the over-delivered op was flushed")
+	}
+}
+
+// TestPostgresOutage stops a PostgreSQL of the test's own for a while
+// writes go on: the flusher retries without acknowledging, stays up, and
+// catches up once PostgreSQL is back.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.StartPostgres(t)
+	pool, err := pgxpool.New(ctx, pg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rdb, ns := testenv.Redis(t)
+	e := newEnv(t, rdb, testenv.RedisURL(), ns, pool, pg.URL(), "public")
+
+	opt := e.options(t, "main")
+	opt.Log = opt.Log.Level(zerolog.Disabled)
+	opt.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 2)
+	go func() { ran <- flusher.New(e.q, e.sink, opt).Run(runCtx) }()
+
+	// Writes go on through the whole outage.
+	var written atomic.Int64
+	writing, stopWriting := context.WithCancel(ctx)
+	wrote := make(chan error, 1)
+	go func() {
+		for i := 0; writing.Err() == nil; i++ {
+			var err error
+			if i%7 == 3 {
+				err = e.del(ctx, fmt.Sprint(i%50))
+			} else {
+				err = e.put(ctx, fmt.Sprint(i%50), i)
+			}
+			if err != nil {
+				wrote <- err
+				return
+			}
+			written.Add(1)
+		}
+		wrote <- nil
+	}()
+
+	testenv.WaitFor(t, 20*time.Second, "first rows to land", func() bool { return len(e.rows(t)) > 0 })
+	pg.Stop()
+	down := written.Load()
+	testenv.WaitFor(t, 20*time.Second, "the flusher to retry against the stopped server", func() bool {
+		return counter(t, opt.Metrics.Retries) >= 8 && written.Load() > down+100
+	})
+	// A second flusher joins during the outage, its claim idle time long
+	// past: it must not reclaim the batches the first one keeps retrying.
+	other := e.options(t, "other")
+	other.Log = opt.Log
+	other.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
+	go func() { ran <- flusher.New(e.q, e.sink, other).Run(runCtx) }()
+	testenv.WaitFor(t, 20*time.Second, "the second flusher to retry too", func() bool {
+		return counter(t, other.Metrics.Retries) >= 4
+	})
+	pg.Start()
+	stopWriting()
+	if err := <-wrote; err != nil {
+		t.Fatalf("a write failed during the outage: %v", err)
+	}
+	e.waitIdle(t, 30*time.Second)
+	stop()
+	for range 2 {
+		if err := <-ran; err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.checkConverged(t, 0)
+	for _, m := range []*metrics.Flusher{opt.Metrics, other.Metrics} {
+		if counter(t, m.DeadLetters) != 0 {
+			t.Fatal("an outage dead-lettered ops")
+		}
+		if n := counter(t, m.Claims); n != 0 {
+			t.Fatalf("%v entries of a batch in retry were reclaimed by the other flusher", n)
+		}
+	}
+}
+
+// TestRedisRestart restarts a Redis of the test's own, with appendonly on,
+// between writes and flushes, twice (SIGKILL): acknowledged writes survive
+// from the AOF, and writer and flusher reload their scripts by themselves.
+func TestRedisRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port)})
+	defer rdb.Close()
+	pool, schema := testenv.Postgres(t)
+	e := newEnv(t, rdb, srv.URL(), "r", pool, testenv.PostgresURL(), schema)
+	opt := e.options(t, "main")
+
+	ids := func(from, to int) []string {
+		var s []string
+		for i := from; i < to; i++ {
+			s = append(s, fmt.Sprint(i))
+		}
+		return s
+	}
+	e.apply(t, ctx, 1, ids(0, 40)...)
+	e.drain(t, opt)
+	e.apply(t, ctx, 2, ids(20, 60)...)
+	if err := e.put(ctx, "single", 2); err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Kill() // unflushed writes in the stream
+	srv.Start()
+	// The scripts are gone: a single write (EVALSHA, then EVAL) and a
+	// pipeline (NOSCRIPT, reload) must both go through.
+	if err := e.put(ctx, "single", 3); err != nil {
+		t.Fatalf("single write after restart: %v", err)
+	}
+	e.apply(t, ctx, 3, ids(50, 80)...)
+	if err := e.del(ctx, "0"); err != nil {
+		t.Fatal(err)
+	}
+	e.drain(t, opt)
+
+	e.apply(t, ctx, 4, ids(70, 90)...)
+	srv.Kill()
+	srv.Start()
+	e.drain(t, opt) // the flusher's scripts are gone too
+	e.checkConverged(t, 0)
+}

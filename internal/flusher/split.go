@@ -1,0 +1,125 @@
+package flusher
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"github.com/writebehind/writebehind/internal/coalesce"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
+)
+
+// outcome is what became of a batch of decoded entries once written.
+type outcome struct {
+	// ack holds the entries whose op landed or was superseded by a newer op
+	// of the same key that landed.
+	ack []string
+	// written holds the ops that landed, one per key, to mark clean.
+	written []op.Op
+	// dead holds the entries PostgreSQL rejected for good, with the reason.
+	dead []queue.Letter
+	// rows counts the rows changed per table.
+	rows map[string]int64
+}
+
+// write writes the ops of entries (all decoded, all of known entities) and
+// sorts the entries into landed and rejected. It first tries the coalesced
+// batch in one transaction; on a permanent error it bisects, each half in its
+// own transaction, down to the single ops PostgreSQL rejects, so every good
+// op lands in this round. When a key's newest op is rejected, its next newest
+// op in the batch is tried in its place, so the outcome is the same as if the
+// ops had come one by one. A transient error anywhere is returned as is: the
+// caller retries the whole batch, which the version guard makes harmless for
+// the parts already committed.
+func (f *Flusher) write(ctx context.Context, entries []queue.Entry) (outcome, error) {
+	out := outcome{rows: map[string]int64{}}
+	// byKey holds each key's entries, newest op last.
+	byKey := map[op.Key][]queue.Entry{}
+	ops := make([]op.Op, len(entries))
+	for i, e := range entries {
+		byKey[e.Op.Key()] = append(byKey[e.Op.Key()], e)
+		ops[i] = e.Op
+	}
+	for _, es := range byKey {
+		slices.SortStableFunc(es, func(a, b queue.Entry) int { return cmp.Compare(a.Op.Version, b.Op.Version) })
+	}
+	landed := map[op.Key]op.Op{}
+	for try := coalesce.Coalesce(ops); len(try) > 0; {
+		good, bad, err := f.bisect(ctx, try, out.rows)
+		if err != nil {
+			return outcome{}, err
+		}
+		for _, o := range good {
+			landed[o.Key()] = o
+		}
+		var next []op.Op
+		for _, b := range bad {
+			k := b.op.Key()
+			es := byKey[k]
+			// Dead-letter every entry of the rejected op (replays can
+			// repeat an op) and fall back to the key's next newest op.
+			keep := es[:0]
+			for _, e := range es {
+				if e.Op.Version == b.op.Version {
+					out.dead = append(out.dead, queue.Letter{ID: e.ID, Reason: b.reason})
+				} else {
+					keep = append(keep, e)
+				}
+			}
+			byKey[k] = keep
+			if len(keep) > 0 {
+				next = append(next, keep[len(keep)-1].Op)
+			}
+		}
+		try = coalesce.Coalesce(next)
+	}
+	for k, es := range byKey {
+		if o, ok := landed[k]; ok {
+			out.written = append(out.written, o)
+		}
+		for _, e := range es {
+			out.ack = append(out.ack, e.ID)
+		}
+	}
+	slices.SortFunc(out.written, func(a, b op.Op) int {
+		return cmp.Or(cmp.Compare(a.Entity, b.Entity), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// rejected is an op PostgreSQL refused for good.
+type rejected struct {
+	op     op.Op
+	reason string
+}
+
+// bisect writes ops (one per key, in key order) in one transaction; on a
+// permanent error it splits them in halves, each written on its own, until
+// the rejected ops are single. It adds the changed rows to rows.
+func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64) (good []op.Op, bad []rejected, err error) {
+	n, err := f.sink.Write(ctx, ops)
+	if err == nil {
+		for t, c := range n {
+			rows[t] += c
+		}
+		return ops, nil, nil
+	}
+	if sink.Classify(err) == sink.Transient {
+		return nil, nil, err
+	}
+	f.opt.Metrics.CommitError(sink.Permanent.String())
+	if len(ops) == 1 {
+		return nil, []rejected{{op: ops[0], reason: err.Error()}}, nil
+	}
+	half := len(ops) / 2
+	for _, part := range [][]op.Op{ops[:half], ops[half:]} {
+		g, b, err := f.bisect(ctx, part, rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		good, bad = append(good, g...), append(bad, b...)
+	}
+	return good, bad, nil
+}

@@ -1,0 +1,185 @@
+package queue
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed deadletter.lua
+	deadLetterSource string
+	deadLetterScript = redis.NewScript(deadLetterSource)
+
+	//go:embed replay.lua
+	replaySource string
+	replayScript = redis.NewScript(replaySource)
+)
+
+// Letter is an entry to dead-letter and why.
+type Letter struct {
+	ID     string
+	Reason string
+}
+
+// DeadLetter is one entry of a dead-letter stream.
+type DeadLetter struct {
+	// Partition and ID locate the dead letter itself.
+	Partition int    `json:"partition"`
+	ID        string `json:"id"`
+	// Fields are the original entry's fields (k, e, i, v, d when it was a
+	// well-formed op).
+	Fields map[string]string `json:"fields"`
+	// Reason says why it could not be flushed.
+	Reason string `json:"reason"`
+	// SourceStream and SourceID name the original entry.
+	SourceStream string `json:"source_stream"`
+	SourceID     string `json:"source_id"`
+	// Deliveries is how often the group had been given the entry.
+	Deliveries int64 `json:"deliveries"`
+	// Time is when it was moved.
+	Time time.Time `json:"time"`
+}
+
+// ErrNoDeadLetter is returned by Replay for an id no dead-letter stream
+// holds.
+var ErrNoDeadLetter = errors.New("no such dead letter")
+
+// Move moves entries of partition p that the group still has pending to the
+// partition's dead-letter stream and acknowledges them, atomically. Entries
+// no longer pending (flushed or moved by another consumer) are skipped. It
+// returns how many were moved.
+func (q *Queue) Move(ctx context.Context, p int, group string, letters []Letter, now time.Time) (int, error) {
+	if len(letters) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 2+2*len(letters))
+	args = append(args, group, now.UnixMilli())
+	for _, l := range letters {
+		args = append(args, l.ID, l.Reason)
+	}
+	n, err := deadLetterScript.Run(ctx, q.rdb, []string{q.keys.Stream(p), q.keys.DeadLetter(p)}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("dead-letter on partition %d: %w", p, err)
+	}
+	return n, nil
+}
+
+// List returns up to count dead letters of every partition (count <= 0: all),
+// oldest first within a partition.
+func (q *Queue) List(ctx context.Context, count int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	for p := range q.partitions {
+		var msgs []redis.XMessage
+		var err error
+		if count > 0 {
+			msgs, err = q.rdb.XRangeN(ctx, q.keys.DeadLetter(p), "-", "+", int64(count-len(out))).Result()
+		} else {
+			msgs, err = q.rdb.XRange(ctx, q.keys.DeadLetter(p), "-", "+").Result()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dead letters of partition %d: %w", p, err)
+		}
+		for _, m := range msgs {
+			out = append(out, decodeDeadLetter(p, m))
+		}
+		if count > 0 && len(out) >= count {
+			break
+		}
+	}
+	return out, nil
+}
+
+func decodeDeadLetter(p int, m redis.XMessage) DeadLetter {
+	d := DeadLetter{Partition: p, ID: m.ID, Fields: map[string]string{}}
+	for k, v := range m.Values {
+		s, _ := v.(string)
+		switch k {
+		case "reason":
+			d.Reason = s
+		case "source_stream":
+			d.SourceStream = s
+		case "source_id":
+			d.SourceID = s
+		case "deliveries":
+			d.Deliveries, _ = strconv.ParseInt(s, 10, 64)
+		case "time":
+			ms, _ := strconv.ParseInt(s, 10, 64)
+			d.Time = time.UnixMilli(ms).UTC()
+		default:
+			d.Fields[k] = s
+		}
+	}
+	return d
+}
+
+// Replay puts dead letter id of partition p back into the partition stream
+// as a new entry, keeping the op's version so it cannot overwrite newer
+// data, and removes it from the dead-letter stream. It returns the new entry
+// id, or ErrNoDeadLetter.
+func (q *Queue) Replay(ctx context.Context, p int, id string) (string, error) {
+	newID, err := replayScript.Run(ctx, q.rdb, []string{q.keys.DeadLetter(p), q.keys.Stream(p)}, id).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("%w: %s on partition %d", ErrNoDeadLetter, id, p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("replay %s on partition %d: %w", id, p, err)
+	}
+	return newID, nil
+}
+
+// Purge deletes every dead letter of every partition and returns how many
+// there were.
+func (q *Queue) Purge(ctx context.Context) (int64, error) {
+	var n int64
+	for p := range q.partitions {
+		l, err := q.rdb.XLen(ctx, q.keys.DeadLetter(p)).Result()
+		if err != nil {
+			return n, fmt.Errorf("dead letters of partition %d: %w", p, err)
+		}
+		if err := q.rdb.Del(ctx, q.keys.DeadLetter(p)).Err(); err != nil {
+			return n, fmt.Errorf("purge partition %d: %w", p, err)
+		}
+		n += l
+	}
+	return n, nil
+}
+
+// Deliveries returns how often each of the given entries of partition p,
+// pending with consumer, has been delivered. Entries not pending with it are
+// missing from the map.
+func (q *Queue) Deliveries(ctx context.Context, p int, group, consumer string, entries []Entry) (map[string]int64, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	first, last := entries[0].ID, entries[0].ID
+	for _, e := range entries[1:] {
+		if compareIDs(e.ID, first) < 0 {
+			first = e.ID
+		}
+		if compareIDs(e.ID, last) > 0 {
+			last = e.ID
+		}
+	}
+	pending, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream:   q.keys.Stream(p),
+		Group:    group,
+		Start:    first,
+		End:      last,
+		Count:    int64(2 * len(entries)),
+		Consumer: consumer,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("pending entries of partition %d: %w", p, err)
+	}
+	counts := make(map[string]int64, len(pending))
+	for _, pe := range pending {
+		counts[pe.ID] = pe.RetryCount
+	}
+	return counts, nil
+}

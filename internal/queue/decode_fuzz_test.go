@@ -1,0 +1,61 @@
+package queue
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+// FuzzDecodeEntry feeds the decoder arbitrary field values, as a stream
+// written by anything could hold: it must never panic, must either decode a
+// complete op or return ErrBadEntry, and what it decodes must encode back to
+// the same fields.
+func FuzzDecodeEntry(f *testing.F) {
+	f.Add("p", "user", "7", "0001700000000000001", `{"n":1}`, true)
+	f.Add("d", "session", "a:b", "0000000000000000042", "", true)
+	f.Add("x", "user", "7", "1", "{}", true)
+	f.Add("p", "", "7", "1", "{}", true)
+	f.Add("p", "user", "7", "-5", "{}", false)
+	f.Add("p", "user", "7", "99999999999999999999", "{}", true)
+	f.Fuzz(func(t *testing.T, kind, entity, id, version, data string, withData bool) {
+		values := map[string]any{"k": kind, "e": entity, "i": id, "v": version}
+		if withData {
+			values["d"] = data
+		}
+		o, err := DecodeEntry(values)
+		if err != nil {
+			if !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("error %v does not wrap ErrBadEntry", err)
+			}
+			return
+		}
+		if o.Entity == "" || o.ID == "" || o.Version <= 0 {
+			t.Fatalf("incomplete op decoded: %+v", o)
+		}
+		if o.Kind != op.Put && o.Kind != op.Delete {
+			t.Fatalf("kind %q decoded", o.Kind)
+		}
+		if string(o.Kind) != kind || o.Entity != entity || o.ID != id {
+			t.Fatalf("decoded %+v from %v", o, values)
+		}
+		if o.Kind == op.Put && string(o.Data) != data {
+			t.Fatalf("data %q decoded from %q", o.Data, data)
+		}
+	})
+}
+
+// TestDecodeEntryRejectsForeignTypes covers what the fuzzer cannot reach:
+// values that are not strings.
+func TestDecodeEntryRejectsForeignTypes(t *testing.T) {
+	t.Parallel()
+	for _, v := range []map[string]any{
+		nil,
+		{"k": 1, "e": "user", "i": "7", "v": "1", "d": "{}"},
+		{"k": "p", "e": "user", "i": []byte("7"), "v": "1", "d": "{}"},
+	} {
+		if _, err := DecodeEntry(v); !errors.Is(err, ErrBadEntry) {
+			t.Errorf("DecodeEntry(%v) = %v, want ErrBadEntry", v, err)
+		}
+	}
+}

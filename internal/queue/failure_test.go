@@ -1,0 +1,292 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// newQueue returns a one-partition queue in a namespace of the test's own.
+func newQueue(t *testing.T) (*Queue, *redis.Client) {
+	t.Helper()
+	rdb, ns := testenv.Redis(t)
+	q := New(rdb, ns, 1)
+	if err := q.LoadScripts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, rdb
+}
+
+func putOps(n int) []op.Op {
+	ops := make([]op.Op, n)
+	for i := range ops {
+		ops[i] = op.Op{Kind: op.Put, Entity: "user", ID: fmt.Sprint(i), Data: []byte(fmt.Sprintf(`{"n":%d}`, i))}
+	}
+	return ops
+}
+
+func write(t *testing.T, q *Queue, ops []op.Op) {
+	t.Helper()
+	_, errs := q.Write(context.Background(), ops, time.Now())
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func read(t *testing.T, q *Queue, group, consumer string, count int) []Entry {
+	t.Helper()
+	es, err := q.Read(context.Background(), 0, group, consumer, ">", count, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func ack(t *testing.T, q *Queue, group string, es []Entry) {
+	t.Helper()
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	if err := q.Ack(context.Background(), 0, group, ids, nil, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func trim(t *testing.T, q *Queue) int64 {
+	t.Helper()
+	n, err := q.Trim(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestTrimKeepsWhatALaggingGroupNeeds: one group acknowledges everything,
+// another lags with entries undelivered and pending; trimming drops nothing
+// the lagging group still needs, and the stream shrinks once it catches up.
+func TestTrimKeepsWhatALaggingGroupNeeds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, rdb := newQueue(t)
+	stream := q.Keys().Stream(0)
+	write(t, q, putOps(10))
+	if n := trim(t, q); n != 0 {
+		t.Fatalf("a stream without groups was trimmed by %d", n)
+	}
+	for _, g := range []string{"fast", "slow"} {
+		if err := q.EnsureGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(t, q, "fast", read(t, q, "fast", "a", 100))
+	slow := read(t, q, "slow", "b", 4) // 0..3 delivered
+	ack(t, q, "slow", slow[:2])        // 0, 1 acknowledged; 2, 3 pending; 4..9 undelivered
+
+	if n := trim(t, q); n != 2 {
+		t.Fatalf("trimmed %d entries, want the 2 both groups acknowledged", n)
+	}
+	left, err := rdb.XRange(ctx, stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 8 || left[0].ID != slow[2].ID {
+		t.Fatalf("stream holds %d entries from %s, want 8 from the oldest pending %s", len(left), left[0].ID, slow[2].ID)
+	}
+	// The lagging group can still flush everything it has not acknowledged.
+	rest := read(t, q, "slow", "b", 100)
+	if len(rest) != 6 {
+		t.Fatalf("slow group read %d undelivered entries after the trim, want 6", len(rest))
+	}
+	ack(t, q, "slow", rest)
+	if n := trim(t, q); n != 0 {
+		t.Fatalf("trimmed %d while entries 2 and 3 are still pending", n)
+	}
+	ack(t, q, "slow", slow[2:])
+	if n := trim(t, q); n != 8 {
+		t.Fatalf("trimmed %d once every group caught up, want 8", n)
+	}
+	if n, _ := rdb.XLen(ctx, stream).Result(); n != 0 {
+		t.Fatalf("stream holds %d entries, want 0", n)
+	}
+}
+
+// TestDeadLetterMoveListReplayPurge walks one entry through the dead-letter
+// stream and back.
+func TestDeadLetterMoveListReplayPurge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, rdb := newQueue(t)
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, q, putOps(3))
+	es := read(t, q, "g", "c", 10)
+	at := time.UnixMilli(1764460800123).UTC()
+	n, err := q.Move(ctx, 0, "g", []Letter{{ID: es[1].ID, Reason: "rejected: 23514"}}, at)
+	if err != nil || n != 1 {
+		t.Fatalf("Move = %d, %v; want 1", n, err)
+	}
+	// Moving again is harmless: the entry is no longer pending.
+	if n, err := q.Move(ctx, 0, "g", []Letter{{ID: es[1].ID, Reason: "again"}}, at); err != nil || n != 0 {
+		t.Fatalf("second Move = %d, %v; want 0", n, err)
+	}
+	pending, err := rdb.XPending(ctx, q.Keys().Stream(0), "g").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending.Count != 2 {
+		t.Fatalf("%d pending after the move, want 2 (the move acknowledges)", pending.Count)
+	}
+	letters, err := q.List(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(letters))
+	}
+	l := letters[0]
+	want := DeadLetter{Partition: 0, ID: l.ID, Reason: "rejected: 23514", SourceStream: q.Keys().Stream(0),
+		SourceID: es[1].ID, Deliveries: 1, Time: at,
+		Fields: map[string]string{"k": "p", "e": "user", "i": "1", "v": formatVersion(es[1].Op.Version), "d": `{"n":1}`}}
+	if fmt.Sprint(l) != fmt.Sprint(want) {
+		t.Fatalf("dead letter\n got %+v\nwant %+v", l, want)
+	}
+
+	newID, err := q.Replay(ctx, 0, l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := read(t, q, "g", "c", 10)
+	if len(again) != 1 || again[0].ID != newID || again[0].Op.Version != es[1].Op.Version || again[0].Err != nil {
+		t.Fatalf("replayed entry %+v, want %s with version %d", again, newID, es[1].Op.Version)
+	}
+	if _, err := q.Replay(ctx, 0, l.ID); !errors.Is(err, ErrNoDeadLetter) {
+		t.Fatalf("second Replay = %v, want ErrNoDeadLetter", err)
+	}
+	if _, err := q.Move(ctx, 0, "g", []Letter{{ID: es[0].ID, Reason: "x"}, {ID: es[2].ID, Reason: "y"}}, at); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.Purge(ctx); err != nil || n != 2 {
+		t.Fatalf("Purge = %d, %v; want 2", n, err)
+	}
+	if letters, _ := q.List(ctx, 0); len(letters) != 0 {
+		t.Fatalf("%d dead letters after purge", len(letters))
+	}
+}
+
+// TestRemoveIdleConsumers never removes a consumer with pending entries,
+// nor the caller itself.
+func TestRemoveIdleConsumers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, _ := newQueue(t)
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, q, putOps(3))
+	read(t, q, "g", "busy", 1)                 // one pending
+	ack(t, q, "g", read(t, q, "g", "gone", 1)) // nothing pending
+	ack(t, q, "g", read(t, q, "g", "me", 1))
+	if removed, err := q.RemoveIdleConsumers(ctx, 0, "g", "me", time.Hour); err != nil || len(removed) != 0 {
+		t.Fatalf("removed %v, %v with an hour's idle time", removed, err)
+	}
+	// Redis counts idle time in milliseconds: wait for the first one.
+	var removed []string
+	testenv.WaitFor(t, 5*time.Second, "an idle consumer to be removed", func() bool {
+		r, err := q.RemoveIdleConsumers(ctx, 0, "g", "me", time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		removed = append(removed, r...)
+		return len(removed) > 0
+	})
+	if strings.Join(removed, ",") != "gone" {
+		t.Fatalf("removed %v, want only [gone]", removed)
+	}
+	cs, err := q.rdb.XInfoConsumers(ctx, q.Keys().Stream(0), "g").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 {
+		t.Fatalf("consumers left: %+v, want busy and me", cs)
+	}
+}
+
+// TestWriteRefusesOverTheBacklog: over the limit nothing is written and the
+// error is ErrBackpressure; once trimmed, writes go through again.
+func TestWriteRefusesOverTheBacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, rdb := newQueue(t)
+	q.SetMaxBacklog(5)
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, q, putOps(5))
+	one := []op.Op{{Kind: op.Put, Entity: "user", ID: "late", Data: []byte(`{}`)}}
+	for _, ops := range [][]op.Op{one, putOps(2)} {
+		_, errs := q.Write(ctx, ops, time.Now())
+		for _, err := range errs {
+			if !errors.Is(err, ErrBackpressure) {
+				t.Fatalf("write over the backlog: %v, want ErrBackpressure", err)
+			}
+		}
+	}
+	if n, _ := rdb.Exists(ctx, q.Keys().Value(0, "user", "late")).Result(); n != 0 {
+		t.Fatal("a refused write set its cached value")
+	}
+	ack(t, q, "g", read(t, q, "g", "c", 100))
+	trim(t, q)
+	write(t, q, one)
+}
+
+// TestCheckDurability reads the settings of the shared test Redis and finds
+// the dangerous ones on a Redis of the test's own.
+func TestCheckDurability(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.Port)})
+	defer rdb.Close()
+	q := New(rdb, "d", 1)
+	found, err := q.CheckDurability(ctx)
+	if err != nil || len(found) != 0 {
+		t.Fatalf("appendonly noeviction Redis: %v, %v; want no findings", found, err)
+	}
+	for _, kv := range [][2]string{{"maxmemory-policy", "allkeys-lru"}, {"appendonly", "no"}} {
+		if err := rdb.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	found, err = q.CheckDurability(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings []string
+	for _, f := range found {
+		settings = append(settings, f.Setting)
+	}
+	if strings.Join(settings, ",") != "maxmemory-policy,appendonly" {
+		t.Fatalf("findings %v, want maxmemory-policy and appendonly", found)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "volatile-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigSet(ctx, "save", "3600 1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := q.CheckDurability(ctx); err != nil || len(found) != 0 {
+		t.Fatalf("volatile-lru with RDB saves: %v, %v; want no findings", found, err)
+	}
+}

@@ -1,0 +1,55 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrBackpressure is returned for an op refused, with nothing written,
+// because its partition stream already holds the most entries allowed
+// (SetMaxBacklog): the flushers are behind, usually because PostgreSQL is
+// down.
+var ErrBackpressure = errors.New("backlog full")
+
+// ErrNotReplicated is returned for an op written to the Redis primary but
+// not acknowledged by enough replicas in time (SetWaitReplicas). The op is
+// not undone: it is flushed like any other unless the primary is lost.
+var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
+
+// SetMaxBacklog makes Write refuse ops with ErrBackpressure while their
+// partition stream holds n entries or more (0: no limit). Call it before use.
+func (q *Queue) SetMaxBacklog(n int64) { q.maxBacklog = n }
+
+// SetWaitReplicas makes Write wait, with WAIT on the connection that wrote,
+// until n replicas acknowledged the ops or timeout passed (0: no wait). Call
+// it before use.
+func (q *Queue) SetWaitReplicas(n int, timeout time.Duration) {
+	q.waitReplicas, q.waitTimeout = n, timeout
+}
+
+// waitInPipeline appends WAIT to a pipeline when replicas are awaited: WAIT
+// covers the writes of its own connection, so it must share the pipeline's.
+func (q *Queue) waitInPipeline(ctx context.Context, p redis.Pipeliner, wait **redis.Cmd) {
+	if q.waitReplicas > 0 {
+		*wait = p.Do(ctx, "WAIT", q.waitReplicas, q.waitTimeout.Milliseconds())
+	}
+}
+
+// checkReplicated turns the answer of WAIT into ErrNotReplicated.
+func (q *Queue) checkReplicated(wait *redis.Cmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %v", ErrNotReplicated, err)
+	}
+	if n < int64(q.waitReplicas) {
+		return fmt.Errorf("%w: %d of %d within %s", ErrNotReplicated, n, q.waitReplicas, q.waitTimeout)
+	}
+	return nil
+}

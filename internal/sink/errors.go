@@ -1,0 +1,102 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Class says what a failed write means for the ops in it.
+type Class int
+
+const (
+	// Transient errors pass: the connection, the server or a lock conflict.
+	// The same batch is retried and nothing is dead-lettered.
+	Transient Class = iota
+	// Permanent errors are in the data: the same ops fail again however
+	// often they are retried, so the offending ones are dead-lettered.
+	Permanent
+)
+
+// String returns "transient" or "permanent", the label used in metrics.
+func (c Class) String() string {
+	if c == Permanent {
+		return "permanent"
+	}
+	return "transient"
+}
+
+// Classify tells a permanent write error (bad data, unknown entity) from a
+// transient one (anything about the connection or the server's state), by
+// SQLSTATE and error type, never by message text. An error it does not know
+// is transient: retrying a good op costs time, dead-lettering it loses it
+// from the normal path.
+func Classify(err error) Class {
+	if err == nil {
+		return Transient
+	}
+	if errors.Is(err, ErrUnknownEntity) {
+		return Permanent
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return classifyCode(pgErr.Code)
+	}
+	return Transient
+}
+
+// classifyCode classifies a SQLSTATE. Classes 22 (data exception) and 23
+// (integrity constraint violation) are the op's fault. A missing table
+// (42P01) is an operator's: migrate was not run, so the ops wait for it
+// rather than being dead-lettered.
+func classifyCode(code string) Class {
+	switch {
+	case strings.HasPrefix(code, "22"), strings.HasPrefix(code, "23"):
+		return Permanent
+	case strings.HasPrefix(code, "54"):
+		// Program limit exceeded, such as a row too large for an index:
+		// caused by the op's data, so it fails the same way every time.
+		return Permanent
+	}
+	return Transient
+}
+
+// IsConnection reports whether err is about reaching PostgreSQL at all
+// (refused, reset, closed, timed out, server shutting down), as opposed to
+// an error in the statement: the flusher logs these as an outage.
+func IsConnection(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57P"), strings.HasPrefix(pgErr.Code, "53"):
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &connectErr), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, context.DeadlineExceeded), pgconn.SafeToRetry(err):
+		return true
+	}
+	return false
+}
+
+// IsMissingTable reports whether err says a table does not exist (42P01):
+// the tables were not created (`flusher migrate`). Such errors are
+// transient, so no op is dead-lettered for an operator's omission.
+func IsMissingTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
+}

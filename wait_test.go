@@ -1,0 +1,98 @@
+package writebehind_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// TestWaitReplicas: with WB_WAIT_REPLICAS the writer returns only once that
+// many replicas acknowledged; with more than exist it returns
+// ErrNotReplicated after WB_WAIT_TIMEOUT (the op itself is written).
+func TestWaitReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := testenv.StartRedis(t)
+	replica := testenv.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", primary.Port)})
+	defer rdb.Close()
+	rep := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", replica.Port)})
+	defer rep.Close()
+	if err := rdb.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.SlaveOf(ctx, "127.0.0.1", fmt.Sprint(primary.Port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the replica to sync", func() bool {
+		info, err := rep.Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+
+	cfg := writebehind.DefaultConfig()
+	cfg.Namespace = "w"
+	cfg.WaitReplicas = 1
+	cfg.WaitTimeout = 5 * time.Second
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Put(ctx, "user", "1", []byte(`{"n":1}`)); err != nil {
+		t.Fatalf("put with one replica: %v", err)
+	}
+	// WAIT returned: the replica holds the value already.
+	if n, err := rep.Exists(ctx, "w:{w:"+fmt.Sprint(op.Partition("user", "1", cfg.Partitions))+"}:v:user:1").Result(); err != nil || n != 1 {
+		t.Fatalf("replica does not hold the value after WAIT: %d, %v", n, err)
+	}
+
+	cfg.WaitReplicas = 2
+	cfg.WaitTimeout = 50 * time.Millisecond
+	w2, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range w2.Apply(ctx, []writebehind.Op{
+		{Kind: writebehind.OpPut, Entity: "user", ID: "2", Value: []byte(`{}`)},
+		{Kind: writebehind.OpDelete, Entity: "user", ID: "3"},
+	}) {
+		if !errors.Is(r.Err, writebehind.ErrNotReplicated) || r.Version == 0 {
+			t.Fatalf("apply awaiting 2 of 1 replicas: %+v, want ErrNotReplicated with a version", r)
+		}
+	}
+}
+
+// TestFailureConfig: the new variables are read and their rules name them.
+func TestFailureConfig(t *testing.T) {
+	cfg := writebehind.DefaultConfig()
+	if cfg.MaxDeliveries != 10 || cfg.ShutdownTimeout != 30*time.Second || cfg.ConsumerIdleTimeout != time.Hour ||
+		cfg.TrimInterval != 30*time.Second || cfg.MaxBacklog != 1_000_000 || cfg.Strict || cfg.WaitReplicas != 0 ||
+		cfg.WaitTimeout != time.Second {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	for _, c := range []struct{ name, value string }{
+		{"WB_MAX_DELIVERIES", "0"},
+		{"WB_SHUTDOWN_TIMEOUT", "-1s"},
+		{"WB_CONSUMER_IDLE_TIMEOUT", "1s"},
+		{"WB_TRIM_INTERVAL", "1ms"},
+		{"WB_MAX_BACKLOG", "-1"},
+		{"WB_WAIT_REPLICAS", "-1"},
+		{"WB_STRICT", "maybe"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(c.name, c.value)
+			_, err := writebehind.LoadConfig()
+			if !errors.Is(err, writebehind.ErrInvalidConfig) || !strings.Contains(err.Error(), c.name) {
+				t.Fatalf("%s=%s: %v, want ErrInvalidConfig naming it", c.name, c.value, err)
+			}
+		})
+	}
+}
