@@ -34,20 +34,37 @@ type outcome struct {
 // caller retries the whole batch, which the version guard makes harmless for
 // the parts already committed.
 func (f *Flusher) write(ctx context.Context, entries []queue.Entry) (outcome, error) {
+	ops := make([]op.Op, len(entries))
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ops[i], ids[i] = e.Op, e.ID
+	}
+	batch := coalesce.Coalesce(ops)
+	rows, err := f.sink.Write(ctx, batch)
+	switch {
+	case err == nil:
+		return outcome{ack: ids, written: batch, rows: rows}, nil
+	case sink.Classify(err) == sink.Transient:
+		return outcome{}, err
+	}
+	return f.writeApart(ctx, entries, batch, err)
+}
+
+// writeApart is write for a batch PostgreSQL rejected (with failed): it
+// finds the rejected ops and lands the others.
+func (f *Flusher) writeApart(ctx context.Context, entries []queue.Entry, batch []op.Op, failed error) (outcome, error) {
 	out := outcome{rows: map[string]int64{}}
 	// byKey holds each key's entries, newest op last.
 	byKey := map[op.Key][]queue.Entry{}
-	ops := make([]op.Op, len(entries))
-	for i, e := range entries {
+	for _, e := range entries {
 		byKey[e.Op.Key()] = append(byKey[e.Op.Key()], e)
-		ops[i] = e.Op
 	}
 	for _, es := range byKey {
 		slices.SortStableFunc(es, func(a, b queue.Entry) int { return cmp.Compare(a.Op.Version, b.Op.Version) })
 	}
 	landed := map[op.Key]op.Op{}
-	for try := coalesce.Coalesce(ops); len(try) > 0; {
-		good, bad, err := f.bisect(ctx, try, out.rows)
+	for try := batch; len(try) > 0; failed = nil {
+		good, bad, err := f.bisect(ctx, try, out.rows, failed)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -97,9 +114,14 @@ type rejected struct {
 
 // bisect writes ops (one per key, in key order) in one transaction; on a
 // permanent error it splits them in halves, each written on its own, until
-// the rejected ops are single. It adds the changed rows to rows.
-func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64) (good []op.Op, bad []rejected, err error) {
-	n, err := f.sink.Write(ctx, ops)
+// the rejected ops are single. It adds the changed rows to rows. A non-nil
+// failed is the error a write of ops already returned: the write is not
+// made again.
+func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64, failed error) (good []op.Op, bad []rejected, err error) {
+	n, err := map[string]int64(nil), failed
+	if err == nil {
+		n, err = f.sink.Write(ctx, ops)
+	}
 	if err == nil {
 		for t, c := range n {
 			rows[t] += c
@@ -115,7 +137,7 @@ func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64
 	}
 	half := len(ops) / 2
 	for _, part := range [][]op.Op{ops[:half], ops[half:]} {
-		g, b, err := f.bisect(ctx, part, rows)
+		g, b, err := f.bisect(ctx, part, rows, nil)
 		if err != nil {
 			return nil, nil, err
 		}

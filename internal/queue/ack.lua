@@ -2,8 +2,9 @@
 -- step, after the PostgreSQL transaction committed.
 -- KEYS[1] partition stream  KEYS[2..] cached values of the flushed keys
 -- ARGV[1] group  ARGV[2] clean TTL in ms (0: none)  ARGV[3] number of entry ids n
--- ARGV[4..3+n] entry ids  ARGV[4+n..3+n+m] flushed version of each of the m
--- cached values  ARGV[4+n+m..3+n+2m] optional clean TTL in ms of each (else ARGV[2])
+-- ARGV[4..3+n] entry ids  ARGV[4+n..3+n+m] header the m cached values hold if
+-- still unflushed: "D" (put) or "T" (delete) and the 19-digit flushed version
+-- ARGV[4+n+m..3+n+2m] optional clean TTL in ms of each (else ARGV[2])
 -- returns: the number of entries acknowledged
 --
 -- A value is marked clean only while it still holds the flushed version: a
@@ -14,17 +15,18 @@ for i = 4, 3 + n, 1000 do
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, 3 + n)))
 end
 local m = #KEYS - 1
+local ttl = tonumber(ARGV[2])
 for i = 2, #KEYS do
-  local ttl = tonumber(ARGV[2 + n + m + i] or ARGV[2])
-  local head = redis.call('GETRANGE', KEYS[i], 0, 19)
-  if string.sub(head, 2) == ARGV[2 + n + i] then
-    local state = string.sub(head, 1, 1)
-    local clean = nil
-    if state == 'D' then clean = 'C' elseif state == 'T' then clean = 'X' end
-    if clean then
-      redis.call('SETRANGE', KEYS[i], 0, clean)
-      if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+  local dirty = ARGV[2 + n + i]
+  if redis.call('GETRANGE', KEYS[i], 0, 19) == dirty then
+    if string.byte(dirty) == 68 then -- 'D'
+      redis.call('SETRANGE', KEYS[i], 0, 'C')
+    else
+      redis.call('SETRANGE', KEYS[i], 0, 'X')
     end
+    local own = ARGV[2 + n + m + i]
+    if own then ttl = tonumber(own) end
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
   end
 end
 return acked

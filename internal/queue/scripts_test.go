@@ -184,14 +184,17 @@ func TestAckScript(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
-		want keyState
-		gone bool
+		// deleted says the flushed op was a delete.
+		deleted bool
+		want    keyState
+		gone    bool
 	}{
 		{name: "dirty at the flushed version turns clean with TTL", in: "D" + ver(flushed) + `{}`, want: keyState{Value: "C" + ver(flushed) + `{}`, TTL: true}},
 		{name: "dirty at a newer version stays dirty", in: "D" + ver(flushed+1) + `{"new":1}`, want: keyState{Value: "D" + ver(flushed+1) + `{"new":1}`}},
-		{name: "tombstone at the flushed version turns clean", in: "T" + ver(flushed), want: keyState{Value: "X" + ver(flushed), TTL: true}},
-		{name: "newer tombstone stays dirty", in: "T" + ver(flushed+5), want: keyState{Value: "T" + ver(flushed+5)}},
+		{name: "tombstone at the flushed version turns clean", in: "T" + ver(flushed), deleted: true, want: keyState{Value: "X" + ver(flushed), TTL: true}},
+		{name: "newer tombstone stays dirty", in: "T" + ver(flushed+5), deleted: true, want: keyState{Value: "T" + ver(flushed+5)}},
 		{name: "missing key stays missing", gone: true},
+		{name: "a put after the flushed delete stays dirty", in: "D" + ver(flushed) + `{}`, deleted: true, want: keyState{Value: "D" + ver(flushed) + `{}`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +214,9 @@ func TestAckScript(t *testing.T) {
 				t.Fatal(err)
 			}
 			flushedOp := op.Op{Kind: op.Put, Entity: "user", ID: "1", Version: flushed}
+			if tt.deleted {
+				flushedOp.Kind = op.Delete
+			}
 			if err := q.Ack(ctx, 0, "g", []string{id}, []op.Op{flushedOp}, time.Minute, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -156,7 +156,11 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 	}
 	for _, o := range flushed {
 		keys = append(keys, q.keys.Value(p, o.Entity, o.ID))
-		args = append(args, formatVersion(o.Version))
+		state := Dirty
+		if o.Kind == op.Delete {
+			state = DirtyTombstone
+		}
+		args = append(args, header(state, o.Version))
 	}
 	if len(entityTTL) > 0 {
 		for _, o := range flushed {

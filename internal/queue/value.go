@@ -47,7 +47,19 @@ type Cached struct {
 func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.State == Filled }
 
 // formatVersion renders a version the way scripts store and compare it.
-func formatVersion(v int64) string { return fmt.Sprintf("%019d", v) }
+func formatVersion(v int64) string { return header(0, v)[1:] }
+
+// header renders the first headerLen bytes of a cached value: the state and
+// the version in 19 zero-padded digits.
+func header(st State, v int64) string {
+	var b [headerLen]byte
+	b[0] = byte(st)
+	for i := headerLen - 1; i > 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[:])
+}
 
 // ErrCorruptValue is returned for a cached value this package did not write.
 var ErrCorruptValue = fmt.Errorf("queue: corrupt cached value")
