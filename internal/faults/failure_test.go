@@ -78,6 +78,13 @@ func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
 			t.Errorf("dead letter %s: reason %q, want the check violation (SQLSTATE 23514)", want, got[want])
 		}
 	}
+	// The cache no longer serves the rejected values: reads go back to what
+	// PostgreSQL holds.
+	for _, id := range []string{"bad", "mixed"} {
+		if c, found, err := e.q.Cached(ctx, "user", id); err != nil || found {
+			t.Errorf("%s: the rejected value is still cached: %+v, %v", id, c, err)
+		}
+	}
 }
 
 // TestUndecodableEntriesAreDeadLettered: entries written straight into a

@@ -18,7 +18,7 @@ func sortOut(entries []queue.Entry, knows func(entity string) bool) (good []queu
 		case e.Err != nil:
 			dead = append(dead, queue.Letter{ID: e.ID, Reason: e.Err.Error()})
 		case !knows(e.Op.Entity):
-			dead = append(dead, queue.Letter{ID: e.ID, Reason: fmt.Sprintf("unknown entity %q", e.Op.Entity)})
+			dead = append(dead, queue.Letter{ID: e.ID, Reason: fmt.Sprintf("unknown entity %q", e.Op.Entity), Op: &e.Op})
 		default:
 			good = append(good, e)
 		}
@@ -60,7 +60,11 @@ func (f *Flusher) limitDeliveries(ctx context.Context, p int, entries []queue.En
 	var dead []queue.Letter
 	for _, e := range entries {
 		if n := counts[e.ID]; n > int64(f.opt.MaxDeliveries) {
-			dead = append(dead, queue.Letter{ID: e.ID, Reason: fmt.Sprintf("delivered %d times", n)})
+			letter := queue.Letter{ID: e.ID, Reason: fmt.Sprintf("delivered %d times", n)}
+			if e.Err == nil {
+				letter.Op = &e.Op
+			}
+			dead = append(dead, letter)
 			continue
 		}
 		keep = append(keep, e)

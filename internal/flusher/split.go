@@ -80,7 +80,7 @@ func (f *Flusher) writeApart(ctx context.Context, entries []queue.Entry, batch [
 			keep := es[:0]
 			for _, e := range es {
 				if e.Op.Version == b.op.Version {
-					out.dead = append(out.dead, queue.Letter{ID: e.ID, Reason: b.reason})
+					out.dead = append(out.dead, queue.Letter{ID: e.ID, Reason: b.reason, Op: &e.Op})
 				} else {
 					keep = append(keep, e)
 				}

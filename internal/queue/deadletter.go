@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/op"
 )
 
 var (
@@ -25,6 +27,10 @@ var (
 type Letter struct {
 	ID     string
 	Reason string
+	// Op is the entry's op, nil when it could not be decoded. The op's
+	// cached value is dropped if it still holds that op unflushed: the cache
+	// must not keep serving, forever, a write PostgreSQL never got.
+	Op *op.Op
 }
 
 // DeadLetter is one entry of a dead-letter stream.
@@ -58,12 +64,18 @@ func (q *Queue) Move(ctx context.Context, p int, group string, letters []Letter,
 	if len(letters) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 2+2*len(letters))
+	keys := []string{q.keys.Stream(p), q.keys.DeadLetter(p)}
+	args := make([]any, 0, 2+4*len(letters))
 	args = append(args, group, now.UnixMilli())
 	for _, l := range letters {
-		args = append(args, l.ID, l.Reason)
+		if l.Op == nil {
+			args = append(args, l.ID, l.Reason, 0, "")
+			continue
+		}
+		keys = append(keys, q.keys.Value(p, l.Op.Entity, l.Op.ID))
+		args = append(args, l.ID, l.Reason, len(keys), dirtyHeader(*l.Op))
 	}
-	n, err := deadLetterScript.Run(ctx, q.rdb, []string{q.keys.Stream(p), q.keys.DeadLetter(p)}, args...).Int()
+	n, err := deadLetterScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("dead-letter on partition %d: %w", p, err)
 	}

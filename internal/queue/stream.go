@@ -156,11 +156,7 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 	}
 	for _, o := range flushed {
 		keys = append(keys, q.keys.Value(p, o.Entity, o.ID))
-		state := Dirty
-		if o.Kind == op.Delete {
-			state = DirtyTombstone
-		}
-		args = append(args, header(state, o.Version))
+		args = append(args, dirtyHeader(o))
 	}
 	if len(entityTTL) > 0 {
 		for _, o := range flushed {

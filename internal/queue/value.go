@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"github.com/writebehind/writebehind/internal/op"
 	"strconv"
 )
 
@@ -48,6 +49,14 @@ func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.
 
 // formatVersion renders a version the way scripts store and compare it.
 func formatVersion(v int64) string { return header(0, v)[1:] }
+
+// dirtyHeader is the header the cached value of o holds until o is flushed.
+func dirtyHeader(o op.Op) string {
+	if o.Kind == op.Delete {
+		return header(DirtyTombstone, o.Version)
+	}
+	return header(Dirty, o.Version)
+}
 
 // header renders the first headerLen bytes of a cached value: the state and
 // the version in 19 zero-padded digits.
