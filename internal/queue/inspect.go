@@ -96,14 +96,7 @@ func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo
 		return info, nil
 	}
 	info.Pending = g.Pending
-	switch {
-	case info.Length == 0:
-	case g.Lag >= 0:
-		info.Lag = g.Lag
-	case compareIDs(info.LastID, g.LastDeliveredID) > 0:
-		// Redis cannot count the lag after deletions; at least one is left.
-		info.Lag = 1
-	}
+	info.Lag = lag(info.Length, info.LastID, *g)
 
 	var (
 		oldest    *redis.XPendingExtCmd

@@ -197,17 +197,25 @@ func (q *Queue) State(ctx context.Context, p int, group string) (PartitionState,
 			continue
 		}
 		st.Pending = g.Pending
-		switch {
-		case info.Length == 0:
-		case g.Lag >= 0:
-			st.Undelivered = g.Lag
-		case compareIDs(info.LastGeneratedID, g.LastDeliveredID) > 0:
-			// Redis cannot count the lag after deletions; at least one is left.
-			st.Undelivered = 1
-		}
+		st.Undelivered = lag(info.Length, info.LastGeneratedID, g)
 		return st, nil
 	}
 	return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
+}
+
+// lag counts the entries of a stream (length entries, the newest lastID)
+// that group g has not read yet.
+func lag(length int64, lastID string, g redis.XInfoGroup) int64 {
+	switch {
+	case length == 0:
+		return 0
+	case g.Lag >= 0:
+		return g.Lag
+	case compareIDs(lastID, g.LastDeliveredID) > 0:
+		// Redis cannot count the lag after deletions; at least one is left.
+		return 1
+	}
+	return 0
 }
 
 // compareIDs orders two stream ids "ms-seq".
