@@ -14,10 +14,11 @@ demo: services
 	scripts/demo.sh
 
 # Flush throughput against its ceiling (one run each: every run is 200k ops),
-# then the writer at concurrency 32.
+# the writer at concurrency 32, then reads against plain go-redis.
 bench: services
 	$(GO) test -run '^$$' -bench Flush -benchtime=1x -timeout 30m ./internal/flusher/
 	$(GO) test -run '^$$' -bench Load -benchtime=1x -timeout 10m ./cmd/writer/
+	$(GO) test -run '^$$' -bench 'VsGET|VsMGET' -benchtime=2s -timeout 10m ./internal/readpath/
 
 build:
 	$(GO) build -o bin/ ./cmd/...
