@@ -162,6 +162,37 @@ func TestSIGTERMFinishesBatchesInHand(t *testing.T) {
 	e.checkConverged(t, 0)
 }
 
+// TestSIGTERMGivesUpAfterShutdownTimeout: a flusher whose batches cannot
+// commit (their rows are locked) still exits once WB_SHUTDOWN_TIMEOUT has
+// passed after SIGTERM; what it could not commit stays pending and another
+// flusher finishes it.
+func TestSIGTERMGivesUpAfterShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	flusherBin, _ := testenv.Commands(t)
+	for i := range 50 {
+		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := e.lockUsers(t)
+	f := testenv.Start(t, e.processEnv("stuck", "WB_SHUTDOWN_TIMEOUT=1s"), flusherBin, "run")
+	e.waitBlocked(t)
+	f.Signal(t, syscall.SIGTERM)
+	// Without the timeout it would wait for the lock, which is held until
+	// after this wait.
+	if code := f.Wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("flusher exited %d after SIGTERM", code)
+	}
+	if n := e.pendingOf(t, "stuck"); n == 0 {
+		t.Fatal("nothing left pending: the batch was not stuck")
+	}
+	release()
+	e.drain(t, e.options(t, "after"))
+	e.checkConverged(t, 0)
+}
+
 // TestBackpressure: with no flusher running and a small WB_MAX_BACKLOG,
 // writes fail with ErrBackpressure (and the writer command exits 1 saying
 // so); once a flusher drains and trims, they succeed again.

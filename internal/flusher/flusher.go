@@ -97,9 +97,16 @@ func (f *Flusher) Run(ctx context.Context) error {
 	if err := f.q.EnsureGroup(ctx, f.opt.Group); err != nil {
 		return err
 	}
+	// The batches in hand are finished even when the flusher is told to
+	// stop: the stop must not cancel the very commits it waits for. They
+	// get FinishTimeout, counted from the stop, all together.
+	finish, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
+
 	var wg sync.WaitGroup
 	for p := range f.q.Partitions() {
-		wg.Go(func() { f.partition(ctx, p) })
+		wg.Go(func() { f.partition(ctx, finish, p) })
 	}
 	wg.Go(func() { f.maintain(ctx) })
 	wg.Wait()
@@ -155,19 +162,18 @@ func (f *Flusher) idle(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// partition flushes one partition. Reading runs one batch ahead of
-// flushing, so the next batch is in hand while PostgreSQL commits this one.
-func (f *Flusher) partition(ctx context.Context, p int) {
+// partition flushes one partition until ctx is cancelled, and the batches
+// in hand then until finish is. Reading runs one batch ahead of flushing, so
+// the next batch is in hand while PostgreSQL commits this one.
+func (f *Flusher) partition(ctx, finish context.Context, p int) {
 	log := f.opt.Log.With().Int("partition", p).Logger()
 	batches := make(chan []queue.Entry)
 	go func() {
 		defer close(batches)
 		f.fetch(ctx, p, batches, log)
 	}()
-	// Batches already read are flushed even after ctx is cancelled: they
-	// are the batches in hand.
 	for entries := range batches {
-		f.flush(ctx, p, entries, log)
+		f.flush(finish, p, entries, log)
 	}
 }
 
@@ -223,22 +229,16 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry
 // flush writes one batch and acknowledges it. Entries that can never be
 // written (undecodable, unknown entity, rejected by PostgreSQL) are moved to
 // the dead-letter stream; the rest land in this round. On a transient error
-// it retries the whole batch while the flusher runs; once stopping, it tries
-// until FinishTimeout. What it cannot commit stays pending for a later
-// delivery.
-func (f *Flusher) flush(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
+// it retries the whole batch until wctx is done (the flusher's finish
+// context: FinishTimeout after a stop). What it cannot commit stays pending
+// for a later delivery.
+func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
 	if len(entries) == 0 {
 		return
 	}
 	f.opt.Metrics.Read(len(entries))
 	good, dead := sortOut(entries, f.sink.Knows)
 	start := time.Now()
-
-	// The batch in hand is finished even when the flusher is told to stop:
-	// the stop must not cancel the very commit it waits for.
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	defer context.AfterFunc(ctx, func() { time.AfterFunc(f.opt.FinishTimeout, cancel) })()
 
 	// While the batch is written and retried, its entries must not look
 	// idle to the other flushers' claims.
