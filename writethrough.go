@@ -70,8 +70,18 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 		return 0, err
 	}
 	vo.Version = v
-	if _, err := w.through.Write(ctx, []op.Op{vo}); err != nil {
+	rows, err := w.through.Write(ctx, []op.Op{vo})
+	if err != nil {
 		return 0, err
+	}
+	var changed int64
+	for _, n := range rows {
+		changed += n
+	}
+	if changed == 0 {
+		// The table already holds a newer version: caching this one would
+		// put an older value over a lease (or anything) in the cache.
+		return v, nil
 	}
 	ttl := w.cfg.TTL(vo.Entity)
 	m := queue.FillMeta{Stamp: now.UnixMicro()}

@@ -3,6 +3,7 @@ package writebehind
 import (
 	"context"
 	"errors"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ type bundle struct {
 	q    *queue.Queue
 	sink *sink.Sink
 	rdb  *redis.Client
+	pool *pgxpool.Pool
 }
 
 func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
@@ -51,7 +53,7 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{cfg: cfg, w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb}
+	return &bundle{cfg: cfg, w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
 }
 
 func (b *bundle) drain(t testing.TB) {

@@ -135,6 +135,14 @@ func (c *Core) loadAndFill(ctx context.Context, entity, id string, tok int64, cu
 				return nv, nil
 			}
 		}
+		// Nothing newer is cached any more (flushed and expired, or
+		// invalidated): the table has it, so load again rather than
+		// answer with what was read before the write.
+		vals, _, err := c.loadTimed(ctx, entity, []string{id})
+		if err != nil {
+			return Value{}, err
+		}
+		return vals[0], nil
 	}
 	return v, nil
 }
@@ -171,7 +179,8 @@ func (c *Core) wait(ctx context.Context, entity, id string, cut int64) (Value, b
 // if the key still holds the very value read. A failing refresh is logged
 // and the current value served.
 func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cached, cur Value) Value {
-	v, _, _ := c.flight.Do(flightKey("early", entity, id), func() (any, error) {
+	hdr := queue.FillHeader(cv.State, cv.Version, cv.Meta)
+	v, _, _ := c.flight.Do(flightKey("early", entity, id+"\x00"+hdr), func() (any, error) {
 		c.refreshes.Add(1)
 		start := c.opt.Now()
 		vals, took, err := c.loadTimed(ctx, entity, []string{id})

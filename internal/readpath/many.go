@@ -41,6 +41,9 @@ func (c *Core) getUnique(ctx context.Context, entity string, ids []string) ([]Va
 	if isRedisDown(err) {
 		return c.directMany(ctx, entity, ids, err)
 	}
+	if found == nil {
+		return nil, err
+	}
 	var miss []int
 	for i := range ids {
 		if found[i] {
@@ -202,7 +205,7 @@ func (c *Core) waitMany(ctx context.Context, entity string, ids []string, miss, 
 			busyIDs[k] = ids[miss[j]]
 		}
 		cv, found, err := c.q.GetMany(ctx, entity, busyIDs)
-		if isRedisDown(err) {
+		if isRedisDown(err) || found == nil {
 			return busy
 		}
 		var still, released []int
