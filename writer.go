@@ -1,10 +1,8 @@
 package writebehind
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
+		"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -152,13 +150,3 @@ func checkID(id string, maxBytes int) error {
 	return nil
 }
 
-func checkValue(v []byte, maxBytes int) error {
-	if len(v) > maxBytes {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(v), maxBytes)
-	}
-	trimmed := bytes.TrimLeft(v, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(v) {
-		return ErrInvalidValue
-	}
-	return nil
-}

@@ -47,6 +47,8 @@ func TestWriterRejectsBadInputAndWritesNothing(t *testing.T) {
 		{"JSON string", "user", "1", `"x"`, ErrInvalidValue},
 		{"empty value", "user", "1", ``, ErrInvalidValue},
 		{"trailing garbage", "user", "1", `{} {}`, ErrInvalidValue},
+		{"jsonb refuses \\u0000", "user", "1", `{"a":"\u0000"}`, ErrInvalidValue},
+		{"beyond numeric", "user", "1", `{"a":1e200000}`, ErrInvalidValue},
 		{"too large", "user", "1", `{"a":"` + strings.Repeat("x", 40) + `"}`, ErrValueTooLarge},
 	}
 	for _, tt := range tests {
