@@ -117,14 +117,20 @@ func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64,
 			q.waitInPipeline(ctx, p, &wait)
 			return nil
 		})
+		// From the first op that met NOSCRIPT on, every op runs again, in
+		// order: the script may have come back midway (another client
+		// loaded it), and running only the failed ops again would give an
+		// earlier op on a key a higher version than a later one. An op that
+		// had succeeded is written twice, the second time with a higher
+		// version: the version guard makes that harmless.
 		var again []int
 		for j, i := range todo {
 			versions[i], errs[i] = parseVersion(cmds[j])
 			if errs[i] == nil {
 				errs[i] = q.checkReplicated(wait)
 			}
-			if attempt == 0 && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-				again = append(again, i)
+			if attempt == 0 && again == nil && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
+				again = todo[j:]
 			}
 		}
 		if len(again) > 0 {

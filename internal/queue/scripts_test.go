@@ -3,6 +3,9 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +259,54 @@ func TestParseCachedRejectsForeignValues(t *testing.T) {
 		if _, err := parseCached(s); err == nil {
 			t.Errorf("parseCached(%q) accepted", s)
 		}
+	}
+}
+
+// TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey: Redis forgot its scripts
+// and another client loads them back while a pipeline runs, so an early op
+// meets NOSCRIPT and a later op on the same key succeeds. Running the ops
+// again must not give the earlier op the higher version.
+func TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey(t *testing.T) {
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	other, _ := testenv.Redis(t)
+	q := New(rdb, ns, 1)
+	filler := `{"x":"` + strings.Repeat("f", 2000) + `"}`
+	reordered := 0
+	for try := 0; try < 20; try++ {
+		ops := []op.Op{{Kind: op.Put, Entity: "user", ID: "k", Data: []byte(`{"n":1}`)}}
+		for i := range 200 {
+			ops = append(ops, op.Op{Kind: op.Put, Entity: "user", ID: fmt.Sprint("f", i), Data: []byte(filler)})
+		}
+		ops = append(ops, op.Op{Kind: op.Put, Entity: "user", ID: "k", Data: []byte(`{"n":2}`)})
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var stop atomic.Bool
+		done := make(chan struct{})
+		go func() { // another writer recovering from the restart
+			defer close(done)
+			time.Sleep(200 * time.Microsecond)
+			for !stop.Load() {
+				_ = writeScript.Load(ctx, other).Err()
+			}
+		}()
+		versions, errs := q.Write(ctx, ops, time.Now())
+		stop.Store(true)
+		<-done
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("op %d: %v", i, err)
+			}
+		}
+		first, last := versions[0], versions[len(versions)-1]
+		c, _, _ := q.Cached(ctx, "user", "k")
+		if first > last {
+			reordered++
+			t.Logf("try %d: first op (n=1) got version %d > last op (n=2) version %d; the cache holds %s", try, first, last, c.Data)
+		}
+	}
+	if reordered > 0 {
+		t.Fatalf("%d of 20 pipelines applied an earlier op on a key after a later one", reordered)
 	}
 }
