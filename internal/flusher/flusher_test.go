@@ -384,3 +384,34 @@ func TestDrainCountsOpsAndRows(t *testing.T) {
 		t.Errorf("%d rows, want 4", n)
 	}
 }
+
+// TestRunningFlusherRecreatesALostGroup: Redis loses its data (restarted
+// without persistence, failed over to an empty replica) while a flusher runs
+// and writers go on; the flusher recreates its group and flushes the new
+// writes.
+func TestRunningFlusherRecreatesALostGroup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.flusher("c1").Run(runCtx)
+	}()
+	defer func() { stop(); <-done }()
+	rowVersion := func(id string) int64 {
+		return b.rows(t, "user")[id].version
+	}
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the first op to be flushed", func() bool { return rowVersion("1") > 0 })
+
+	testenv.DeleteNamespace(ctx, b.rdb, b.cfg.Namespace) // Redis lost everything
+	v, err := b.w.Put(ctx, "user", "2", []byte(`{"a":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the op written after the loss to be flushed", func() bool { return rowVersion("2") == v })
+}

@@ -85,12 +85,33 @@ func decodeMessages(msgs []redis.XMessage) []Entry {
 // streams), starting at the beginning so no op written before is skipped.
 func (q *Queue) EnsureGroup(ctx context.Context, group string) error {
 	for p := 0; p < q.partitions; p++ {
-		err := q.rdb.XGroupCreateMkStream(ctx, q.keys.Stream(p), group, "0").Err()
-		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-			return fmt.Errorf("create group %s on partition %d: %w", group, p, err)
+		if err := q.ensureGroupOn(ctx, p, group); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (q *Queue) ensureGroupOn(ctx context.Context, p int, group string) error {
+	err := q.rdb.XGroupCreateMkStream(ctx, q.keys.Stream(p), group, "0").Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return fmt.Errorf("create group %s on partition %d: %w", group, p, err)
+	}
+	return nil
+}
+
+// againWithGroup runs a group command once more after creating the group,
+// if Redis answered that the group does not exist: Redis lost its data
+// (restarted without persistence, failed over to an empty replica) while
+// writers went on, and their new entries must still be flushed.
+func (q *Queue) againWithGroup(ctx context.Context, p int, group string, err error, run func() error) error {
+	if !redis.HasErrorPrefix(err, "NOGROUP") {
+		return err
+	}
+	if err := q.ensureGroupOn(ctx, p, group); err != nil {
+		return err
+	}
+	return run()
 }
 
 // Read reads up to count entries of partition p for a consumer. With after
@@ -101,13 +122,18 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 	if after != ">" {
 		block = -1
 	}
-	res, err := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group:    group,
-		Consumer: consumer,
-		Streams:  []string{q.keys.Stream(p), after},
-		Count:    int64(count),
-		Block:    block,
-	}).Result()
+	var res []redis.XStream
+	read := func() (err error) {
+		res, err = q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group:    group,
+			Consumer: consumer,
+			Streams:  []string{q.keys.Stream(p), after},
+			Count:    int64(count),
+			Block:    block,
+		}).Result()
+		return err
+	}
+	err := q.againWithGroup(ctx, p, group, read(), read)
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -125,15 +151,20 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 // It returns the claimed entries and the cursor for the next call ("0-0" once
 // the scan went round).
 func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdle time.Duration, start string, count int) ([]Entry, string, error) {
-	msgs, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream:   q.keys.Stream(p),
-		Group:    group,
-		Consumer: consumer,
-		MinIdle:  minIdle,
-		Start:    start,
-		Count:    int64(count),
-	}).Result()
-	if err != nil {
+	var msgs []redis.XMessage
+	var next string
+	claim := func() (err error) {
+		msgs, next, err = q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream:   q.keys.Stream(p),
+			Group:    group,
+			Consumer: consumer,
+			MinIdle:  minIdle,
+			Start:    start,
+			Count:    int64(count),
+		}).Result()
+		return err
+	}
+	if err := q.againWithGroup(ctx, p, group, claim(), claim); err != nil {
 		return nil, start, err
 	}
 	return decodeMessages(msgs), next, nil
