@@ -87,6 +87,45 @@ func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
 	}
 }
 
+// TestTriggerRejectionDeadLettersOnlyTheBadOp: a validation trigger that
+// raises an exception (SQLSTATE P0001) rejects one op; the others land and
+// the bad one is dead-lettered, rather than the batch being retried forever.
+func TestTriggerRejectionDeadLettersOnlyTheBadOp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION %[1]s.check_n() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF (NEW.data->>'n')::int < 0 THEN RAISE EXCEPTION 'n must not be negative'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER check_n BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.check_n();`, e.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.w.Put(ctx, "user", "bad", []byte(`{"n":-1}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := e.drain(t, e.options(t, "main"))
+	if st.Ops != 20 {
+		t.Fatalf("%d entries acknowledged, want 20", st.Ops)
+	}
+	e.checkConverged(t, 1)
+	letters, err := e.q.List(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].Fields["i"] != "bad" || !strings.Contains(letters[0].Reason, "P0001") {
+		t.Fatalf("dead letters %+v, want the bad op with SQLSTATE P0001", letters)
+	}
+}
+
 // TestUndecodableEntriesAreDeadLettered: entries written straight into a
 // partition stream that cannot be decoded, or name no configured entity, are
 // dead-lettered at once instead of being retried forever.

@@ -50,18 +50,24 @@ func Classify(err error) Class {
 	return Transient
 }
 
-// classifyCode classifies a SQLSTATE. Classes 22 (data exception) and 23
-// (integrity constraint violation) are the op's fault. A missing table
-// (42P01) is an operator's: migrate was not run, so the ops wait for it
-// rather than being dead-lettered.
+// permanentClasses are the SQLSTATE classes raised by what an op holds, so
+// they fail the same way however often they are retried: data exception
+// (22), integrity constraint violation (23), program limit exceeded such as
+// a row too large for an index (54), and what triggers and routines raise
+// when they reject a row: triggered action (09), SQL routine (2F),
+// triggered data change (27), external routine (38, 39), WITH CHECK OPTION
+// (44) and PL/pgSQL RAISE (P0).
+var permanentClasses = []string{"22", "23", "54", "09", "2F", "27", "38", "39", "44", "P0"}
+
+// classifyCode classifies a SQLSTATE. Every other class is about the
+// server, the connection, a lock or the operator's set-up (a missing table,
+// 42P01, means migrate was not run), so the ops wait rather than being
+// dead-lettered.
 func classifyCode(code string) Class {
-	switch {
-	case strings.HasPrefix(code, "22"), strings.HasPrefix(code, "23"):
-		return Permanent
-	case strings.HasPrefix(code, "54"):
-		// Program limit exceeded, such as a row too large for an index:
-		// caused by the op's data, so it fails the same way every time.
-		return Permanent
+	for _, class := range permanentClasses {
+		if strings.HasPrefix(code, class) {
+			return Permanent
+		}
 	}
 	return Transient
 }

@@ -25,6 +25,7 @@ func TestClassifyRealErrors(t *testing.T) {
 	_, badJSON := s.Write(ctx, []op.Op{put("a", 1, `{"n":`)})
 	_, divide := pool.Exec(ctx, `SELECT 1/0`)
 	_, unknown := s.Write(ctx, []op.Op{{Kind: op.Put, Entity: "nope", ID: "a", Version: 1, Data: []byte(`{}`)}})
+	_, raised := pool.Exec(ctx, `DO $$ BEGIN RAISE EXCEPTION 'rejected by a trigger'; END $$`)
 
 	missing, err := New(pool, map[string]string{"user": schema + ".not_migrated"})
 	if err != nil {
@@ -55,6 +56,8 @@ func TestClassifyRealErrors(t *testing.T) {
 		{"admin shutdown", fmt.Errorf("flush: %w", &pgconn.PgError{Code: "57P01"}), Transient, true},
 		{"lock not available", &pgconn.PgError{Code: "55P03"}, Transient, false},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, Permanent, false},
+		{"trigger raised", raised, Permanent, false},
+		{"insufficient privilege", &pgconn.PgError{Code: "42501"}, Transient, false},
 		{"cancelled", context.Canceled, Transient, false},
 	} {
 		if c.err == nil {
