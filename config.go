@@ -73,8 +73,9 @@ type Config struct {
 	// ReadLockWait bounds that wait; then the reader loads itself.
 	ReadLockWait time.Duration `envconfig:"READ_LOCK_WAIT" default:"200ms" desc:"longest wait for another process's load"`
 	// MaxDeliveries is how often an entry may be delivered before it is
-	// dead-lettered, so a crash-looping op cannot stall its partition.
-	MaxDeliveries int `envconfig:"MAX_DELIVERIES" default:"10" desc:"deliveries of an entry before it is dead-lettered"`
+	// flushed on its own and, failing again, dead-lettered, so a
+	// crash-looping op cannot stall its partition.
+	MaxDeliveries int `envconfig:"MAX_DELIVERIES" default:"10" desc:"deliveries of an entry before it is flushed on its own, then dead-lettered if it fails again"`
 	// ShutdownTimeout bounds how long a stopping flusher keeps trying to
 	// commit and acknowledge the batches in hand.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"30s" desc:"time a stopping flusher has to finish the batches in hand"`

@@ -251,6 +251,7 @@ func (e *env) processEnv(consumer string, extra ...string) []string {
 		"WB_CLAIM_INTERVAL=100ms",
 		"WB_TRIM_INTERVAL=200ms",
 		"WB_LOG_LEVEL=info",
+		"WB_METRICS_ADDR=", // tests run flushers side by side: no fixed port
 	}, extra...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,9 +165,9 @@ func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
 	}
 }
 
-// TestOverDeliveredEntryIsDeadLettered: an entry already delivered more than
-// MaxDeliveries times (a crash loop) is dead-lettered when its consumer
-// comes back, so its partition moves on.
+// TestOverDeliveredEntryIsDeadLettered: an entry delivered more than
+// WB_MAX_DELIVERIES times is flushed on its own; delivered again after that
+// (it crashed whoever flushed it), it is dead-lettered.
 func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -176,8 +177,9 @@ func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 	}
 	p := e.q.Partition("user", "loop")
 	stream := e.q.Keys().Stream(p)
-	// Three deliveries to consumer main, as three crashed runs would do.
-	for _, id := range []string{">", "0", "0"} {
+	// Four deliveries to consumer main, as four crashed runs would make:
+	// the fourth was the one on its own.
+	for _, id := range []string{">", "0", "0", "0"} {
 		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: "main", Streams: []string{stream, id}}).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -190,11 +192,58 @@ func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 	e.drain(t, opt)
 	e.checkConverged(t, 1)
 	letters, _ := e.q.List(ctx, 0)
-	if letters[0].Fields["i"] != "loop" || letters[0].Reason != "delivered 4 times" {
-		t.Fatalf("dead letter %+v, want loop, delivered 4 times", letters[0])
+	if letters[0].Fields["i"] != "loop" || letters[0].Reason != "delivered 5 times" {
+		t.Fatalf("dead letter %+v, want loop, delivered 5 times", letters[0])
 	}
 	if _, ok := e.rows(t)["loop"]; ok {
 		t.Fatal("the over-delivered op was flushed")
+	}
+}
+
+// TestCrashWhileFlushingAloneBlamesOnlyThatEntry: entries read along with an
+// op that crashes every flusher pass the delivery limit together. They are
+// flushed one by one; a crash while the first is flushed counts against it
+// alone: it is dead-lettered, the others land.
+func TestCrashWhileFlushingAloneBlamesOnlyThatEntry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	flusherBin, _ := testenv.Commands(t)
+	// The culprit first, then four ops of the same partition.
+	if _, err := e.w.Put(ctx, "user", "culprit", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	p := e.q.Partition("user", "culprit")
+	for i, n := 0, 0; n < 4; i++ {
+		if id := fmt.Sprint(i); e.q.Partition("user", id) == p {
+			if err := e.put(ctx, id, i); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	// Three crashed runs of consumer main read them all.
+	stream := e.q.Keys().Stream(p)
+	for _, id := range []string{">", "0", "0"} {
+		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: "main", Streams: []string{stream, id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fourth run flushes the culprit on its own, and dies there.
+	release := e.lockUsers(t)
+	f := testenv.Start(t, e.processEnv("main", "WB_MAX_DELIVERIES=3"), flusherBin, "run")
+	e.waitBlocked(t)
+	f.Signal(t, syscall.SIGKILL)
+	f.Wait(t, 10*time.Second)
+	release()
+
+	opt := e.options(t, "main")
+	opt.MaxDeliveries = 3
+	e.drain(t, opt)
+	e.checkConverged(t, 1)
+	letters, _ := e.q.List(ctx, 0)
+	if letters[0].Fields["i"] != "culprit" || letters[0].Reason != "delivered 5 times" {
+		t.Fatalf("dead letter %+v, want the culprit, delivered 5 times", letters[0])
 	}
 }
 

@@ -42,36 +42,72 @@ func (f *Flusher) deadLetter(ctx context.Context, p int, letters []queue.Letter,
 	return nil
 }
 
-// limitDeliveries dead-letters the entries (own pending or just claimed)
-// that were delivered more than MaxDeliveries times, so an op that crashes
-// every flusher that reads it cannot stall its partition, and returns the
-// others. If the counts cannot be read, it returns every entry: the limit is
-// checked again on the next delivery.
-func (f *Flusher) limitDeliveries(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) []queue.Entry {
+// batch is what the flush loop gets from a partition's reader. Suspects are
+// entries delivered more than MaxDeliveries times: maybe the op crashes every
+// flusher that reads it, maybe it was only read along with one that does.
+// They are flushed one by one before the others, so that a crash is counted
+// against the one entry being flushed.
+type batch struct {
+	entries  []queue.Entry
+	suspects []queue.Entry
+	// done, if set, is closed once the batch is flushed.
+	done chan struct{}
+}
+
+// limitDeliveries sorts entries (own pending or just claimed) by delivery
+// count: over MaxDeliveries they are suspects; over MaxDeliveries+1 they were
+// delivered again after being flushed on their own, so they crash whoever
+// flushes them, and are dead-lettered. If the counts cannot be read, every
+// entry is flushed as usual: the limit is checked again on the next delivery.
+func (f *Flusher) limitDeliveries(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) batch {
 	if f.opt.MaxDeliveries <= 0 || len(entries) == 0 {
-		return entries
+		return batch{entries: entries}
 	}
 	counts, err := f.q.Deliveries(ctx, p, f.opt.Group, f.opt.Consumer, entries)
 	if err != nil {
 		log.Warn().Err(err).Msg("reading delivery counts failed")
-		return entries
+		return batch{entries: entries}
 	}
-	keep := make([]queue.Entry, 0, len(entries))
+	var b batch
 	var dead []queue.Letter
 	for _, e := range entries {
-		if n := counts[e.ID]; n > int64(f.opt.MaxDeliveries) {
+		switch n := counts[e.ID]; {
+		case n > int64(f.opt.MaxDeliveries)+1:
 			letter := queue.Letter{ID: e.ID, Reason: fmt.Sprintf("delivered %d times", n)}
 			if e.Err == nil {
 				letter.Op = &e.Op
 			}
 			dead = append(dead, letter)
-			continue
+		case n > int64(f.opt.MaxDeliveries):
+			b.suspects = append(b.suspects, e)
+		default:
+			b.entries = append(b.entries, e)
 		}
-		keep = append(keep, e)
 	}
 	if err := f.deadLetter(ctx, p, dead, log); err != nil {
 		log.Warn().Err(err).Msg("dead-lettering over-delivered entries failed; flushing them instead")
-		return entries
+		return batch{entries: entries}
 	}
-	return keep
+	return b
+}
+
+// isolate flushes suspects one at a time. Before each, the delivery counts
+// of the suspects still waiting are set back to MaxDeliveries: if the
+// flusher crashes now, only the entry being flushed goes over the limit for
+// good, and the others are isolated again.
+func (f *Flusher) isolate(ctx context.Context, p int, suspects []queue.Entry, log zerolog.Logger) {
+	for i := range suspects {
+		log.Warn().Str("entry", suspects[i].ID).Int("max_deliveries", f.opt.MaxDeliveries).
+			Msg("entry delivered too often; flushing it on its own")
+		if waiting := suspects[i+1:]; len(waiting) > 0 {
+			ids := make([]string, len(waiting))
+			for j, e := range waiting {
+				ids[j] = e.ID
+			}
+			if err := f.q.SetDeliveries(ctx, p, f.opt.Group, f.opt.Consumer, ids, f.opt.MaxDeliveries); err != nil {
+				log.Warn().Err(err).Msg("setting back the delivery counts of waiting suspects failed")
+			}
+		}
+		f.flush(ctx, p, suspects[i:i+1], log)
+	}
 }

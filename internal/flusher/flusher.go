@@ -167,20 +167,28 @@ func (f *Flusher) idle(ctx context.Context) (bool, error) {
 // the next batch is in hand while PostgreSQL commits this one.
 func (f *Flusher) partition(ctx, finish context.Context, p int) {
 	log := f.opt.Log.With().Int("partition", p).Logger()
-	batches := make(chan []queue.Entry)
+	batches := make(chan batch)
 	go func() {
 		defer close(batches)
 		f.fetch(ctx, p, batches, log)
 	}()
-	for entries := range batches {
-		f.flush(finish, p, entries, log)
+	for b := range batches {
+		if len(b.suspects) > 0 {
+			stop := f.holdWhile(finish, p, slices.Concat(b.suspects, b.entries), log)
+			f.isolate(finish, p, b.suspects, log)
+			stop()
+		}
+		f.flush(finish, p, b.entries, log)
+		if b.done != nil {
+			close(b.done)
+		}
 	}
 }
 
 // fetch reads batches of partition p until ctx is cancelled: this
 // consumer's own pending entries first (left by an earlier run of it), then
 // new entries, and on a ticker the entries other consumers left idle.
-func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry, log zerolog.Logger) {
+func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log zerolog.Logger) {
 	retry := newBackoff()
 	read := func(after string) []queue.Entry {
 		entries, err := f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, f.opt.BatchSize, f.opt.Block)
@@ -222,7 +230,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- []queue.Entry
 				nextClaim = time.Now().Add(f.opt.ClaimInterval)
 			}
 		}
-		f.handOver(ctx, p, batches, read(">"), log)
+		f.handOver(ctx, p, batches, batch{entries: read(">")}, log)
 	}
 }
 

@@ -2,6 +2,7 @@ package flusher
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -49,16 +50,22 @@ func (f *Flusher) hold(ctx context.Context, p int, entries []queue.Entry, log ze
 }
 
 // handOver passes a batch read ahead to the flush loop, holding it while it
-// waits there.
-func (f *Flusher) handOver(ctx context.Context, p int, batches chan<- []queue.Entry, entries []queue.Entry, log zerolog.Logger) {
-	if len(entries) == 0 {
+// waits there. A batch with suspects is waited for: while suspects are
+// flushed one by one, no other batch may be in hand, or a crash would be
+// counted against it too.
+func (f *Flusher) handOver(ctx context.Context, p int, batches chan<- batch, b batch, log zerolog.Logger) {
+	if len(b.entries) == 0 && len(b.suspects) == 0 {
 		return
 	}
+	if len(b.suspects) > 0 {
+		b.done = make(chan struct{})
+		defer func() { <-b.done }()
+	}
 	select {
-	case batches <- entries:
+	case batches <- b:
 		return
 	default:
 	}
-	defer f.holdWhile(ctx, p, entries, log)()
-	batches <- entries
+	defer f.holdWhile(ctx, p, slices.Concat(b.entries, b.suspects), log)()
+	batches <- b
 }
