@@ -2,7 +2,7 @@ package writebehind
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -149,4 +149,3 @@ func checkID(id string, maxBytes int) error {
 	}
 	return nil
 }
-
