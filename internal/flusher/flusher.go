@@ -44,7 +44,8 @@ type Options struct {
 	// EntityTTLs overrides CleanTTL per entity.
 	EntityTTLs map[string]time.Duration
 	// MaxDeliveries is how often an entry may be delivered before it is
-	// dead-lettered; 0 means no limit.
+	// flushed on its own and, delivered again, dead-lettered; 0 means no
+	// limit.
 	MaxDeliveries int
 	// TrimInterval is how often acknowledged entries are trimmed; 0 never.
 	TrimInterval time.Duration
