@@ -26,8 +26,9 @@ func (f Finding) String() string { return f.Setting + "=" + f.Value + ": " + f.R
 // CheckDurability reads the Redis settings that decide whether an op
 // acknowledged to a producer can be lost before it is flushed: an eviction
 // policy that may evict keys without TTL (allkeys-*: unflushed values and the
-// streams themselves), and no persistence at all (appendonly no and no RDB
-// save points). volatile-* policies only evict keys with a TTL, which
+// streams themselves), and no append-only file (with no RDB save points
+// nothing survives a restart; with them, a crash loses every write since the
+// last snapshot). volatile-* policies only evict keys with a TTL, which
 // unflushed values and the streams never have, so they are fine.
 func (q *Queue) CheckDurability(ctx context.Context) ([]Finding, error) {
 	get := func(name string) (string, error) {
@@ -58,9 +59,14 @@ func (q *Queue) CheckDurability(ctx context.Context) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	if aof != "yes" && strings.TrimSpace(save) == "" {
+	switch {
+	case aof == "yes":
+	case strings.TrimSpace(save) == "":
 		found = append(found, Finding{Setting: "appendonly", Value: aof + " (and save \"\")",
 			Risk: "Redis keeps nothing on disk: a restart loses every unflushed write; set appendonly yes"})
+	default:
+		found = append(found, Finding{Setting: "appendonly", Value: aof + " (save \"" + save + "\")",
+			Risk: "Redis keeps only RDB snapshots: a crash loses every write since the last one; set appendonly yes"})
 	}
 	return found, nil
 }

@@ -286,7 +286,14 @@ func TestCheckDurability(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "save", "3600 1").Err(); err != nil {
 		t.Fatal(err)
 	}
+	found, err = q.CheckDurability(ctx)
+	if err != nil || len(found) != 1 || found[0].Setting != "appendonly" || !strings.Contains(found[0].Risk, "snapshot") {
+		t.Fatalf("volatile-lru with RDB saves only: %v, %v; want the appendonly finding about snapshots", found, err)
+	}
+	if err := rdb.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
 	if found, err := q.CheckDurability(ctx); err != nil || len(found) != 0 {
-		t.Fatalf("volatile-lru with RDB saves: %v, %v; want no findings", found, err)
+		t.Fatalf("volatile-lru with AOF: %v, %v; want no findings", found, err)
 	}
 }
