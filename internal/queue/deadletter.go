@@ -169,29 +169,24 @@ func (q *Queue) Deliveries(ctx context.Context, p int, group, consumer string, e
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	first, last := entries[0].ID, entries[0].ID
-	for _, e := range entries[1:] {
-		if compareIDs(e.ID, first) < 0 {
-			first = e.ID
+	stream := q.keys.Stream(p)
+	cmds := make([]*redis.XPendingExtCmd, len(entries))
+	_, err := q.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, e := range entries {
+			cmds[i] = pl.XPendingExt(ctx, &redis.XPendingExtArgs{
+				Stream: stream, Group: group, Start: e.ID, End: e.ID, Count: 1, Consumer: consumer,
+			})
 		}
-		if compareIDs(e.ID, last) > 0 {
-			last = e.ID
-		}
-	}
-	pending, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream:   q.keys.Stream(p),
-		Group:    group,
-		Start:    first,
-		End:      last,
-		Count:    int64(2 * len(entries)),
-		Consumer: consumer,
-	}).Result()
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pending entries of partition %d: %w", p, err)
 	}
-	counts := make(map[string]int64, len(pending))
-	for _, pe := range pending {
-		counts[pe.ID] = pe.RetryCount
+	counts := make(map[string]int64, len(entries))
+	for _, c := range cmds {
+		for _, pe := range c.Val() {
+			counts[pe.ID] = pe.RetryCount
+		}
 	}
 	return counts, nil
 }
