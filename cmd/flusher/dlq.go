@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/startup"
 )
 
@@ -55,7 +57,7 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = dlqList(ctx, q, *asJSON, stdout)
 	case "replay":
-		err = dlqReplay(ctx, q, *id, stdout)
+		err = dlqReplay(ctx, cfg, q, *id, stdout)
 	case "purge":
 		var n int64
 		if n, err = q.Purge(ctx); err == nil {
@@ -93,30 +95,50 @@ func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer)
 }
 
 // dlqReplay replays the dead letter id (in whichever partition holds it) or,
-// with id empty, all of them.
-func dlqReplay(ctx context.Context, q *queue.Queue, id string, stdout io.Writer) error {
+// with id empty, all of them. A dead letter whose op PostgreSQL already holds
+// in a newer version is removed instead: replaying it would change nothing.
+func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, id string, stdout io.Writer) error {
+	pool, err := startup.Postgres(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	s, err := sink.New(pool, cfg.Entities)
+	if err != nil {
+		return err
+	}
 	letters, err := q.List(ctx, 0)
 	if err != nil {
 		return err
 	}
-	replayed := 0
+	replayed, superseded := 0, 0
 	for _, l := range letters {
 		if id != "" && l.ID != id {
 			continue
 		}
-		newID, err := q.Replay(ctx, l.Partition, l.ID)
-		if errors.Is(err, queue.ErrNoDeadLetter) {
-			continue
+		var stored int64
+		if entity, key := l.Fields["e"], l.Fields["i"]; s.Knows(entity) && key != "" {
+			if stored, err = s.StoredVersion(ctx, entity, key); err != nil {
+				return err
+			}
 		}
-		if err != nil {
+		newID, err := q.Replay(ctx, l, stored)
+		switch {
+		case errors.Is(err, queue.ErrNoDeadLetter):
+			continue
+		case errors.Is(err, queue.ErrSuperseded):
+			superseded++
+			fmt.Fprintf(stdout, "removed %d %s: PostgreSQL holds a newer version\n", l.Partition, l.ID)
+			continue
+		case err != nil:
 			return err
 		}
 		replayed++
 		fmt.Fprintf(stdout, "replayed %d %s as %s\n", l.Partition, l.ID, newID)
 	}
-	if id != "" && replayed == 0 {
+	if id != "" && replayed+superseded == 0 {
 		return fmt.Errorf("%w: %s", queue.ErrNoDeadLetter, id)
 	}
-	fmt.Fprintf(stdout, "%d replayed\n", replayed)
+	fmt.Fprintf(stdout, "%d replayed, %d superseded\n", replayed, superseded)
 	return nil
 }

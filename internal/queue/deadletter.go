@@ -130,17 +130,30 @@ func decodeDeadLetter(p int, m redis.XMessage) DeadLetter {
 	return d
 }
 
-// Replay puts dead letter id of partition p back into the partition stream
-// as a new entry, keeping the op's version so it cannot overwrite newer
-// data, and removes it from the dead-letter stream. It returns the new entry
-// id, or ErrNoDeadLetter.
-func (q *Queue) Replay(ctx context.Context, p int, id string) (string, error) {
-	newID, err := replayScript.Run(ctx, q.rdb, []string{q.keys.DeadLetter(p), q.keys.Stream(p)}, id).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("%w: %s on partition %d", ErrNoDeadLetter, id, p)
+// ErrSuperseded is returned by Replay for a dead letter whose op PostgreSQL
+// already holds in that version or a newer one: the dead letter is removed
+// and nothing is replayed.
+var ErrSuperseded = errors.New("superseded by a newer version in PostgreSQL")
+
+// Replay puts dead letter l back into its partition stream as a new entry
+// with its op's version, removes it from the dead-letter stream, and caches
+// the op as unflushed unless the cache holds a newer version. stored is the
+// version PostgreSQL holds for the op's key (0: no row): an op no newer than
+// that is not replayed (ErrSuperseded).
+func (q *Queue) Replay(ctx context.Context, l DeadLetter, stored int64) (string, error) {
+	p := l.Partition
+	keys := []string{q.keys.DeadLetter(p), q.keys.Stream(p)}
+	if e, id := l.Fields["e"], l.Fields["i"]; e != "" && id != "" {
+		keys = append(keys, q.keys.Value(p, e, id))
 	}
-	if err != nil {
-		return "", fmt.Errorf("replay %s on partition %d: %w", id, p, err)
+	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, formatVersion(stored)).Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", fmt.Errorf("%w: %s on partition %d", ErrNoDeadLetter, l.ID, p)
+	case err != nil:
+		return "", fmt.Errorf("replay %s on partition %d: %w", l.ID, p, err)
+	case newID == "superseded":
+		return "", fmt.Errorf("%w: %s on partition %d", ErrSuperseded, l.ID, p)
 	}
 	return newID, nil
 }

@@ -163,7 +163,7 @@ func TestDeadLetterMoveListReplayPurge(t *testing.T) {
 		t.Fatalf("dead letter\n got %+v\nwant %+v", l, want)
 	}
 
-	newID, err := q.Replay(ctx, 0, l.ID)
+	newID, err := q.Replay(ctx, l, es[1].Op.Version-1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,14 +171,27 @@ func TestDeadLetterMoveListReplayPurge(t *testing.T) {
 	if len(again) != 1 || again[0].ID != newID || again[0].Op.Version != es[1].Op.Version || again[0].Err != nil {
 		t.Fatalf("replayed entry %+v, want %s with version %d", again, newID, es[1].Op.Version)
 	}
-	if _, err := q.Replay(ctx, 0, l.ID); !errors.Is(err, ErrNoDeadLetter) {
+	// The op is cached again, unflushed, so reads see it before its flush.
+	if c, found, err := q.Cached(ctx, "user", "1"); err != nil || !found || c.State != Dirty || c.Version != es[1].Op.Version {
+		t.Fatalf("cached after replay: %+v %v %v; want the op, unflushed", c, found, err)
+	}
+	if _, err := q.Replay(ctx, l, 0); !errors.Is(err, ErrNoDeadLetter) {
 		t.Fatalf("second Replay = %v, want ErrNoDeadLetter", err)
 	}
 	if _, err := q.Move(ctx, 0, "g", []Letter{{ID: es[0].ID, Reason: "x"}, {ID: es[2].ID, Reason: "y"}}, at); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := q.Purge(ctx); err != nil || n != 2 {
-		t.Fatalf("Purge = %d, %v; want 2", n, err)
+	// A dead letter whose op PostgreSQL holds in a newer version is removed,
+	// not replayed.
+	letters, err = q.List(ctx, 0)
+	if err != nil || len(letters) != 2 {
+		t.Fatalf("List = %v, %v", letters, err)
+	}
+	if _, err := q.Replay(ctx, letters[0], es[2].Op.Version); !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("Replay of a superseded op = %v, want ErrSuperseded", err)
+	}
+	if n, err := q.Purge(ctx); err != nil || n != 1 {
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
 	}
 	if letters, _ := q.List(ctx, 0); len(letters) != 0 {
 		t.Fatalf("%d dead letters after purge", len(letters))

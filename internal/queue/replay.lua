@@ -1,12 +1,20 @@
 -- Puts a dead-letter entry back into its partition stream as a new entry and
--- removes it from the dead-letter stream, in one step.
--- KEYS[1] dead-letter stream  KEYS[2] partition stream
--- ARGV[1] dead-letter entry id
--- returns: the new entry id, or false when there is no such dead letter
+-- removes it from the dead-letter stream, in one step, unless PostgreSQL
+-- already holds a newer version of its key.
+-- KEYS[1] dead-letter stream  KEYS[2] partition stream  KEYS[3] cached value
+-- of the op's key (absent for an entry that was never a readable op)
+-- ARGV[1] dead-letter entry id  ARGV[2] version PostgreSQL holds for the key,
+-- 19 digits (all zeros: none)
+-- returns: the new entry id; "superseded" when PostgreSQL holds the op's
+-- version or a newer one (the dead letter is removed, nothing replayed);
+-- false when there is no such dead letter
 --
 -- The op keeps its version, so the flushers' version guard still keeps it
 -- from overwriting anything written since. The five fields the move appended
--- (reason, source_stream, source_id, deliveries, time) are dropped.
+-- (reason, source_stream, source_id, deliveries, time) are dropped. The
+-- cached value becomes the op, unflushed, unless it holds a newer version:
+-- the move deleted it, and reads must not serve the older row while the op
+-- waits for its flush.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then
   return false
@@ -17,6 +25,25 @@ if n < 2 then
   -- The original entry was gone when it was moved: nothing to replay.
   redis.call('XDEL', KEYS[1], ARGV[1])
   return false
+end
+local op = {}
+for i = 1, n, 2 do
+  op[fields[i]] = fields[i + 1]
+end
+local ver = op['v']
+if KEYS[3] and ver and #ver == 19 then
+  if ver <= ARGV[2] then
+    redis.call('XDEL', KEYS[1], ARGV[1])
+    return 'superseded'
+  end
+  local head = redis.call('GETRANGE', KEYS[3], 0, 19)
+  if head == '' or string.sub(head, 1, 1) == 'L' or string.sub(head, 2) < ver then
+    if op['k'] == 'p' then
+      redis.call('SET', KEYS[3], 'D' .. ver .. (op['d'] or ''))
+    elseif op['k'] == 'd' then
+      redis.call('SET', KEYS[3], 'T' .. ver)
+    end
+  end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
 redis.call('XDEL', KEYS[1], ARGV[1])

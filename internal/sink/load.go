@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -29,4 +30,19 @@ func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[s
 		return nil, err
 	}
 	return out, nil
+}
+
+// StoredVersion returns the version the row of a key holds, a tombstone's
+// too; 0 when there is no row.
+func (s *Sink) StoredVersion(ctx context.Context, entity, id string) (int64, error) {
+	t, ok := s.tables[entity]
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM `+t.name.Sanitize()+` WHERE id = $1`, id).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
 }
