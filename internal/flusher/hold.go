@@ -31,17 +31,20 @@ func (f *Flusher) holdWhile(ctx context.Context, p int, entries []queue.Entry, l
 }
 
 func (f *Flusher) hold(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.ID
-	}
 	t := time.NewTicker(max(f.opt.ClaimMinIdle/3, 10*time.Millisecond))
 	defer t.Stop()
+	var ids []string
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if ids == nil {
+			ids = make([]string, len(entries))
+			for i, e := range entries {
+				ids[i] = e.ID
+			}
 		}
 		if _, err := f.q.Touch(ctx, p, f.opt.Group, f.opt.Consumer, ids); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("keeping a batch in hand from being reclaimed failed")
