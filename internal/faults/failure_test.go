@@ -127,6 +127,92 @@ CREATE TRIGGER check_n BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECU
 	}
 }
 
+// TestUnclassifiedRejectionOfOneOpDoesNotStallItsPartition: a trigger
+// rejects one op with an error class the flusher does not know (a custom
+// ERRCODE). After a few tries the batch is probed: the others land, the one
+// op failing alone is dead-lettered.
+func TestUnclassifiedRejectionOfOneOpDoesNotStallItsPartition(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION %[1]s.odd() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id = 'odd' THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER odd BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.odd();`, e.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.Put(ctx, "user", "odd", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	p := e.q.Partition("user", "odd")
+	for i, n := 0, 0; n < 20; i++ {
+		if id := fmt.Sprint(i); e.q.Partition("user", id) == p {
+			if err := e.put(ctx, id, i); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	e.drain(t, e.options(t, "main"))
+	e.checkConverged(t, 1)
+	letters, err := e.q.List(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if letters[0].Fields["i"] != "odd" || !strings.Contains(letters[0].Reason, "YY001") {
+		t.Fatalf("dead letter %+v, want the odd op with SQLSTATE YY001", letters[0])
+	}
+}
+
+// TestUnclassifiedErrorEveryOpMeetsDeadLettersNothing: an unclassified
+// error that every op of the batch meets is the server's, not the data's:
+// the probe dead-letters nothing, and the batch lands once it passes.
+func TestUnclassifiedErrorEveryOpMeetsDeadLettersNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION %[1]s.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END $$;
+CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.refuse();`, e.schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	partitions := map[int]bool{}
+	for i := range 20 {
+		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
+			t.Fatal(err)
+		}
+		partitions[e.q.Partition("user", fmt.Sprint(i))] = true
+	}
+	opt := e.options(t, "main")
+	opt.Metrics = metrics.NewFlusher(prometheus.NewRegistry())
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = flusher.New(e.q, e.sink, opt).Run(runCtx)
+	}()
+	// Past the probe (after the fifth retry) on every partition's batch.
+	testenv.WaitFor(t, 30*time.Second, "retries past the probe", func() bool {
+		return counter(t, opt.Metrics.Retries) >= float64(8*len(partitions))
+	})
+	stop()
+	<-done
+	if letters, err := e.q.List(ctx, 0); err != nil || len(letters) != 0 {
+		t.Fatalf("dead letters %v, %v; want none", letters, err)
+	}
+	if _, err := e.pool.Exec(ctx, `DROP TRIGGER refuse ON `+e.schema+`.users`); err != nil {
+		t.Fatal(err)
+	}
+	e.drain(t, e.options(t, "after"))
+	e.checkConverged(t, 0)
+}
+
 // TestUndecodableEntriesAreDeadLettered: entries written straight into a
 // partition stream that cannot be decoded, or name no configured entity, are
 // dead-lettered at once instead of being retried forever.

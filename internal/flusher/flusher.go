@@ -253,10 +253,16 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 	// idle to the other flushers' claims.
 	defer f.holdWhile(wctx, p, entries, log)()
 
+	// A batch failing again and again with an unclassified error is
+	// probed once for ops that fail alone, so one such op cannot stall the
+	// partition.
 	var res outcome
+	unclassified, probed := 0, false
 	err := backoff.RetryNotify(func() error {
+		probe := unclassified >= probeAfter && !probed
+		probed = probed || probe
 		var err error
-		if res, err = f.write(wctx, good); err != nil {
+		if res, err = f.write(wctx, good, probe); err != nil {
 			f.opt.Metrics.CommitError(sink.Transient.String())
 			return err
 		}
@@ -266,6 +272,11 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 		return f.q.Ack(wctx, p, f.opt.Group, res.ack, res.written, f.opt.CleanTTL, f.opt.EntityTTLs)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
+		if sink.Unclassified(err) {
+			unclassified++
+		} else {
+			unclassified = 0
+		}
 		ev := log.Warn()
 		switch {
 		case sink.IsMissingTable(err):
@@ -291,6 +302,10 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 	log.Debug().Int("entries", len(res.ack)).Int("keys", len(res.written)).Int64("rows", changed).
 		Dur("took", time.Since(start)).Msg("batch flushed")
 }
+
+// probeAfter is how many times a batch fails with an unclassified error
+// before it is probed for ops that fail alone.
+const probeAfter = 5
 
 func newBackoff() *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()

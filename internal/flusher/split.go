@@ -33,7 +33,11 @@ type outcome struct {
 // ops had come one by one. A transient error anywhere is returned as is: the
 // caller retries the whole batch, which the version guard makes harmless for
 // the parts already committed.
-func (f *Flusher) write(ctx context.Context, entries []queue.Entry) (outcome, error) {
+//
+// With probe set, an unclassified error (sink.Unclassified) is treated like
+// a permanent one, but only if some op of the batch lands: an error every op
+// meets on its own is the server's, not the data's, and is returned.
+func (f *Flusher) write(ctx context.Context, entries []queue.Entry, probe bool) (outcome, error) {
 	ops := make([]op.Op, len(entries))
 	ids := make([]string, len(entries))
 	for i, e := range entries {
@@ -44,15 +48,23 @@ func (f *Flusher) write(ctx context.Context, entries []queue.Entry) (outcome, er
 	switch {
 	case err == nil:
 		return outcome{ack: ids, written: batch, rows: rows}, nil
-	case sink.Classify(err) == sink.Transient:
-		return outcome{}, err
+	case sink.Classify(err) == sink.Permanent:
+		return f.writeApart(ctx, entries, batch, err, isPermanent)
+	case probe && sink.Unclassified(err):
+		out, perr := f.writeApart(ctx, entries, batch, err, func(err error) bool { return isPermanent(err) || sink.Unclassified(err) })
+		if perr == nil && len(out.written) == 0 {
+			return outcome{}, err
+		}
+		return out, perr
 	}
-	return f.writeApart(ctx, entries, batch, err)
+	return outcome{}, err
 }
 
+func isPermanent(err error) bool { return sink.Classify(err) == sink.Permanent }
+
 // writeApart is write for a batch PostgreSQL rejected (with failed): it
-// finds the rejected ops and lands the others.
-func (f *Flusher) writeApart(ctx context.Context, entries []queue.Entry, batch []op.Op, failed error) (outcome, error) {
+// finds the ops rejected with a permanent error and lands the others.
+func (f *Flusher) writeApart(ctx context.Context, entries []queue.Entry, batch []op.Op, failed error, permanent func(error) bool) (outcome, error) {
 	out := outcome{rows: map[string]int64{}}
 	// byKey holds each key's entries, newest op last.
 	byKey := map[op.Key][]queue.Entry{}
@@ -64,7 +76,7 @@ func (f *Flusher) writeApart(ctx context.Context, entries []queue.Entry, batch [
 	}
 	landed := map[op.Key]op.Op{}
 	for try := batch; len(try) > 0; failed = nil {
-		good, bad, err := f.bisect(ctx, try, out.rows, failed)
+		good, bad, err := f.bisect(ctx, try, out.rows, failed, permanent)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -117,7 +129,7 @@ type rejected struct {
 // the rejected ops are single. It adds the changed rows to rows. A non-nil
 // failed is the error a write of ops already returned: the write is not
 // made again.
-func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64, failed error) (good []op.Op, bad []rejected, err error) {
+func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64, failed error, permanent func(error) bool) (good []op.Op, bad []rejected, err error) {
 	n, err := map[string]int64(nil), failed
 	if err == nil {
 		n, err = f.sink.Write(ctx, ops)
@@ -128,7 +140,7 @@ func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64
 		}
 		return ops, nil, nil
 	}
-	if sink.Classify(err) == sink.Transient {
+	if !permanent(err) {
 		return nil, nil, err
 	}
 	f.opt.Metrics.CommitError(sink.Permanent.String())
@@ -137,7 +149,7 @@ func (f *Flusher) bisect(ctx context.Context, ops []op.Op, rows map[string]int64
 	}
 	half := len(ops) / 2
 	for _, part := range [][]op.Op{ops[:half], ops[half:]} {
-		g, b, err := f.bisect(ctx, part, rows, nil)
+		g, b, err := f.bisect(ctx, part, rows, nil, permanent)
 		if err != nil {
 			return nil, nil, err
 		}

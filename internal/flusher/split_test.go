@@ -50,7 +50,7 @@ func TestWriteSplitsAroundRejectedOps(t *testing.T) {
 	entry("layered", 2, -2)
 	entry("layered", 3, -3)
 
-	out, err := f.write(ctx, entries)
+	out, err := f.write(ctx, entries, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,29 @@ func Classify(err error) Class {
 // (44) and PL/pgSQL RAISE (P0).
 var permanentClasses = []string{"22", "23", "54", "09", "2F", "27", "38", "39", "44", "P0"}
 
+// transientClasses are the SQLSTATE classes about the connection (08), the
+// server's state (25 read-only, 53 resources, 57 operator intervention, 58
+// system), locks and conflicts (40, 55) and the operator's set-up (28, 3D,
+// 3F, 42): never the data of one op.
+var transientClasses = []string{"08", "25", "28", "3D", "3F", "40", "42", "53", "55", "57", "58"}
+
+// Unclassified reports whether err is an error PostgreSQL raised for the
+// statement whose class neither list knows (XX, a custom ERRCODE): it may be
+// the server's or the data's. The flusher retries such a batch a few times,
+// then looks for ops it fails on alone.
+func Unclassified(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || classifyCode(pgErr.Code) == Permanent {
+		return false
+	}
+	for _, class := range transientClasses {
+		if strings.HasPrefix(pgErr.Code, class) {
+			return false
+		}
+	}
+	return true
+}
+
 // classifyCode classifies a SQLSTATE. Every other class is about the
 // server, the connection, a lock or the operator's set-up (a missing table,
 // 42P01, means migrate was not run), so the ops wait rather than being
