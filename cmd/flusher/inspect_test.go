@@ -128,18 +128,16 @@ func TestInspectAndPending(t *testing.T) {
 	// A flusher that cannot reach PostgreSQL holds the batch it retries and,
 	// on partition 0, the batch read ahead: 6 of 8 entries there, all 3 of
 	// partition 1. Kill it there.
-	p := startFlusher(t, append(env, "WB_POSTGRES_URL=postgres://postgres:s3cret@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1")...)
-	eventually(t, "the flusher to hold 9 entries", func() bool {
+	p, _ := startFlusher(t, append(env, "WB_POSTGRES_URL=postgres://postgres:s3cret@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1")...)
+	testenv.WaitFor(t, 20*time.Second, "the flusher to hold 9 entries", func() bool {
 		a, err1 := q.Inspect(ctx, 0, "g")
 		b, err2 := q.Inspect(ctx, 1, "g")
 		return err1 == nil && err2 == nil && a.Pending == 6 && b.Pending == 3 &&
-			strings.Contains(p.logged(), `"first":"`+p0[0].ID+`"`)
+			strings.Contains(p.Out.String(), `"first":"`+p0[0].ID+`"`)
 	})
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-p.exited
-	checkRetryLogged(t, p.logged(), p0[0].ID, p0[2].ID)
+	p.Signal(t, syscall.SIGKILL)
+	p.Wait(t, 30*time.Second)
+	checkRetryLogged(t, p.Out.String(), p0[0].ID, p0[2].ID)
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.Keys().DeadLetter(1), Values: []string{"reason", "test"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -297,13 +295,13 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		}
 	}
 
-	p := startFlusher(t, env...)
-	eventually(t, "the workload to be flushed", func() bool {
-		_, body := get(t, p.addr, "/metrics")
+	p, addr := startFlusher(t, env...)
+	testenv.WaitFor(t, 20*time.Second, "the workload to be flushed", func() bool {
+		_, body := get(t, addr, "/metrics")
 		return strings.Contains(body, "\nwritebehind_ops_read_total 9\n") &&
 			strings.Contains(body, fmt.Sprintf("\nwritebehind_batches_total %d\n", len(touched)))
 	})
-	code, body := get(t, p.addr, "/metrics")
+	code, body := get(t, addr, "/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -332,16 +330,13 @@ func TestMetricsAfterWorkload(t *testing.T) {
 			}
 		}
 	}
-	if code, _ := get(t, p.addr, "/readyz"); code != 200 {
+	if code, _ := get(t, addr, "/readyz"); code != 200 {
 		t.Errorf("/readyz: %d, want 200", code)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	<-p.exited
-	if p.err != nil {
-		t.Errorf("flusher after SIGTERM: %v", p.err)
+	p.Signal(t, syscall.SIGTERM)
+	if code := p.Wait(t, 30*time.Second); code != 0 {
+		t.Errorf("flusher exited %d after SIGTERM", code)
 	}
 }
 

@@ -1,20 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,24 +20,9 @@ import (
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
-// flusherBin and writerBin are the commands, built once for the tests that
-// run them as processes.
-var flusherBin, writerBin string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flusher-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	flusherBin = filepath.Join(dir, "flusher")
-	writerBin = filepath.Join(dir, "writer")
-	if out, err := exec.Command("go", "build", "-o", dir+string(filepath.Separator), ".", "../writer").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build commands: %v\n%s", err, out)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	testenv.RemoveCommands()
 	os.Exit(code)
 }
 
@@ -59,7 +41,8 @@ func environ(env ...string) []string {
 // output.
 func runFlusher(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	return runBin(t, flusherBin, env, args...)
+	flusher, _ := testenv.Commands(t)
+	return runBin(t, flusher, env, args...)
 }
 
 // runBin runs a command to its end and returns its exit code and output.
@@ -81,74 +64,26 @@ func runBin(t *testing.T, bin string, env []string, args ...string) (code int, s
 	return 0, out.String(), errOut.String()
 }
 
-// process is a running `flusher run`.
-type process struct {
-	cmd *exec.Cmd
-	// addr is the metrics address it logged.
-	addr string
-	// exited is closed once it exited; err is its result.
-	exited chan struct{}
-	err    error
-
-	mu  sync.Mutex
-	log bytes.Buffer // its stderr so far
-}
-
-// logged returns what the process wrote to stderr so far.
-func (p *process) logged() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
 // startFlusher starts `flusher run` with its metrics on a free port and
-// returns once it serves them.
-func startFlusher(t *testing.T, env ...string) *process {
+// returns it once it serves them, with their address.
+func startFlusher(t *testing.T, env ...string) (*testenv.Process, string) {
 	t.Helper()
-	cmd := exec.Command(flusherBin, "run")
-	cmd.Env = environ(append(env, "WB_METRICS_ADDR=127.0.0.1:0")...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	addrs := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.Write(sc.Bytes())
-			p.log.WriteByte('\n')
-			p.mu.Unlock()
+	flusher, _ := testenv.Commands(t)
+	p := testenv.Start(t, environ(append(env, "WB_METRICS_ADDR=127.0.0.1:0")...), flusher, "run")
+	var addr string
+	testenv.WaitFor(t, 20*time.Second, "the flusher to log its metrics address", func() bool {
+		for _, l := range strings.Split(p.Out.String(), "\n") {
 			var line struct {
-				Addr    string `json:"addr"`
-				Message string `json:"message"`
+				Addr string `json:"addr"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
-				select {
-				case addrs <- line.Addr:
-				default:
-				}
+			if json.Unmarshal([]byte(l), &line) == nil && line.Addr != "" {
+				addr = line.Addr
+				return true
 			}
 		}
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
+		return false
 	})
-	select {
-	case p.addr = <-addrs:
-	case <-p.exited:
-		t.Fatalf("flusher exited before serving metrics: %v", p.err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("flusher did not log its metrics address")
-	}
-	return p
+	return p, addr
 }
 
 // get returns the status and body of GET http://addr/path.
@@ -168,28 +103,7 @@ func get(t *testing.T, addr, path string) (int, string) {
 
 // closedAddr returns a local address nothing listens on.
 func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
 // variables returns every WB_ variable of the configuration with its
@@ -292,6 +206,7 @@ var badVariables = []struct{ name, value string }{
 // TestConfigErrors runs both commands with each bad variable.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
+	flusherBin, writerBin := testenv.Commands(t)
 	for _, bad := range badVariables {
 		for _, run := range []struct {
 			bin  string
@@ -314,20 +229,20 @@ func TestConfigErrors(t *testing.T) {
 func TestReadyzWithoutPostgres(t *testing.T) {
 	t.Parallel()
 	_, ns := testenv.Redis(t)
-	p := startFlusher(t,
+	p, addr := startFlusher(t,
 		"WB_NAMESPACE="+ns, "WB_REDIS_URL="+testenv.RedisURL(),
 		"WB_POSTGRES_URL=postgres://postgres:s3cret@"+closedAddr(t)+"/postgres?sslmode=disable&connect_timeout=1",
 	)
-	code, body := get(t, p.addr, "/readyz")
+	code, body := get(t, addr, "/readyz")
 	if code != 503 || !strings.HasPrefix(body, "postgres: ") {
 		t.Errorf("/readyz without PostgreSQL: %d %q, want 503 naming postgres", code, body)
 	}
 	if strings.Contains(body, "s3cret") {
 		t.Errorf("/readyz shows the password: %q", body)
 	}
-	if code, _ := get(t, p.addr, "/healthz"); code != 200 {
+	if code, _ := get(t, addr, "/healthz"); code != 200 {
 		t.Errorf("/healthz without PostgreSQL: %d, want 200", code)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	<-p.exited
+	p.Signal(t, syscall.SIGTERM)
+	p.Wait(t, 30*time.Second)
 }
