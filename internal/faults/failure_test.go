@@ -3,6 +3,7 @@ package faults_test
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -95,16 +96,11 @@ func TestTriggerRejectionDeadLettersOnlyTheBadOp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
-	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
-CREATE FUNCTION %[1]s.check_n() RETURNS trigger LANGUAGE plpgsql AS $$
+	e.trigger(t, "check_n", `
 BEGIN
   IF (NEW.data->>'n')::int < 0 THEN RAISE EXCEPTION 'n must not be negative'; END IF;
   RETURN NEW;
-END $$;
-CREATE TRIGGER check_n BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.check_n();`, e.schema))
-	if err != nil {
-		t.Fatal(err)
-	}
+END`)
 	for i := range 20 {
 		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
 			t.Fatal(err)
@@ -135,16 +131,11 @@ func TestUnclassifiedRejectionOfOneOpDoesNotStallItsPartition(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
-	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
-CREATE FUNCTION %[1]s.odd() RETURNS trigger LANGUAGE plpgsql AS $$
+	e.trigger(t, "odd", `
 BEGIN
   IF NEW.id = 'odd' THEN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END IF;
   RETURN NEW;
-END $$;
-CREATE TRIGGER odd BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.odd();`, e.schema))
-	if err != nil {
-		t.Fatal(err)
-	}
+END`)
 	if _, err := e.w.Put(ctx, "user", "odd", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +166,8 @@ func TestUnclassifiedErrorEveryOpMeetsDeadLettersNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
-	_, err := e.pool.Exec(ctx, fmt.Sprintf(`
-CREATE FUNCTION %[1]s.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END $$;
-CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON %[1]s.users FOR EACH ROW EXECUTE FUNCTION %[1]s.refuse();`, e.schema))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.trigger(t, "refuse", `
+BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END`)
 	partitions := map[int]bool{}
 	for i := range 20 {
 		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
@@ -459,4 +445,17 @@ func TestRedisRestart(t *testing.T) {
 	srv.Start()
 	e.drain(t, opt) // the flusher's scripts are gone too
 	e.checkConverged(t, 0)
+}
+
+// trigger runs the PL/pgSQL body before every insert and update of the
+// users table, as a validation trigger of the app's would.
+func (e *env) trigger(t *testing.T, name, body string) {
+	t.Helper()
+	fn := pgx.Identifier{e.schema, name}.Sanitize()
+	_, err := e.pool.Exec(context.Background(), `CREATE FUNCTION `+fn+`() RETURNS trigger LANGUAGE plpgsql AS $$`+body+`$$;
+CREATE TRIGGER `+pgx.Identifier{name}.Sanitize()+` BEFORE INSERT OR UPDATE ON `+pgx.Identifier{e.schema, "users"}.Sanitize()+`
+FOR EACH ROW EXECUTE FUNCTION `+fn+`()`)
+	if err != nil {
+		t.Fatal(err)
+	}
 }
