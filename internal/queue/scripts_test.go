@@ -310,3 +310,28 @@ func TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey(t *testing.T) {
 		t.Fatalf("%d of 20 pipelines applied an earlier op on a key after a later one", reordered)
 	}
 }
+
+// TestVersionsOutliveTheCachedValue: once a flushed value expires, the next
+// write on the key still gets a higher version (the clock is its own key,
+// without TTL), even from a writer whose clock is behind.
+func TestVersionsOutliveTheCachedValue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	q := New(rdb, ns, 1)
+	o := []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
+	first, errs := q.Write(ctx, o, time.UnixMicro(5000))
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if err := rdb.Del(ctx, q.Keys().Value(0, "user", "1")).Err(); err != nil { // expiry
+		t.Fatal(err)
+	}
+	second, errs := q.Write(ctx, o, time.UnixMicro(1000))
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if second[0] <= first[0] {
+		t.Fatalf("version after expiry %d, not above %d", second[0], first[0])
+	}
+}
