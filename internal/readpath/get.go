@@ -47,7 +47,7 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	ch := c.flight.DoChan(flightKey("get", entity, id), func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
 		defer cancel()
-		return c.fetch(lctx, entity, id, cut)
+		return c.fetch(lctx, entity, id, cut, false)
 	})
 	select {
 	case <-ctx.Done():
@@ -70,10 +70,11 @@ func (c *Core) direct(ctx context.Context, entity, id string, cause error) (Valu
 	return vals[0], nil
 }
 
-// fetch handles a miss: lease, load, fill.
-func (c *Core) fetch(ctx context.Context, entity, id string, cut int64) (Value, error) {
+// fetch handles a miss: lease, load, fill. With refresh, it also takes the
+// lease over a clean value, to replace it.
+func (c *Core) fetch(ctx context.Context, entity, id string, cut int64, refresh bool) (Value, error) {
 	tok := token()
-	res, err := c.q.Lease(ctx, entity, []string{id}, []int64{tok}, c.opt.LeaseTTL, cut, false)
+	res, err := c.q.Lease(ctx, entity, []string{id}, []int64{tok}, c.opt.LeaseTTL, cut, refresh)
 	if err != nil {
 		if isRedisDown(err) {
 			return c.direct(ctx, entity, id, err)
@@ -304,18 +305,5 @@ func (c *Core) Refresh(ctx context.Context, entity, id string) (Value, error) {
 	if err != nil {
 		return c.direct(ctx, entity, id, err)
 	}
-	tok := token()
-	res, err := c.q.Lease(ctx, entity, []string{id}, []int64{tok}, c.opt.LeaseTTL, cut, true)
-	if err != nil {
-		if isRedisDown(err) {
-			return c.direct(ctx, entity, id, err)
-		}
-		return Value{}, err
-	}
-	if r := res[0]; !r.Granted {
-		if v, hit := answer(r.Cached, cut); r.Found && hit {
-			return v, nil
-		}
-	}
-	return c.loadAndFill(ctx, entity, id, tok, cut)
+	return c.fetch(ctx, entity, id, cut, true)
 }
