@@ -93,6 +93,10 @@ type Config struct {
 	// WaitReplicas is how many replicas must acknowledge each write before
 	// it returns; 0 does not wait.
 	WaitReplicas int `envconfig:"WAIT_REPLICAS" default:"0" desc:"replicas that must acknowledge each write (0: none)"`
+	// WriteThroughTimeout bounds a PutThrough or DeleteThrough's commit:
+	// reads of the key wait for the write that long at most, then take its
+	// writer for dead.
+	WriteThroughTimeout time.Duration `envconfig:"WRITE_THROUGH_TIMEOUT" default:"5s" desc:"longest commit of a write-through; reads of its key wait for it"`
 	// WaitTimeout bounds the wait for replicas.
 	WaitTimeout time.Duration `envconfig:"WAIT_TIMEOUT" default:"1s" desc:"how long a write waits for WB_WAIT_REPLICAS"`
 }
@@ -309,6 +313,8 @@ func (c Config) Validate() error {
 		return bad("XFETCH_BETA", "must be between 0 and 1000", c.XFetchBeta)
 	case c.ReadLockWait < 0:
 		return bad("READ_LOCK_WAIT", "must not be negative", c.ReadLockWait)
+	case c.WriteThroughTimeout < time.Millisecond:
+		return bad("WRITE_THROUGH_TIMEOUT", "must be at least 1ms", c.WriteThroughTimeout)
 	}
 	return nil
 }

@@ -12,16 +12,21 @@ import (
 // ReadAside is the read-aside face of the cache, for apps that load
 // documents themselves: Get answers from the cache or reports ErrCacheMiss
 // with a Lease, the app loads, and Fill stores what it loaded unless a write
-// came first. It shares the lease protocol, invalidation and counters of
-// Reader.
+// came first, and returns what the app is to use. It shares the read
+// protocol, invalidation and counters of Reader:
+//
+//	it, l, err := aside.Get(ctx, "user", id)
+//	for errors.Is(err, writebehind.ErrCacheMiss) {
+//		it, err = aside.Fill(ctx, l, load(id))
+//	}
 type ReadAside struct {
 	cfg  Config
 	core *readpath.Core
 }
 
-// Lease is the right to fill one key after a miss. Fill with it once; a
-// write made since the miss makes the fill a no-op, so an older load never
-// replaces a newer value.
+// Lease is the right to fill one key after a miss. A write made since the
+// miss makes the fill a no-op, so an older load never replaces a newer
+// value, and Fill answers with that write instead.
 type Lease struct {
 	l readpath.Lease
 }
@@ -57,15 +62,26 @@ func (a *ReadAside) Get(ctx context.Context, entity, id string) (Item, *Lease, e
 	return toItem(entity, id, v), nil, nil
 }
 
-// Fill stores it, loaded after Get reported a miss with l, and reports
-// whether it was stored: not when a write (or another fill through an
-// invalidation) came first. Found false caches a "not found" for
-// WB_NEGATIVE_TTL.
-func (a *ReadAside) Fill(ctx context.Context, l *Lease, it Item) (bool, error) {
+// Fill hands over it, loaded by the app after Get reported a miss with l,
+// and returns the document the app is to use. That is it (stored in the
+// cache, if no other reader was loading the key) when no write came since
+// the miss, else the newer value the cache holds: a read never returns a
+// value older than a write that returned before it. When a write came and
+// the cache has no answer, Fill returns ErrCacheMiss with l renewed: load
+// again and Fill again. Found false caches a "not found" for
+// WB_NEGATIVE_TTL. A nil l (Redis failed at Get) returns it unchecked.
+func (a *ReadAside) Fill(ctx context.Context, l *Lease, it Item) (Item, error) {
 	if l == nil {
-		return false, nil
+		return it, nil
 	}
-	return a.core.Fill(ctx, l.l, readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version})
+	v, ok, err := a.core.Fill(ctx, &l.l, readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version})
+	if err != nil {
+		return Item{Entity: it.Entity, ID: it.ID}, err
+	}
+	if !ok {
+		return Item{Entity: l.l.Entity, ID: l.l.ID}, ErrCacheMiss
+	}
+	return toItem(l.l.Entity, l.l.ID, v), nil
 }
 
 // Invalidate drops the cached value of entity/id if PostgreSQL has it.

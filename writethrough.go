@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 )
@@ -37,21 +36,27 @@ var ErrNoPostgres = errors.New("writebehind: write-through needs WithPostgres")
 
 // ErrCacheNotUpdated is returned (wrapped, with the version) by PutThrough and
 // DeleteThrough when PostgreSQL committed the write but Redis could not be
-// updated: the write is durable, but reads may serve the previous value until
-// it expires or is invalidated.
+// updated: the write is durable, and reads of the key wait for it up to
+// WB_WRITE_THROUGH_TIMEOUT, then read what PostgreSQL holds.
 var ErrCacheNotUpdated = errors.New("writebehind: write-through committed but the cache was not updated")
 
 // PutThrough stores value as the document entity/id in PostgreSQL before it
-// returns, for data that must be durable at once, then updates the cache.
-// Its version comes from the same clock as Put's, so write-through and
-// write-behind ops on one key are ordered by when they were made: the last
-// one wins in the cache and in the table.
+// returns, for data that must be durable at once, and makes it visible to
+// reads as it returns. Its version comes from the same clock as Put's, so
+// write-through and write-behind ops on one key are ordered by when they
+// were made: the last one wins in the cache and in the table.
+//
+// While the commit runs, reads of the key answer with the value from before
+// it (or, with nothing cached, wait for it): a read never sees PostgreSQL
+// ahead of the cache. A write that loses in the table to a newer one makes
+// that newer one visible instead.
 func (w *Writer) PutThrough(ctx context.Context, entity, id string, value []byte) (int64, error) {
 	return w.through1(ctx, Op{Kind: OpPut, Entity: entity, ID: id, Value: value})
 }
 
 // DeleteThrough deletes the document entity/id in PostgreSQL (a versioned
-// tombstone) before it returns, then caches "not found".
+// tombstone) before it returns, then caches "not found", in the order
+// PutThrough follows.
 func (w *Writer) DeleteThrough(ctx context.Context, entity, id string) (int64, error) {
 	return w.through1(ctx, Op{Kind: OpDelete, Entity: entity, ID: id})
 }
@@ -65,31 +70,34 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 		return 0, err
 	}
 	now := w.now()
-	v, err := w.q.NextVersion(ctx, vo.Entity, vo.ID, now)
+	deadline := now.Add(w.cfg.WriteThroughTimeout)
+	v, err := w.q.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
 	if err != nil {
 		return 0, err
 	}
 	vo.Version = v
-	rows, err := w.through.Write(ctx, []op.Op{vo})
+	// Past the deadline readers take the mark for a dead writer's: the
+	// commit must not land after it.
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	row, err := w.through.WriteThrough(wctx, vo)
+	cancel()
 	if err != nil {
+		// Left in place, the mark would make readers wait out the deadline.
+		_ = w.q.AbortThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, v)
 		return 0, err
 	}
-	var changed int64
-	for _, n := range rows {
-		changed += n
-	}
-	if changed == 0 {
-		// The table already holds a newer version: caching this one would
-		// put an older value over a lease (or anything) in the cache.
-		return v, nil
-	}
 	ttl := w.cfg.TTL(vo.Entity)
-	m := queue.FillMeta{Stamp: now.UnixMicro()}
+	stamp := w.now()
+	m := queue.FillMeta{Stamp: stamp.UnixMicro()}
 	if ttl > 0 {
-		m.Expire = now.Add(ttl).UnixMicro()
+		m.Expire = stamp.Add(ttl).UnixMicro()
 	}
-	val := queue.EncodeFill(vo.Kind == op.Put, v, m, vo.Data)
-	if _, err := w.q.StoreThrough(ctx, vo.Entity, vo.ID, v, val, ttl); err != nil {
+	data := row.Data
+	if row.Version == v {
+		data = vo.Data // the caller's bytes, as Put caches them
+	}
+	val := queue.EncodeFill(row.Found(), row.Version, m, data)
+	if _, err := w.q.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, row.Version, val, ttl); err != nil {
 		return v, fmt.Errorf("%w: version %d: %v", ErrCacheNotUpdated, v, err)
 	}
 	return v, nil

@@ -12,8 +12,8 @@ import (
 )
 
 // afterClock runs fn once, right after a write-through has taken its version
-// from the partition clock (the one-key script on a ":clock" key) and before
-// it writes PostgreSQL.
+// from the partition clock and marked its key (the two-key script on a value
+// and a ":clock" key) and before it writes PostgreSQL.
 type afterClock struct {
 	once sync.Once
 	fn   func()
@@ -29,8 +29,8 @@ func (h *afterClock) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		a := cmd.Args()
-		if err == nil && len(a) >= 4 && (a[0] == "evalsha" || a[0] == "eval") && fmt.Sprint(a[2]) == "1" &&
-			strings.HasSuffix(fmt.Sprint(a[3]), ":clock") {
+		if err == nil && len(a) >= 4 && (a[0] == "evalsha" || a[0] == "eval") && len(a) >= 5 && fmt.Sprint(a[2]) == "2" &&
+			strings.HasSuffix(fmt.Sprint(a[4]), ":clock") {
 			h.once.Do(h.fn)
 		}
 		return err

@@ -269,8 +269,8 @@ func TestReaderLoadersAndReadAside(t *testing.T) {
 	if !errors.Is(err, ErrCacheMiss) {
 		t.Fatalf("read-aside Get: %v, want ErrCacheMiss", err)
 	}
-	if ok, err := a.Fill(ctx, lease, Item{Found: true, Data: []byte(`{"x": 1}`), Version: 1}); !ok || err != nil {
-		t.Fatalf("Fill: %v %v", ok, err)
+	if it, err := a.Fill(ctx, lease, Item{Found: true, Data: []byte(`{"x": 1}`), Version: 1}); err != nil || string(it.Data) != `{"x": 1}` {
+		t.Fatalf("Fill: %+v %v", it, err)
 	}
 	if it, _, err := a.Get(ctx, "user", "8"); err != nil || string(it.Data) != `{"x": 1}` {
 		t.Errorf("read-aside Get after Fill: %+v %v", it, err)

@@ -3,10 +3,11 @@
 -- returns: 1 if deleted, 0 if absent or unflushed
 --
 -- Unflushed values (D, T) stay: they are the newest state of the key and
--- PostgreSQL does not have them yet. A lease goes too, so a load that
+-- PostgreSQL does not have them yet. So do write-through marks (W): their
+-- writer replaces them once PostgreSQL committed. A lease goes too, so a load that
 -- started before the invalidation cannot fill.
 local st = redis.call('GETRANGE', KEYS[1], 0, 0)
-if st == '' or st == 'D' or st == 'T' then
+if st == '' or st == 'D' or st == 'T' or st == 'W' then
   return 0
 end
 return redis.call('DEL', KEYS[1])

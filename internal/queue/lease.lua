@@ -6,8 +6,9 @@
 -- ARGV[4] "1" to replace any clean value (a refresh), else "0"
 -- returns: 1 if the lease was left, else the value the key holds
 --
--- Unflushed values (D, T) are never replaced, other leases (L) only when
--- forced (the refresh wins and their fill fails). Clean
+-- Unflushed values (D, T) and write-through marks (W) are never replaced,
+-- other leases (L) only when forced (the refresh wins and their fill fails).
+-- Clean
 -- values are replaced when forced or stale: stamped before the cut-off (F, N
 -- by their load start, C, X by their version, which is a write time).
 local cur = redis.call('GET', KEYS[1])
@@ -17,7 +18,7 @@ end
 local take = not cur
 if cur then
   local st = string.sub(cur, 1, 1)
-  if st == 'D' or st == 'T' or (st == 'L' and ARGV[4] ~= '1') then
+  if st == 'D' or st == 'T' or st == 'W' or (st == 'L' and ARGV[4] ~= '1') then
     return cur
   end
   local stamp = 0

@@ -27,18 +27,10 @@ var (
 	//go:embed cutoff.lua
 	cutoffSource string
 	cutoffScript = redis.NewScript(cutoffSource)
-
-	//go:embed clock.lua
-	clockSource string
-	clockScript = redis.NewScript(clockSource)
-
-	//go:embed through.lua
-	throughSource string
-	throughScript = redis.NewScript(throughSource)
 )
 
 // readScripts are the scripts of the read path and of write-through.
-var readScripts = []*redis.Script{leaseScript, casScript, dropScript, cutoffScript, clockScript, throughScript}
+var readScripts = []*redis.Script{leaseScript, casScript, dropScript, cutoffScript, throughBeginScript, throughFinishScript, throughAbortScript}
 
 // FillMeta is what the read path stores after the version of a Filled or
 // Negative value, so every reader can tell how old the fill is and when to
@@ -240,6 +232,9 @@ type Swap struct {
 	Value string
 	// TTL of the new value; 0 none.
 	TTL time.Duration
+	// Check only tells whether the key still starts with Expect; Value and
+	// TTL are ignored.
+	Check bool
 }
 
 // CompareAndSet applies each swap only where its key still starts with
@@ -249,7 +244,11 @@ type Swap struct {
 func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
 	calls := make([]call, len(swaps))
 	for i, s := range swaps {
-		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.Expect, s.Value, s.TTL.Milliseconds()}}
+		check := "0"
+		if s.Check {
+			check = "1"
+		}
+		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.Expect, s.Value, s.TTL.Milliseconds(), check}}
 	}
 	cmds, err := q.run(ctx, casScript, calls)
 	if err != nil {
@@ -299,23 +298,6 @@ func (q *Queue) Cutoff(ctx context.Context, entity string) (int64, error) {
 // it: every clean value stamped before it counts as a miss.
 func (q *Queue) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
 	return cutoffScript.Run(ctx, q.rdb, []string{q.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
-}
-
-// NextVersion takes the next version of a key from its partition clock, as a
-// write-behind op would, without writing anything else.
-func (q *Queue) NextVersion(ctx context.Context, entity, id string, now time.Time) (int64, error) {
-	p := q.Partition(entity, id)
-	return parseVersion(clockScript.Run(ctx, q.rdb, []string{q.keys.Clock(p)}, now.UnixMicro()))
-}
-
-// StoreThrough caches value (an EncodeFill of a write-through committed with
-// version) unless the cached value is as new or newer. It reports whether it
-// stored it.
-func (q *Queue) StoreThrough(ctx context.Context, entity, id string, version int64, value string, ttl time.Duration) (bool, error) {
-	p := q.Partition(entity, id)
-	n, err := throughScript.Run(ctx, q.rdb, []string{q.keys.Value(p, entity, id), q.keys.Clock(p)},
-		value, formatVersion(version), ttl.Milliseconds()).Int64()
-	return n == 1, err
 }
 
 type call struct {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -58,12 +59,28 @@ func TestReadScripts(t *testing.T) {
 		{"drop clean", clean, dropRun(q), result{"", nil}},
 		{"drop lease", lease, dropRun(q), result{"", nil}},
 		{"drop keeps dirty", dirty, dropRun(q), result{dirty, nil}},
-		{"through replaces older dirty", dirty, throughRun(q, 8, "F8"), result{"F8", true}},
-		{"through keeps newer dirty", dirty, throughRun(q, 6, "F6"), result{dirty, false}},
-		{"through replaces lease", lease, throughRun(q, 1, "F1"), result{"F1", true}},
-		{"through keeps newer negative", "N" + formatVersion(9) + "x", throughRun(q, 8, "F8"), result{"N" + formatVersion(9) + "x", false}},
-		{"through skips absent key after a later write", "", throughRun(q, 8, "F8"), result{"", false}},
-		{"through fills absent key while the clock stands", "", throughRunAt(q, 8, "F8", 8), result{"F8", true}},
+		{"lease keeps write-through mark", markOver(8, dirty), leaseRun(q, 1<<60, true), result{markOver(8, dirty), markOver(8, dirty)}},
+		{"fill after a write-through began", markOver(8, ""), casRun(q, lease, filled), result{markOver(8, ""), false}},
+		{"check of a lease still there", other, checkRun(q, other), result{other, true}},
+		{"check of a lease a write replaced", dirty, checkRun(q, other), result{dirty, false}},
+		{"drop keeps write-through mark", markOver(8, clean), dropRun(q), result{markOver(8, clean), nil}},
+		{"begin covers a clean value", clean, beginRun(q, 8), result{markOver(8, clean), int64(8)}},
+		{"begin drops a lease", lease, beginRun(q, 8), result{markOver(8, ""), int64(8)}},
+		{"begin over a mark keeps its prior", markOver(8, dirty), beginRun(q, 9), result{markOver(9, dirty), int64(9)}},
+		{"finish replaces own mark", markOver(8, dirty), finishRun(q, 8, "F8"), result{"F8", true}},
+		{"finish after losing shows the newer row", markOver(8, clean), finishRun(q, 9, "F9"), result{"F9", true}},
+		{"finish under a newer mark sets its prior", markOver(9, clean), finishRun(q, 8, "F"+formatVersion(8)), result{markOver(9, "F"+formatVersion(8)), true}},
+		{"finish keeps a newer prior", markOver(9, "C"+formatVersion(9)), finishRun(q, 8, "F8"), result{markOver(9, "C"+formatVersion(9)), false}},
+		{"finish replaces older value", dirty, finishRun(q, 8, "F8"), result{"F8", true}},
+		{"finish keeps newer dirty", dirty, finishRun(q, 6, "F6"), result{dirty, false}},
+		{"finish keeps the same version", clean, finishRun(q, 7, "F7"), result{clean, false}},
+		{"finish keeps a lease", lease, finishRun(q, 8, "F8"), result{lease, false}},
+		{"finish keeps absent key", "", finishRun(q, 8, "F8"), result{"", false}},
+		{"abort restores dirty prior", markOver(8, dirty), abortRun(q, 8), result{dirty, nil}},
+		{"abort drops clean prior", markOver(8, clean), abortRun(q, 8), result{"", nil}},
+		{"abort keeps another mark", markOver(9, dirty), abortRun(q, 8), result{markOver(9, dirty), nil}},
+		{"expiry keeps a mark before its deadline", markOver(8, dirty), expireRun(q, 8, markDeadline), result{markOver(8, dirty), false}},
+		{"expiry removes a mark past its deadline", markOver(8, dirty), expireRun(q, 8, markDeadline+1), result{dirty, true}},
 	}
 	for i, tc := range cases {
 		id := string(rune('a' + i))
@@ -114,16 +131,59 @@ func dropRun(q *Queue) func(string) any {
 	}
 }
 
-// throughRun stores a write-through after the clock moved past it.
-func throughRun(q *Queue, version int64, value string) func(string) any {
-	return throughRunAt(q, version, value, version+1)
+// markDeadline is the deadline of the marks markOver renders.
+const markDeadline = 5000
+
+// markOver renders the mark of a write-through of version over prior.
+func markOver(version int64, prior string) string {
+	return fmt.Sprintf("W%019d%016d%s", version, markDeadline, prior)
 }
 
-func throughRunAt(q *Queue, version int64, value string, clock int64) func(string) any {
+func checkRun(q *Queue, expect string) func(string) any {
+	return func(id string) any {
+		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Expect: expect, Check: true}})
+		if err != nil {
+			return err.Error()
+		}
+		return done[0]
+	}
+}
+
+// beginRun begins a write-through with the clock just below version.
+func beginRun(q *Queue, version int64) func(string) any {
 	return func(id string) any {
 		ctx := context.Background()
-		q.rdb.Set(ctx, q.keys.Clock(0), formatVersion(clock), 0)
-		ok, err := q.StoreThrough(ctx, "user", id, version, value, 0)
+		q.rdb.Set(ctx, q.keys.Clock(0), formatVersion(version-1), 0)
+		v, err := q.BeginThrough(ctx, "user", id, time.UnixMicro(1), time.UnixMicro(markDeadline))
+		if err != nil {
+			return err.Error()
+		}
+		return v
+	}
+}
+
+func finishRun(q *Queue, rowVersion int64, value string) func(string) any {
+	return func(id string) any {
+		ok, err := q.FinishThrough(context.Background(), "user", id, rowVersion, value, 0)
+		if err != nil {
+			return err.Error()
+		}
+		return ok
+	}
+}
+
+func abortRun(q *Queue, version int64) func(string) any {
+	return func(id string) any {
+		if err := q.AbortThrough(context.Background(), "user", id, version); err != nil {
+			return err.Error()
+		}
+		return nil
+	}
+}
+
+func expireRun(q *Queue, version, now int64) func(string) any {
+	return func(id string) any {
+		ok, err := q.ExpireThrough(context.Background(), "user", id, version, time.UnixMicro(now))
 		if err != nil {
 			return err.Error()
 		}

@@ -29,7 +29,16 @@ const (
 	// Leased marks a key a reader is loading: the 19 digits are its token.
 	// Any write replaces it, and a fill succeeds only while it is there.
 	Leased State = 'L'
+	// Writing marks a key whose write-through is committing to PostgreSQL:
+	// the version is the write's, then come its deadline and the value the
+	// key held before (Prior), which reads answer with until the write
+	// finishes. No lease or fill replaces it.
+	Writing State = 'W'
 )
+
+// markLen is the header of a Writing value: state, version and a 16-digit
+// deadline; the prior value follows.
+const markLen = headerLen + 16
 
 // headerLen is the state byte plus the 19-digit zero-padded version.
 const headerLen = 20
@@ -42,6 +51,11 @@ type Cached struct {
 	Data []byte
 	// Meta is set for Filled and Negative values.
 	Meta FillMeta
+	// Deadline (Unix microseconds) and Prior are set for Writing values:
+	// past the deadline the writer is taken to have died; Prior is nil
+	// when the key held nothing a read can answer with.
+	Deadline int64
+	Prior    *Cached
 }
 
 // Found reports whether the cached value says the document exists.
@@ -82,6 +96,8 @@ func parseCached(s string) (Cached, error) {
 	case Dirty, Clean, DirtyTombstone, CleanTombstone:
 	case Filled, Negative, Leased:
 		return parseRead(st, s)
+	case Writing:
+		return parseMark(s)
 	default:
 		return Cached{}, fmt.Errorf("%w: state %q", ErrCorruptValue, s[0])
 	}
@@ -92,6 +108,32 @@ func parseCached(s string) (Cached, error) {
 	c := Cached{State: st, Version: v}
 	if st == Dirty || st == Clean {
 		c.Data = []byte(s[headerLen:])
+	}
+	return c, nil
+}
+
+func parseMark(s string) (Cached, error) {
+	if len(s) < markLen {
+		return Cached{}, fmt.Errorf("%w: write-through mark of %d bytes", ErrCorruptValue, len(s))
+	}
+	v, err := strconv.ParseInt(s[1:headerLen], 10, 64)
+	if err != nil {
+		return Cached{}, fmt.Errorf("%w: version: %v", ErrCorruptValue, err)
+	}
+	d, err := strconv.ParseInt(s[headerLen:markLen], 10, 64)
+	if err != nil {
+		return Cached{}, fmt.Errorf("%w: deadline: %v", ErrCorruptValue, err)
+	}
+	c := Cached{State: Writing, Version: v, Deadline: d}
+	if len(s) > markLen {
+		prior, err := parseCached(s[markLen:])
+		if err != nil {
+			return Cached{}, err
+		}
+		if prior.State == Writing || prior.State == Leased {
+			return Cached{}, fmt.Errorf("%w: write-through mark over %q", ErrCorruptValue, prior.State)
+		}
+		c.Prior = &prior
 	}
 	return c, nil
 }

@@ -16,10 +16,10 @@ func isRedisDown(err error) bool {
 }
 
 // Get returns the document entity/id: from the cache when it answers, else
-// from the loader, filling the cache through a lease. Concurrent misses on
-// one key in this process share one load. If Redis fails, the loader
-// answers (and nothing is filled); if the loader fails, its error is
-// returned.
+// through the read protocol (lease, load, fill). Concurrent misses on one
+// key in this process share one read when it is valid for each of them
+// (see flights). If Redis fails, the loader answers (and nothing is
+// filled); if the loader fails, its error is returned.
 func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	cut, err := c.cutoff(ctx, entity)
 	if err != nil {
@@ -35,153 +35,130 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	if ok {
 		if v, hit := answer(cv, cut); hit {
 			c.hit(1)
-			if c.early(cv) {
+			if c.refreshDue(cv) {
 				return c.refreshEarly(ctx, entity, id, cv, v), nil
 			}
 			return v, nil
 		}
 	}
 	c.miss(1)
-	// The shared load outlives any one caller's cancellation (bounded by
-	// the lease TTL); each caller stops waiting when its own context ends.
-	ch := c.flight.DoChan(flightKey("get", entity, id), func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
-		defer cancel()
-		return c.fetch(lctx, entity, id, cut, false)
-	})
+	key := entity + "\x00" + id
+	f, lead := c.flights.join(key)
+	if lead {
+		// The shared read outlives any one caller's cancellation (bounded
+		// by the lease TTL); each caller stops waiting when its own
+		// context ends.
+		go func() {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
+			defer cancel()
+			if f.prev != nil {
+				select {
+				case <-f.prev.done:
+				case <-lctx.Done():
+				}
+			}
+			c.flights.seal(f)
+			s := &slot{id: id}
+			err := c.resolve(lctx, entity, []*slot{s}, cut, false)
+			c.flights.finish(key, f, s.val, err)
+		}()
+	}
 	select {
 	case <-ctx.Done():
 		return Value{}, ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return Value{}, r.Err
-		}
-		return r.Val.(Value), nil
+	case <-f.done:
+		return f.val, f.err
 	}
+}
+
+// GetMany returns the documents ids of one entity, in the order of ids
+// (duplicates included): one MGET, then the read protocol for the misses
+// with one pipelined round of leases, one batch load and one pipelined fill.
+// Values near expiry are not refreshed early here; Get does that.
+func (c *Core) GetMany(ctx context.Context, entity string, ids []string) ([]Value, error) {
+	uniq := make([]string, 0, len(ids))
+	pos := make(map[string]int, len(ids))
+	for _, id := range ids {
+		if _, dup := pos[id]; !dup {
+			pos[id] = len(uniq)
+			uniq = append(uniq, id)
+		}
+	}
+	cut, err := c.cutoff(ctx, entity)
+	if err != nil {
+		return c.directMany(ctx, entity, ids, err)
+	}
+	cached, found, err := c.q.GetMany(ctx, entity, uniq)
+	if isRedisDown(err) {
+		return c.directMany(ctx, entity, ids, err)
+	}
+	if found == nil {
+		return nil, err
+	}
+	slots := make([]*slot, len(uniq))
+	var miss []*slot
+	for i, id := range uniq {
+		slots[i] = &slot{id: id}
+		if found[i] {
+			if v, hit := answer(cached[i], cut); hit {
+				slots[i].val, slots[i].done = v, true
+				continue
+			}
+		}
+		miss = append(miss, slots[i])
+	}
+	c.hit(len(uniq) - len(miss))
+	if len(miss) > 0 {
+		c.miss(len(miss))
+		if err := c.resolve(ctx, entity, miss, cut, false); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Value, len(ids))
+	for i, id := range ids {
+		out[i] = slots[pos[id]].val
+	}
+	return out, nil
+}
+
+// Refresh reloads entity/id now and stores it in place of any clean value;
+// an unflushed value is newer than any load, so it is returned instead.
+func (c *Core) Refresh(ctx context.Context, entity, id string) (Value, error) {
+	cut, err := c.cutoff(ctx, entity)
+	if err != nil {
+		return c.direct(ctx, entity, id, err)
+	}
+	s := &slot{id: id}
+	if err := c.resolve(ctx, entity, []*slot{s}, cut, true); err != nil {
+		return Value{}, err
+	}
+	return s.val, nil
 }
 
 // direct serves a read from the loader alone because Redis failed.
 func (c *Core) direct(ctx context.Context, entity, id string, cause error) (Value, error) {
-	c.fallback(cause, entity)
-	vals, _, err := c.loadTimed(ctx, entity, []string{id})
+	vals, err := c.directMany(ctx, entity, []string{id}, cause)
 	if err != nil {
 		return Value{}, err
 	}
 	return vals[0], nil
 }
 
-// fetch handles a miss: lease, load, fill. With refresh, it also takes the
-// lease over a clean value, to replace it.
-func (c *Core) fetch(ctx context.Context, entity, id string, cut int64, refresh bool) (Value, error) {
-	tok := token()
-	res, err := c.q.Lease(ctx, entity, []string{id}, []int64{tok}, c.opt.LeaseTTL, cut, refresh)
-	if err != nil {
-		if isRedisDown(err) {
-			return c.direct(ctx, entity, id, err)
-		}
-		return Value{}, err
-	}
-	if r := res[0]; !r.Granted {
-		if v, hit := answer(r.Cached, cut); r.Found && hit {
-			return v, nil
-		}
-		// Another process holds the lease.
-		if c.opt.OnBusy != nil {
-			c.opt.OnBusy(entity, id)
-		}
-		if c.opt.Lock {
-			if v, ok := c.wait(ctx, entity, id, cut); ok {
-				return v, nil
-			}
-		}
-		vals, _, err := c.loadTimed(ctx, entity, []string{id})
-		if err != nil {
-			return Value{}, err
-		}
-		return vals[0], nil
-	}
-	return c.loadAndFill(ctx, entity, id, tok, cut)
-}
-
-// loadAndFill loads a key this reader holds the lease of and fills it.
-func (c *Core) loadAndFill(ctx context.Context, entity, id string, tok int64, cut int64) (Value, error) {
-	lease := queue.LeaseValue(tok)
-	start := c.opt.Now()
-	vals, took, err := c.loadTimed(ctx, entity, []string{id})
-	if err != nil {
-		// Release the lease so others need not wait it out.
-		_, _ = c.q.CompareAndSet(context.WithoutCancel(ctx), entity, []queue.Swap{{ID: id, Expect: lease}})
-		return Value{}, err
-	}
-	v := vals[0]
-	enc, ttl, ok := c.encode(entity, v, start, took)
-	sw := queue.Swap{ID: id, Expect: lease, Value: enc, TTL: ttl}
-	if !ok {
-		sw.Value = "" // not cached: just release
-	}
-	done, err := c.q.CompareAndSet(ctx, entity, []queue.Swap{sw})
-	if err != nil {
-		c.opt.Log.Warn().Err(err).Str("entity", entity).Msg("fill failed")
-		return v, nil
-	}
-	if done[0] && ok {
-		c.filled(1)
-		return v, nil
-	}
-	if !done[0] {
-		// A write replaced the lease during the load: it is newer than
-		// what was loaded, so answer with it.
-		if cv, found, err := c.q.Cached(ctx, entity, id); err == nil && found {
-			if nv, hit := answer(cv, cut); hit {
-				return nv, nil
-			}
-		}
-		// Nothing newer is cached any more (flushed and expired, or
-		// invalidated): the table has it, so load again rather than
-		// answer with what was read before the write.
-		vals, _, err := c.loadTimed(ctx, entity, []string{id})
-		if err != nil {
-			return Value{}, err
-		}
-		return vals[0], nil
-	}
-	return v, nil
-}
-
-// wait polls the cache for another process's fill, up to LockWait.
-func (c *Core) wait(ctx context.Context, entity, id string, cut int64) (Value, bool) {
-	deadline := time.NewTimer(c.opt.LockWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(c.opt.LockPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return Value{}, false
-		case <-deadline.C:
-			return Value{}, false
-		case <-tick.C:
-		}
-		cv, found, err := c.q.Cached(ctx, entity, id)
-		if err != nil {
-			return Value{}, false
-		}
-		if !found {
-			// Released without a fill (its load failed): load ourselves.
-			return Value{}, false
-		}
-		if v, hit := answer(cv, cut); hit {
-			return v, true
-		}
-	}
+// directMany serves ids from the loader alone because Redis failed.
+func (c *Core) directMany(ctx context.Context, entity string, ids []string, cause error) ([]Value, error) {
+	c.fallback(cause, entity)
+	vals, _, err := c.loadTimed(ctx, entity, ids)
+	return vals, err
 }
 
 // refreshEarly reloads a clean value before it expires and swaps it in only
-// if the key still holds the very value read. A failing refresh is logged
-// and the current value served.
+// if the key still holds the very value read, so no write came between the
+// read and the swap; otherwise, or if the load fails, the value read is
+// served. Readers of the same value share one refresh: each of them read
+// that value before the swap could replace it.
 func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cached, cur Value) Value {
 	hdr := queue.FillHeader(cv.State, cv.Version, cv.Meta)
-	v, _, _ := c.flight.Do(flightKey("early", entity, id+"\x00"+hdr), func() (any, error) {
+	v, _, _ := c.early.Do(entity+"\x00"+id+"\x00"+hdr, func() (any, error) {
 		c.refreshes.Add(1)
 		start := c.opt.Now()
 		vals, took, err := c.loadTimed(ctx, entity, []string{id})
@@ -190,7 +167,7 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cac
 			return cur, nil
 		}
 		enc, ttl, ok := c.encode(entity, vals[0], start, took)
-		sw := queue.Swap{ID: id, Expect: queue.FillHeader(cv.State, cv.Version, cv.Meta), Value: enc, TTL: ttl}
+		sw := queue.Swap{ID: id, Expect: hdr, Value: enc, TTL: ttl}
 		if !ok {
 			sw.Value = ""
 		}
@@ -206,16 +183,21 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cac
 	return v.(Value)
 }
 
-// Lease is a read-aside miss: the right to fill one key. A Lease with no
-// token (another reader holds the key, or Redis failed) fills nothing.
+// Lease is a read-aside miss: the right to fill one key, or to use the
+// caller's own load of it. The zero Lease (Redis failed) checks nothing.
 type Lease struct {
 	Entity, ID string
-	token      int64
-	start      time.Time
+	// token is the lease left in the key; held another reader's lease
+	// found there instead (see slot).
+	token int64
+	held  string
+	start time.Time
+	cut   int64
 }
 
-// Lookup is read-aside Get: the cached answer, or ok false and a Lease the
-// caller fills after loading the document itself.
+// Lookup is read-aside Get: the cached answer, or ok false and a Lease for
+// the caller to load the document and Fill. It runs the read protocol up to
+// the load.
 func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool, l Lease, err error) {
 	l = Lease{Entity: entity, ID: id}
 	cut, err := c.cutoff(ctx, entity)
@@ -239,39 +221,63 @@ func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool,
 		c.fallback(err, entity)
 		return Value{}, false, l, nil
 	}
-	tok := token()
-	res, err := c.q.Lease(ctx, entity, []string{id}, []int64{tok}, c.opt.LeaseTTL, cut, false)
-	if err != nil {
-		c.fallback(err, entity)
-		return Value{}, false, l, nil
-	}
-	if r := res[0]; !r.Granted {
-		if v, hit := answer(r.Cached, cut); r.Found && hit {
-			return v, true, l, nil
-		}
-		return Value{}, false, l, nil
-	}
-	l.token, l.start = tok, c.opt.Now()
-	return Value{}, false, l, nil
+	return c.renew(ctx, &l, cut)
 }
 
-// Fill stores v, loaded by the caller after Lookup missed, if the lease is
-// still in the key; it reports whether it did. A write made since always
-// wins.
-func (c *Core) Fill(ctx context.Context, l Lease, v Value) (bool, error) {
-	if l.token == 0 {
-		return false, nil
+// renew leases l's key again: the answer if the key has one now, else l
+// with a fresh lease (or another reader's).
+func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lease, error) {
+	s := &slot{id: l.ID}
+	for !s.done && s.token == 0 && s.held == "" {
+		if err := c.lease(ctx, l.Entity, []*slot{s}, cut, false); err != nil {
+			if !isRedisDown(err) {
+				return Value{}, false, *l, err
+			}
+			c.fallback(err, l.Entity)
+			*l = Lease{Entity: l.Entity, ID: l.ID}
+			return Value{}, false, *l, nil
+		}
 	}
-	enc, ttl, ok := c.encode(l.Entity, v, l.start, c.opt.Now().Sub(l.start))
-	sw := queue.Swap{ID: l.ID, Expect: queue.LeaseValue(l.token), Value: enc, TTL: ttl}
+	if s.done {
+		return s.val, true, *l, nil
+	}
+	l.token, l.held, l.start, l.cut = s.token, s.held, c.opt.Now(), cut
+	return Value{}, false, *l, nil
+}
+
+// Fill hands over v, loaded by the caller after Lookup missed with l, and
+// returns the value the caller is to use: v when the lease shows no write
+// came since the miss (v is then cached, if its lease is the caller's),
+// else the newer cached value. ok is false when neither holds (a write came
+// and the cache has no answer): l is then renewed, and the caller loads
+// again and fills again.
+func (c *Core) Fill(ctx context.Context, l *Lease, v Value) (Value, bool, error) {
+	if l.token == 0 && l.held == "" {
+		return v, true, nil
+	}
+	sw := queue.Swap{ID: l.ID, Expect: l.held, Check: true}
+	cacheable := false
+	if l.token != 0 {
+		enc, ttl, ok := c.encode(l.Entity, v, l.start, c.opt.Now().Sub(l.start))
+		sw = queue.Swap{ID: l.ID, Expect: queue.LeaseValue(l.token), Value: enc, TTL: ttl}
+		cacheable = ok
+	}
 	done, err := c.q.CompareAndSet(ctx, l.Entity, []queue.Swap{sw})
 	if err != nil {
-		return false, err
+		if !isRedisDown(err) {
+			return Value{}, false, err
+		}
+		c.fallback(err, l.Entity)
+		return v, true, nil
 	}
-	if done[0] && ok {
-		c.filled(1)
+	if done[0] {
+		if cacheable {
+			c.filled(1)
+		}
+		return v, true, nil
 	}
-	return done[0] && ok, nil
+	nv, ok, _, err := c.renew(ctx, l, l.cut)
+	return nv, ok, err
 }
 
 // Invalidate drops the cached values of ids that PostgreSQL already has
@@ -296,14 +302,4 @@ func (c *Core) InvalidateEntity(ctx context.Context, entity string) error {
 		raise(&cs.value, v)
 	}
 	return nil
-}
-
-// Refresh reloads entity/id now and stores it in place of any clean value;
-// an unflushed value is newer than any load, so it is returned instead.
-func (c *Core) Refresh(ctx context.Context, entity, id string) (Value, error) {
-	cut, err := c.cutoff(ctx, entity)
-	if err != nil {
-		return c.direct(ctx, entity, id, err)
-	}
-	return c.fetch(ctx, entity, id, cut, true)
 }

@@ -98,7 +98,9 @@ type Core struct {
 	load LoadFunc
 	opt  Options
 
-	flight singleflight.Group
+	flights flights
+	// early shares an early refresh between the readers of one value.
+	early singleflight.Group
 	// cuts holds one entry per entity, made by New and never changed.
 	cuts map[string]*cutoff
 
@@ -224,8 +226,16 @@ func raise(a *atomic.Int64, v int64) {
 }
 
 // answer returns what a cached value says about its key, or false when it
-// says nothing: a lease, or a clean value stamped before the cut-off.
+// says nothing: a lease, a clean value stamped before the cut-off, or a
+// write-through's mark over nothing else. A mark answers with the value it
+// covers: the write-through is not visible until it finishes.
 func answer(cv queue.Cached, cut int64) (Value, bool) {
+	if cv.State == queue.Writing {
+		if cv.Prior == nil {
+			return Value{}, false
+		}
+		cv = *cv.Prior
+	}
 	if cv.State == queue.Leased || cv.FreshStamp() < cut {
 		return Value{}, false
 	}
@@ -238,7 +248,7 @@ func answer(cv queue.Cached, cut int64) (Value, bool) {
 // early decides whether a clean value is refreshed before it expires: XFetch
 // (Vattani et al., VLDB 2015) refreshes when now - delta*beta*ln(rand) passes
 // the expiry, so the nearer the expiry and the slower the load, the likelier.
-func (c *Core) early(cv queue.Cached) bool {
+func (c *Core) refreshDue(cv queue.Cached) bool {
 	if c.opt.Beta <= 0 || cv.State != queue.Filled || cv.Meta.Expire == 0 {
 		return false
 	}
@@ -246,8 +256,6 @@ func (c *Core) early(cv queue.Cached) bool {
 	gap := float64(cv.Meta.Delta) * c.opt.Beta * -math.Log(r)
 	return float64(c.opt.Now().UnixMicro())+gap >= float64(cv.Meta.Expire)
 }
-
-func flightKey(kind, entity, id string) string { return kind + "\x00" + entity + "\x00" + id }
 
 // token returns a fresh lease token.
 func token() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }

@@ -73,7 +73,7 @@ func TestStaleFillAfterFlushAndExpiry(t *testing.T) {
 	}
 	close(resume)
 	<-done
-	if raw := e.raw("1"); raw != "" {
+	if raw := e.raw("1"); strings.Contains(raw, `"n": 1`) {
 		t.Fatalf("the old load filled the key: %q", raw)
 	}
 	if got := string(mustGet(t, c, "1").Data); got != `{"n": 2}` {
@@ -400,18 +400,25 @@ func TestReadAsideLeaseLosesToWrite(t *testing.T) {
 	if err != nil || ok {
 		t.Fatalf("Lookup: ok %v err %v, want a miss", ok, err)
 	}
-	// A second reader misses too but gets no lease.
+	// A second reader misses too and finds the first one's lease: its own
+	// load stands while that lease does, but fills nothing.
 	_, ok, l2, err := c.Lookup(ctx, "user", "1")
 	if err != nil || ok {
 		t.Fatalf("second Lookup: ok %v err %v", ok, err)
 	}
-	if filled, _ := c.Fill(ctx, l2, Value{Found: true, Data: []byte(`{"n": 0}`)}); filled {
-		t.Error("a reader without the lease filled")
+	if v, ok, err := c.Fill(ctx, &l2, Value{Found: true, Data: []byte(`{"n": 0}`)}); err != nil || !ok || string(v.Data) != `{"n": 0}` {
+		t.Errorf("Fill of a reader without the lease: %s %v %v, want its own load", v.Data, ok, err)
+	}
+	if _, found, _ := e.q.Cached(ctx, "user", "1"); !found {
+		t.Fatal("the first lease is gone")
 	}
 	e.put("1", `{"n": 2}`)
-	filled, err := c.Fill(ctx, l, Value{Found: true, Data: []byte(`{"n": 1}`), Version: 1})
-	if err != nil || filled {
-		t.Errorf("Fill after a put: filled %v err %v, want false", filled, err)
+	// Both loads came before the put: each Fill answers with the put.
+	for _, l := range []*Lease{&l, &l2} {
+		v, ok, err := c.Fill(ctx, l, Value{Found: true, Data: []byte(`{"n": 1}`), Version: 1})
+		if err != nil || !ok || string(v.Data) != `{"n": 2}` {
+			t.Errorf("Fill after a put: %s %v %v, want the put", v.Data, ok, err)
+		}
 	}
 	v, ok, _, err := c.Lookup(ctx, "user", "1")
 	if err != nil || !ok || string(v.Data) != `{"n": 2}` {
@@ -419,11 +426,22 @@ func TestReadAsideLeaseLosesToWrite(t *testing.T) {
 	}
 	// Without a write in between the fill lands.
 	_, _, l, _ = c.Lookup(ctx, "user", "2")
-	if filled, err := c.Fill(ctx, l, Value{Found: true, Data: []byte(`{"n": 3}`), Version: 3}); err != nil || !filled {
-		t.Fatalf("Fill: %v %v", filled, err)
+	if v, ok, err := c.Fill(ctx, &l, Value{Found: true, Data: []byte(`{"n": 3}`), Version: 3}); err != nil || !ok || string(v.Data) != `{"n": 3}` {
+		t.Fatalf("Fill: %s %v %v", v.Data, ok, err)
 	}
 	if v, ok, _, _ := c.Lookup(ctx, "user", "2"); !ok || string(v.Data) != `{"n": 3}` {
 		t.Errorf("Lookup after Fill returned %s %v", v.Data, ok)
+	}
+	// A write that is flushed and expires during the load leaves nothing to
+	// answer with: Fill asks for a new load, with a renewed lease.
+	_, _, l, _ = c.Lookup(ctx, "user", "3")
+	e.put("3", `{"n": 4}`)
+	e.rdb.Del(ctx, e.q.Keys().Value(e.q.Partition("user", "3"), "user", "3"))
+	if _, ok, err := c.Fill(ctx, &l, Value{}); err != nil || ok {
+		t.Fatalf("Fill after a write that expired: ok %v err %v, want a new load", ok, err)
+	}
+	if v, ok, err := c.Fill(ctx, &l, Value{Found: true, Data: []byte(`{"n": 4}`), Version: 4}); err != nil || !ok || string(v.Data) != `{"n": 4}` {
+		t.Errorf("Fill with the renewed lease: %s %v %v", v.Data, ok, err)
 	}
 }
 

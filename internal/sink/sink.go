@@ -42,6 +42,8 @@ type table struct {
 	name   pgx.Identifier
 	upsert string
 	load   string
+	// state reads a row whether or not it is a tombstone.
+	state string
 }
 
 // Sink writes ops to and loads documents from the entities' tables. It is
@@ -72,7 +74,8 @@ FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[]) AS u(id, data, versi
 ON CONFLICT (id) DO UPDATE
 SET data = EXCLUDED.data, version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()
 WHERE t.version < EXCLUDED.version`,
-			load: `SELECT data, version FROM ` + q + ` WHERE id = $1 AND NOT deleted`,
+			load:  `SELECT data, version FROM ` + q + ` WHERE id = $1 AND NOT deleted`,
+			state: `SELECT data, version, deleted FROM ` + q + ` WHERE id = $1`,
 		}
 	}
 	return s, nil
@@ -178,6 +181,38 @@ func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, t table, ops []op.Op) (int
 type Row struct {
 	Data    []byte
 	Version int64
+}
+
+// State is what the table holds for a key: a row, a tombstone (Deleted) or
+// nothing (Version 0).
+type State struct {
+	Row
+	Deleted bool
+}
+
+// Found reports whether the state is a document.
+func (s State) Found() bool { return s.Version != 0 && !s.Deleted }
+
+// WriteThrough writes one op, version-guarded like Write, and returns what
+// the table holds for its key when the transaction commits: the op's row, or
+// the newer one it lost to. The upsert locks the row either way, so nothing
+// else changes it before the commit.
+func (s *Sink) WriteThrough(ctx context.Context, o op.Op) (State, error) {
+	t, ok := s.tables[o.Entity]
+	if !ok {
+		return State{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
+	}
+	var st State
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := s.upsert(ctx, tx, t, []op.Op{o}); err != nil {
+			return fmt.Errorf("entity %s: %w", o.Entity, err)
+		}
+		return tx.QueryRow(ctx, t.state, o.ID).Scan(&st.Data, &st.Version, &st.Deleted)
+	})
+	if err != nil {
+		return State{}, err
+	}
+	return st, nil
 }
 
 // Load returns the document of a key; found is false when there is no row or
