@@ -44,6 +44,9 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	c.miss(1)
 	key := entity + "\x00" + id
 	f, lead := c.flights.join(key)
+	if c.joined != nil {
+		c.joined()
+	}
 	if lead {
 		// The shared read outlives any one caller's cancellation (bounded
 		// by the lease TTL); each caller stops waiting when its own

@@ -126,16 +126,14 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 				held = append(held, s)
 			}
 		}
-		if len(held) > 0 {
-			for _, s := range held {
-				if c.opt.OnBusy != nil {
-					c.opt.OnBusy(entity, s.id)
-				}
+		if c.opt.OnBusy != nil {
+			for _, s := range append(held, marked...) {
+				c.opt.OnBusy(entity, s.id)
 			}
-			if c.opt.Lock {
-				if err := c.waitHeld(ctx, entity, held, cut); err != nil {
-					return err
-				}
+		}
+		if len(held) > 0 && c.opt.Lock {
+			if err := c.waitHeld(ctx, entity, held, cut); err != nil {
+				return err
 			}
 		}
 		if len(marked) == 0 {

@@ -30,63 +30,89 @@ func TestGetManyWithAnEndedContextReturnsItsError(t *testing.T) {
 	}
 }
 
-// TestGetJoiningALoadOlderThanItsStartDoesNotGoBack: a Get starts after a
-// Put v2 has been written, flushed and invalidated (the key is empty, the
-// table holds v2) and joins the in-process load of a Get that read v1 before
-// the Put. That load's fill loses to the Put and nothing newer is cached any
-// more: the answer must be v2, not the v1 it loaded.
-func TestGetJoiningALoadOlderThanItsStartDoesNotGoBack(t *testing.T) {
+// TestGetAfterAWriteDoesNotShareAnOlderLoad is the shared-load violation,
+// forced: process p1 holds the lease of a key; in p0 a Get misses and loads
+// without the lease (it reads A); then a write returns, is flushed, marked
+// clean and expires. A Get called in p0 after that must not take p0's load
+// of A: it may share only a read that looks at the cache after its miss.
+// The write is a Put (B) or a Delete.
+func TestGetAfterAWriteDoesNotShareAnOlderLoad(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
-	e.row("1", `{"n": 1}`, 1)
-	loaded := make(chan struct{})
-	resume := make(chan struct{})
-	var first atomic.Bool
-	c := e.core(func(ctx context.Context, entity string, ids []string) ([]Value, error) {
-		rows, err := e.sink.LoadMany(ctx, entity, ids)
-		if err != nil {
-			return nil, err
-		}
-		if first.CompareAndSwap(false, true) {
-			close(loaded)
-			<-resume
-		}
-		out := make([]Value, len(ids))
-		for i, id := range ids {
-			if r, ok := rows[id]; ok {
-				out[i] = Value{Found: true, Data: r.Data, Version: r.Version}
+	for _, del := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Put", true: "Delete"}[del], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := setup(t)
+			e.row("1", `{"n": 1}`, 1)
+			held := func() (LoadFunc, chan struct{}, chan struct{}) {
+				loaded, resume := make(chan struct{}), make(chan struct{})
+				var first atomic.Bool
+				return e.loader(func([]string) error {
+					if first.CompareAndSwap(false, true) {
+						close(loaded)
+						<-resume
+					}
+					return nil
+				}), loaded, resume
 			}
-		}
-		return out, nil
-	}, Options{})
-	go func() { _, _ = c.Get(context.Background(), "user", "1") }()
-	<-loaded // the leader has read n=1
-	e.put("1", `{"n": 2}`)
-	e.drain(time.Hour)
-	if err := c.Invalidate(context.Background(), "user", "1"); err != nil {
-		t.Fatal(err)
-	}
-	if got := e.tableData("1"); got != `{"n": 2}` {
-		t.Fatalf("table %s", got)
-	}
-	// Put, flush and invalidation are all done: a Get starts now.
-	got := make(chan Value, 1)
-	go func() {
-		v, err := c.Get(context.Background(), "user", "1")
-		if err != nil {
-			t.Error(err)
-		}
-		got <- v
-	}()
-	for c.Stats().Misses < 2 {
-		time.Sleep(time.Millisecond)
-	}
-	// Give it time to join the load in flight; if it has not, it loads on
-	// its own and the test passes without having tested anything.
-	time.Sleep(50 * time.Millisecond)
-	close(resume)
-	if v := <-got; string(v.Data) != `{"n": 2}` {
-		t.Errorf("a Get started after n=2 was written and flushed returned %s", v.Data)
+			load1, loaded1, resume1 := held()
+			p1 := e.core(load1, Options{})
+			go func() { _, _ = p1.Get(ctx, "user", "1") }()
+			<-loaded1 // p1 holds the lease and is loading
+			load0, loaded0, resume0 := held()
+			p0 := e.core(func(ctx context.Context, entity string, ids []string) ([]Value, error) {
+				// p0's load reads the table first, then is held.
+				vals, err := e.loader(nil)(ctx, entity, ids)
+				if err == nil {
+					_, err = load0(ctx, entity, nil)
+				}
+				return vals, err
+			}, Options{})
+			joined := make(chan struct{}, 2)
+			p0.joined = func() { joined <- struct{}{} }
+			first := make(chan Value, 1)
+			go func() {
+				v, err := p0.Get(ctx, "user", "1")
+				if err != nil {
+					t.Error(err)
+				}
+				first <- v
+			}()
+			<-loaded0 // p0 has read n=1 without the lease
+			<-joined
+			if del {
+				e.del("1")
+			} else {
+				e.put("1", `{"n": 2}`)
+			}
+			e.drain(time.Hour)
+			if err := e.rdb.Del(ctx, e.key("1")).Err(); err != nil { // the clean value expires
+				t.Fatal(err)
+			}
+			// The write has returned, been flushed and expired: a Get now.
+			second := make(chan Value, 1)
+			go func() {
+				v, err := p0.Get(ctx, "user", "1")
+				if err != nil {
+					t.Error(err)
+				}
+				second <- v
+			}()
+			<-joined
+			close(resume0)
+			close(resume1)
+			want := Value{Found: !del, Data: []byte(`{"n": 2}`)}
+			if del {
+				want.Data = nil
+			}
+			if v := <-second; v.Found != want.Found || string(v.Data) != string(want.Data) {
+				t.Errorf("a Get called after the write returned %v %s, want %v %s", v.Found, v.Data, want.Found, want.Data)
+			}
+			<-first
+			if v := mustGet(t, p0, "1"); v.Found != want.Found || string(v.Data) != string(want.Data) {
+				t.Errorf("a later Get returned %v %s", v.Found, v.Data)
+			}
+		})
 	}
 }
 

@@ -63,8 +63,9 @@ type Options struct {
 	Now  func() time.Time
 	Rand func() float64
 	Log  zerolog.Logger
-	// OnBusy, if set, is called when a reader finds another process's
-	// lease on a key it missed, before it waits or loads.
+	// OnBusy, if set, is called when a reader finds another reader's lease,
+	// or a write-through committing, on a key it missed, before it waits
+	// or loads.
 	OnBusy func(entity, id string)
 	// Metrics records hits, misses, fills and loads; nil records nothing.
 	Metrics *metrics.ReadPath
@@ -99,6 +100,9 @@ type Core struct {
 	opt  Options
 
 	flights flights
+	// joined, set by tests, is called once a Get has joined or started a
+	// shared read.
+	joined func()
 	// early shares an early refresh between the readers of one value.
 	early singleflight.Group
 	// cuts holds one entry per entity, made by New and never changed.
