@@ -335,3 +335,37 @@ func TestVersionsOutliveTheCachedValue(t *testing.T) {
 		t.Fatalf("version after expiry %d, not above %d", second[0], first[0])
 	}
 }
+
+// A write whose XADD fails changes nothing: not the cached value, not the
+// clock. Otherwise reads would serve a value that never reaches PostgreSQL.
+func TestFailedWriteChangesNothing(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	q := New(rdb, ns, 1)
+	k := q.Keys()
+	clean := "C" + ver(10) + `{"old":1}`
+	for name, breakStream := range map[string]func() error{
+		"stream of another type": func() error { return rdb.Set(ctx, k.Stream(0), "x", 0).Err() },
+		"stream at its last id": func() error {
+			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: k.Stream(0), ID: "18446744073709551615-18446744073709551615", Values: []any{"k", "x"}}).Err()
+		},
+	} {
+		rdb.Del(ctx, k.Stream(0))
+		rdb.Set(ctx, k.Value(0, "user", "1"), clean, 0)
+		rdb.Set(ctx, k.Clock(0), ver(10), 0)
+		if err := breakStream(); err != nil {
+			t.Fatal(err)
+		}
+		_, errs := q.Write(ctx, []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{"new":1}`)}}, time.UnixMicro(1000))
+		if errs[0] == nil {
+			t.Errorf("%s: the write succeeded", name)
+		}
+		if got := rdb.Get(ctx, k.Value(0, "user", "1")).Val(); got != clean {
+			t.Errorf("%s: cached value %q after a failed write, want %q", name, got, clean)
+		}
+		if got := rdb.Get(ctx, k.Clock(0)).Val(); got != ver(10) {
+			t.Errorf("%s: clock %q after a failed write", name, got)
+		}
+	}
+}

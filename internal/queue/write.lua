@@ -25,11 +25,14 @@ if v <= last then
   v = last + 1
 end
 local ver = string.format('%019d', v)
+-- The XADD goes first: it is the one command that can fail (the stream key
+-- holds another type, or its last id is the largest), and a script is not
+-- undone by an error, so nothing readers see may change before it.
+redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
 redis.call('SET', KEYS[3], ver)
 if ARGV[1] == 'p' then
   redis.call('SET', KEYS[1], 'D' .. ver .. ARGV[4])
 else
   redis.call('SET', KEYS[1], 'T' .. ver)
 end
-redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
 return ver
