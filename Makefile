@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: services test demo bench build fmt-check
+.PHONY: services test linearize demo bench build fmt-check
 
 # Starts local Redis and PostgreSQL for the tests and the demo when none runs.
 services:
@@ -9,6 +9,12 @@ services:
 test: services
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Long linearizability rounds (promise 6): many seeds and shapes, flushers
+# and clients killed on the way; WB_LINEARIZE_DURATION sets the total.
+WB_LINEARIZE_DURATION ?= 2m
+linearize: services
+	WB_LINEARIZE_DURATION=$(WB_LINEARIZE_DURATION) $(GO) test -run Linearizable -count=1 -timeout 30m -v ./internal/linearize/
 
 demo: services
 	scripts/demo.sh

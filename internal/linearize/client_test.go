@@ -80,6 +80,8 @@ func TestLinearizeClient(t *testing.T) {
 		wg.Go(func() { c.run(g, until) })
 	}
 	wg.Wait()
+	st, _ := json.Marshal(c.r.Stats())
+	fmt.Printf("stats %s\n", st)
 }
 
 // client is one process's writer, reader and read-aside face, all through
@@ -156,6 +158,9 @@ func (c *client) run(g int, until time.Time) {
 		key := c.spec.Keys[rng.IntN(len(c.spec.Keys))]
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		c.do(ctx, rng, id, c.ops[rng.IntN(len(c.ops))], key, fmt.Sprintf("p%d.%d-%d", c.spec.Process, g, n))
+		// Think time: back to back writes keep every key unflushed, and
+		// reads would never miss; a pause lets keys be flushed and expire.
+		pause(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
 		cancel()
 	}
 }
@@ -249,7 +254,7 @@ func (c *client) asideGet(ctx context.Context, rng *rand.Rand, key string) (writ
 		if rng.IntN(3) == 0 {
 			pause(ctx, time.Duration(1+rng.IntN(4))*time.Millisecond)
 		}
-		it, err = fill(ctx, c.aside, l, loaded)
+		it, err = c.aside.Fill(ctx, l, loaded)
 	}
 	return it, err
 }

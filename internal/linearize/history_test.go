@@ -95,6 +95,8 @@ type input struct {
 	Write  bool
 	Value  string // of a write
 	Method string
+	// Err is why a write's outcome is unknown.
+	Err string
 }
 
 // history is the ops of one round, per key, ready for porcupine.
@@ -130,9 +132,13 @@ func readHistory(paths []string) (*history, error) {
 			}
 		}
 		for _, e := range calls {
-			e.Err = "no return: the process died during the call"
+			e.Err = "no return, the process died during the call"
 			h.add(e)
 		}
+	}
+	// In time order, so that dumps read from top to bottom.
+	for _, ops := range h.ops {
+		slices.SortFunc(ops, func(a, b porcupine.Operation) int { return cmp.Compare(a.Call, b.Call) })
 	}
 	return h, nil
 }
@@ -168,7 +174,7 @@ func (h *history) add(e event) {
 		op.Input, op.Output = input{Method: e.Method}, e.Value
 	case e.Err != "":
 		h.unknown++
-		op.Input, op.Return = input{Write: true, Value: e.Value, Method: e.Method + " (" + e.Err + ")"}, math.MaxInt64
+		op.Input, op.Return = input{Write: true, Value: e.Value, Method: e.Method, Err: e.Err}, math.MaxInt64
 	default:
 		op.Input = input{Write: true, Value: e.Value, Method: e.Method}
 	}
@@ -196,7 +202,10 @@ var register = porcupine.Model{
 }
 
 func describe(i input, out any) string {
-	if i.Write {
+	switch {
+	case i.Write && i.Err != "":
+		return fmt.Sprintf("%s(%s), outcome unknown: %s", i.Method, i.Value, i.Err)
+	case i.Write:
 		return fmt.Sprintf("%s(%s)", i.Method, i.Value)
 	}
 	return fmt.Sprintf("%s -> %s", i.Method, out)

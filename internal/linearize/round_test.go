@@ -34,6 +34,9 @@ type round struct {
 	KillFlusher, KillClient bool
 	// CheckTimeout bounds porcupine per key.
 	CheckTimeout time.Duration
+	// VisualDir receives the visualization of a key that is not Ok; empty
+	// is a new directory under os.TempDir() that outlives the test.
+	VisualDir string
 }
 
 // partitions is small so that keys share streams and flushers are busy.
@@ -50,6 +53,7 @@ type outcome struct {
 // when the harness itself cannot run.
 func runRound(t *testing.T, r round) *outcome {
 	t.Helper()
+	begin := time.Now()
 	_, ns := testenv.Redis(t)
 	_, schema := testenv.Postgres(t)
 	flusherBin, _ := testenv.Commands(t)
@@ -74,6 +78,7 @@ func runRound(t *testing.T, r round) *outcome {
 		return p
 	}
 	flusher := startFlusher("f0")
+	t.Logf("flusher running after %s", time.Since(begin).Round(time.Millisecond))
 
 	dir := t.TempDir()
 	paths := make([]string, r.Clients)
@@ -107,11 +112,13 @@ func runRound(t *testing.T, r round) *outcome {
 			flusher.Signal(t, syscall.SIGKILL)
 			flusher.Wait(t, 10*time.Second)
 			flusher = startFlusher("f1")
+			t.Logf("killed flusher f0 and started f1 at %s", time.Since(begin).Round(time.Millisecond))
 			killFlusher = nil
 		case <-killClient:
 			if last := clients[len(clients)-1]; !last.Exited() {
 				last.Signal(t, syscall.SIGKILL)
 				killed = len(clients) - 1
+				t.Logf("killed client %d at %s", killed, time.Since(begin).Round(time.Millisecond))
 			}
 			killClient = nil
 		}
@@ -120,8 +127,14 @@ func runRound(t *testing.T, r round) *outcome {
 		if code := p.Wait(t, r.Duration+time.Minute); code != 0 && i != killed {
 			t.Fatalf("client %d exited %d:\n%s", i, code, p.Out.String())
 		}
+		for _, line := range strings.Split(p.Out.String(), "\n") {
+			if strings.HasPrefix(line, "stats ") {
+				t.Logf("client %d read %s", i, line)
+			}
+		}
 	}
 
+	t.Logf("clients done after %s", time.Since(begin).Round(time.Millisecond))
 	h, err := readHistory(paths)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +144,7 @@ func runRound(t *testing.T, r round) *outcome {
 		total += len(ops)
 	}
 	start := time.Now()
-	o := &outcome{round: r, history: h, verdicts: h.check(r.CheckTimeout, "")}
+	o := &outcome{round: r, history: h, verdicts: h.check(r.CheckTimeout, r.VisualDir)}
 	t.Logf("checked %d ops on %d keys (%d writes of unknown outcome, %d failed reads dropped) in %s",
 		total, len(h.ops), h.unknown, h.failedReads, time.Since(start).Round(time.Millisecond))
 	return o
