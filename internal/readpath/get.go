@@ -63,6 +63,9 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 			c.flights.seal(f)
 			s := &slot{id: id}
 			err := c.resolve(lctx, entity, []*slot{s}, cut, false)
+			if c.settled != nil {
+				c.settled()
+			}
 			c.flights.finish(key, f, s.val, err)
 		}()
 	}

@@ -3,6 +3,7 @@ package readpath
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,6 +112,58 @@ func TestGetAfterAWriteDoesNotShareAnOlderLoad(t *testing.T) {
 			<-first
 			if v := mustGet(t, p0, "1"); v.Found != want.Found || string(v.Data) != string(want.Data) {
 				t.Errorf("a later Get returned %v %s", v.Found, v.Data)
+			}
+		})
+	}
+}
+
+// TestGetAfterAWriteDoesNotJoinASettledRead: a shared read has its answer
+// (A) and is about to hand it out when a write returns, is flushed and
+// expires. A Get called after that must not join the read: it would return
+// A, older than a write that returned before the Get was called.
+func TestGetAfterAWriteDoesNotJoinASettledRead(t *testing.T) {
+	t.Parallel()
+	for _, del := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Put", true: "Delete"}[del], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := setup(t)
+			e.row("1", `{"n": 1}`, 1)
+			c := e.core(e.loader(nil), Options{})
+			settled, resume := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			c.settled = func() {
+				once.Do(func() {
+					close(settled)
+					<-resume
+				})
+			}
+			joined := make(chan struct{}, 2)
+			c.joined = func() { joined <- struct{}{} }
+			go func() { _, _ = c.Get(ctx, "user", "1") }()
+			<-joined
+			<-settled // the read answers n=1 and has not handed it out
+			if del {
+				e.del("1")
+			} else {
+				e.put("1", `{"n": 2}`)
+			}
+			e.drain(time.Hour)
+			if err := e.rdb.Del(ctx, e.key("1")).Err(); err != nil { // the clean value expires
+				t.Fatal(err)
+			}
+			got := make(chan Value, 1)
+			go func() {
+				v, err := c.Get(ctx, "user", "1")
+				if err != nil {
+					t.Error(err)
+				}
+				got <- v
+			}()
+			<-joined
+			close(resume)
+			if v := <-got; v.Found == del || (!del && string(v.Data) != `{"n": 2}`) {
+				t.Errorf("a Get called after the write returned %v %s", v.Found, v.Data)
 			}
 		})
 	}

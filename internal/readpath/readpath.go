@@ -100,9 +100,10 @@ type Core struct {
 	opt  Options
 
 	flights flights
-	// joined, set by tests, is called once a Get has joined or started a
-	// shared read.
-	joined func()
+	// joined and settled, set by tests, are called once a Get has joined
+	// or started a shared read, and once a shared read has its answer,
+	// before it hands it out.
+	joined, settled func()
 	// early shares an early refresh between the readers of one value.
 	early singleflight.Group
 	// cuts holds one entry per entity, made by New and never changed.
