@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/readpath"
 )
 
 // Errors returned for bad input. Nothing is written when one is returned;
@@ -31,4 +32,8 @@ var (
 	// ErrNotReplicated: the op was written but fewer than WB_WAIT_REPLICAS
 	// replicas acknowledged it within WB_WAIT_TIMEOUT.
 	ErrNotReplicated = queue.ErrNotReplicated
+	// ErrReadContended: a read's key changed during each of its loads (32
+	// in a row): writes to it come faster than a load from PostgreSQL
+	// takes. Nothing older than those writes was returned; retry.
+	ErrReadContended = readpath.ErrContended
 )

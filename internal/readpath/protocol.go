@@ -21,7 +21,7 @@ import (
 
 // ErrContended is returned when a key changed during every one of a read's
 // loads (maxRounds of them): writes come faster than a load takes.
-var ErrContended = errors.New("readpath: key changed during every load")
+var ErrContended = errors.New("writebehind: key changed during every load of a read")
 
 // maxRounds bounds the loads of one read that writes keep invalidating.
 const maxRounds = 32
