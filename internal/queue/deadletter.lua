@@ -12,7 +12,9 @@
 -- The dead-letter entry holds the original fields, then reason,
 -- source_stream, source_id, deliveries and time, in that order. A cached
 -- value still holding the op unflushed is deleted: PostgreSQL never got it,
--- so reads go back to what PostgreSQL has; a newer write is left alone.
+-- so reads go back to what PostgreSQL has; a newer write is left alone. A
+-- write-through's mark (36 bytes of header) covering it keeps its header
+-- and drops what it covers.
 local moved = 0
 for i = 3, #ARGV, 4 do
   local id, reason, key, dirty = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
@@ -37,6 +39,8 @@ for i = 3, #ARGV, 4 do
     moved = moved + redis.call('XACK', KEYS[1], ARGV[1], id)
     if key > 0 and redis.call('GETRANGE', KEYS[key], 0, 19) == dirty then
       redis.call('DEL', KEYS[key])
+    elseif key > 0 and redis.call('GETRANGE', KEYS[key], 0, 0) == 'W' and redis.call('GETRANGE', KEYS[key], 36, 55) == dirty then
+      redis.call('SET', KEYS[key], redis.call('GETRANGE', KEYS[key], 0, 35))
     end
   end
 end

@@ -310,3 +310,35 @@ func TestCheckDurability(t *testing.T) {
 		t.Fatalf("volatile-lru with AOF: %v, %v; want no findings", found, err)
 	}
 }
+
+// A dead-lettered op that a write-through's mark covers is dropped from
+// under the mark, which stays: if the write-through fails, reads go back to
+// what PostgreSQL has, not to a write it never got.
+func TestDeadLetterUnderAWriteThroughMark(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, rdb := newQueue(t)
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, q, putOps(1))
+	es := read(t, q, "g", "c", 10)
+	v, err := q.BeginThrough(ctx, "user", "0", time.Now(), time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := es[0].Op
+	if _, err := q.Move(ctx, 0, "g", []Letter{{ID: es[0].ID, Reason: "rejected", Op: &o}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cv, found, err := q.Cached(ctx, "user", "0")
+	if err != nil || !found || cv.State != Writing || cv.Version != v || cv.Prior != nil {
+		t.Fatalf("after the move: %+v %v %v, want the mark of version %d over nothing", cv, found, err, v)
+	}
+	if err := q.AbortThrough(ctx, "user", "0", v); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, q.Keys().Value(0, "user", "0")).Val(); n != 0 {
+		t.Error("the aborted write-through put back the dead-lettered op")
+	}
+}

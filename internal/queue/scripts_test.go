@@ -198,6 +198,9 @@ func TestAckScript(t *testing.T) {
 		{name: "newer tombstone stays dirty", in: "T" + ver(flushed+5), deleted: true, want: keyState{Value: "T" + ver(flushed+5)}},
 		{name: "missing key stays missing", gone: true},
 		{name: "a put after the flushed delete stays dirty", in: "D" + ver(flushed) + `{}`, deleted: true, want: keyState{Value: "D" + ver(flushed) + `{}`}},
+		{name: "dirty under a write-through turns clean there", in: markOver(flushed+1, "D"+ver(flushed)+`{}`), want: keyState{Value: markOver(flushed+1, "C"+ver(flushed)+`{}`)}},
+		{name: "tombstone under a write-through turns clean there", in: markOver(flushed+1, "T"+ver(flushed)), deleted: true, want: keyState{Value: markOver(flushed+1, "X"+ver(flushed))}},
+		{name: "newer dirty under a write-through stays dirty", in: markOver(flushed+2, "D"+ver(flushed+1)+`{}`), want: keyState{Value: markOver(flushed+2, "D"+ver(flushed+1)+`{}`)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
