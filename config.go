@@ -282,13 +282,25 @@ func (c Config) Validate() error {
 	case c.WaitReplicas > 0 && c.WaitTimeout < time.Millisecond:
 		return bad("WAIT_TIMEOUT", "must be at least 1ms when WB_WAIT_REPLICAS is set", c.WaitTimeout)
 	}
+	// Two entities on one table would overwrite and delete each other's
+	// rows; an unqualified name is the one in schema public.
+	owner := make(map[string]string, len(c.Entities))
 	for _, name := range slices.Sorted(maps.Keys(c.Entities)) {
 		if !entityName.MatchString(name) {
 			return bad("ENTITIES", "entity names must match [a-z][a-z0-9_]*", fmt.Sprintf("%q", name))
 		}
-		if _, err := sink.ParseTable(c.Entities[name]); err != nil {
+		table, err := sink.ParseTable(c.Entities[name])
+		if err != nil {
 			return bad("ENTITIES", "entity "+name+": "+err.Error(), fmt.Sprintf("%q", c.Entities[name]))
 		}
+		if len(table) == 1 {
+			table = append([]string{"public"}, table...)
+		}
+		q := table.Sanitize()
+		if other, dup := owner[q]; dup {
+			return bad("ENTITIES", "entities "+other+" and "+name+" share table "+q, fmt.Sprintf("%q", c.Entities.String()))
+		}
+		owner[q] = name
 	}
 	if !slices.Contains([]string{"trace", "debug", "info", "warn", "error"}, c.LogLevel) {
 		return bad("LOG_LEVEL", "must be trace, debug, info, warn or error", fmt.Sprintf("%q", c.LogLevel))
