@@ -70,6 +70,7 @@ func TestReadScripts(t *testing.T) {
 		{"finish replaces own mark", markOver(8, dirty), finishRun(q, 8, "F8"), result{"F8", true}},
 		{"finish after losing shows the newer row", markOver(8, clean), finishRun(q, 9, "F9"), result{"F9", true}},
 		{"finish under a newer mark sets its prior", markOver(9, clean), finishRun(q, 8, "F"+formatVersion(8)), result{markOver(9, "F"+formatVersion(8)), true}},
+		{"finish keeps a newer mark over nothing", markOver(9, ""), finishRun(q, 8, "F8"), result{markOver(9, ""), false}},
 		{"finish keeps a newer prior", markOver(9, "C"+formatVersion(9)), finishRun(q, 8, "F8"), result{markOver(9, "C"+formatVersion(9)), false}},
 		{"finish replaces older value", dirty, finishRun(q, 8, "F8"), result{"F8", true}},
 		{"finish keeps newer dirty", dirty, finishRun(q, 6, "F6"), result{dirty, false}},

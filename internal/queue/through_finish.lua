@@ -8,9 +8,12 @@
 --
 -- A mark or value older than the row is replaced: the row is committed, so
 -- it is the newest state of the key. A newer mark keeps answering with its
--- prior until it finishes, so that prior becomes the row. A newer value, a
--- lease (taken after a newer write was flushed and expired) and an absent
--- key (whose next read loads the table) are left alone.
+-- prior until it finishes, so an older prior becomes the row. A newer mark
+-- over nothing is left alone: the key was empty or leased when it began, so
+-- the table may hold something newer than the row by now, and readers wait
+-- for that mark anyway. A newer value, a lease (taken after a newer write
+-- was flushed and expired) and an absent key (whose next read loads the
+-- table) are left alone too.
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   return 0
@@ -22,7 +25,7 @@ end
 local ver = string.sub(cur, 2, 20)
 if st == 'W' and ver > ARGV[1] then
   local prior = string.sub(cur, 37)
-  if prior == '' or string.sub(prior, 2, 20) < ARGV[1] then
+  if prior ~= '' and string.sub(prior, 2, 20) < ARGV[1] then
     redis.call('SET', KEYS[1], string.sub(cur, 1, 36) .. ARGV[2])
     return 2
   end
