@@ -81,15 +81,7 @@ func TestGetAfterAWriteDoesNotShareAnOlderLoad(t *testing.T) {
 			}()
 			<-loaded0 // p0 has read n=1 without the lease
 			<-joined
-			if del {
-				e.del("1")
-			} else {
-				e.put("1", `{"n": 2}`)
-			}
-			e.drain(time.Hour)
-			if err := e.rdb.Del(ctx, e.key("1")).Err(); err != nil { // the clean value expires
-				t.Fatal(err)
-			}
+			e.overwrite(del)
 			// The write has returned, been flushed and expired: a Get now.
 			second := make(chan Value, 1)
 			go func() {
@@ -143,15 +135,7 @@ func TestGetAfterAWriteDoesNotJoinASettledRead(t *testing.T) {
 			go func() { _, _ = c.Get(ctx, "user", "1") }()
 			<-joined
 			<-settled // the read answers n=1 and has not handed it out
-			if del {
-				e.del("1")
-			} else {
-				e.put("1", `{"n": 2}`)
-			}
-			e.drain(time.Hour)
-			if err := e.rdb.Del(ctx, e.key("1")).Err(); err != nil { // the clean value expires
-				t.Fatal(err)
-			}
+			e.overwrite(del)
 			got := make(chan Value, 1)
 			go func() {
 				v, err := c.Get(ctx, "user", "1")

@@ -161,3 +161,18 @@ func mustGet(t testing.TB, c *Core, id string) Value {
 	}
 	return v
 }
+
+// overwrite writes n=2 to key 1 (or, with del, deletes it), flushes it and
+// lets its clean value expire: the write has returned and left the cache.
+func (e *env) overwrite(del bool) {
+	e.t.Helper()
+	if del {
+		e.del("1")
+	} else {
+		e.put("1", `{"n": 2}`)
+	}
+	e.drain(time.Hour)
+	if err := e.rdb.Del(context.Background(), e.key("1")).Err(); err != nil {
+		e.t.Fatal(err)
+	}
+}
