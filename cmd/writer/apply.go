@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/writebehind/writebehind"
 )
@@ -15,11 +17,13 @@ import (
 // applyChunk is how many ops go to Redis in one pipeline.
 const applyChunk = 256
 
-// line is one NDJSON op of `writer apply`.
+// line is one NDJSON op of `writer apply`. Entity and id are decoded by
+// exactString, not by encoding/json alone, which would turn invalid UTF-8
+// and lone surrogates into U+FFFD and so make distinct ids one.
 type line struct {
 	Op     string          `json:"op"`
-	Entity string          `json:"entity"`
-	ID     string          `json:"id"`
+	Entity json.RawMessage `json:"entity"`
+	ID     json.RawMessage `json:"id"`
 	Data   json.RawMessage `json:"data"`
 }
 
@@ -88,7 +92,15 @@ func parseLine(raw []byte) (writebehind.Op, error) {
 	if dec.More() {
 		return writebehind.Op{}, errors.New("more than one JSON value on the line")
 	}
-	o := writebehind.Op{Entity: l.Entity, ID: l.ID}
+	entity, err := exactString(l.Entity)
+	if err != nil {
+		return writebehind.Op{}, fmt.Errorf("%w: %v", writebehind.ErrUnknownEntity, err)
+	}
+	id, err := exactString(l.ID)
+	if err != nil {
+		return writebehind.Op{}, fmt.Errorf("%w: %v", writebehind.ErrInvalidID, err)
+	}
+	o := writebehind.Op{Entity: entity, ID: id}
 	switch l.Op {
 	case "put":
 		if len(l.Data) == 0 {
@@ -104,4 +116,41 @@ func parseLine(raw []byte) (writebehind.Op, error) {
 		return o, fmt.Errorf(`"op" must be "put" or "del", got %q`, l.Op)
 	}
 	return o, nil
+}
+
+// exactString decodes a JSON string that encoding/json decodes without
+// replacing anything: raw must be UTF-8 and every \u escape of a UTF-16
+// surrogate must be one half of a pair. A missing field is the empty string.
+func exactString(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", errors.New("not a JSON string")
+	}
+	if !utf8.Valid(raw) {
+		return "", errors.New("not UTF-8")
+	}
+	high := false // the escape before was a high surrogate
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			if high {
+				return "", errors.New("holds a lone UTF-16 surrogate")
+			}
+			continue
+		}
+		i++
+		code := -1
+		if raw[i] == 'u' {
+			n, _ := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
+			code, i = int(n), i+4
+		}
+		isLow := code >= 0xDC00 && code <= 0xDFFF
+		if high != isLow {
+			return "", errors.New("holds a lone UTF-16 surrogate")
+		}
+		high = code >= 0xD800 && code <= 0xDBFF
+	}
+	return s, nil
 }

@@ -81,21 +81,27 @@ func TestApplyReportsBadLinesAndAppliesTheRest(t *testing.T) {
 		`{"op":"move","entity":"user","id":"3"}`,
 		`{"op":"put","entity":"user","id":"4","data":[1]}`,
 		`{"op":"put","entity":"user","id":"5","data":{},"extra":1}`,
+		`{"op":"put","entity":"user","id":"\ud800","data":{}}`,
+		`{"op":"put","entity":"user","id":"a\udc00b","data":{}}`,
+		"{\"op\":\"put\",\"entity\":\"user\",\"id\":\"\xff\",\"data\":{}}",
+		`{"op":"put","entity":"us\ud83der","id":"6","data":{}}`,
+		`{"op":"put","entity":"user","id":"\ud83d\ude00 \ufffd \u00e9","data":{}}`,
 	}, "\n")
 	code, out, errOut := writer(t, in, "apply")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
-	if out != `{"applied":2,"rejected":6}`+"\n" {
+	if out != `{"applied":3,"rejected":10}`+"\n" {
 		t.Fatalf("summary %q", out)
 	}
-	for _, n := range []string{"line 2:", "line 4:", "line 6:", "line 7:", "line 8:", "line 9:"} {
+	for _, n := range []string{"line 2:", "line 4:", "line 6:", "line 7:", "line 8:", "line 9:",
+		"line 10: writebehind: invalid id", "line 11: writebehind: invalid id", "line 12: writebehind: invalid id", "line 13: writebehind: unknown entity"} {
 		if !strings.Contains(errOut, n) {
 			t.Errorf("stderr does not report %q:\n%s", n, errOut)
 		}
 	}
-	if strings.Count(errOut, "\n") != 6 {
-		t.Errorf("stderr has %d lines, want 6:\n%s", strings.Count(errOut, "\n"), errOut)
+	if strings.Count(errOut, "\n") != 10 {
+		t.Errorf("stderr has %d lines, want 10:\n%s", strings.Count(errOut, "\n"), errOut)
 	}
 	_, out, _ = writer(t, "", "get", "user", "1", "2")
 	if !strings.Contains(out, `"id":"1","found":true`) || !strings.Contains(out, `"id":"2","found":false`) {
