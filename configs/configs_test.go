@@ -306,3 +306,36 @@ func TestMetricNamesExist(t *testing.T) {
 		}
 	}
 }
+
+// TestImageUserIsNumeric: the kubelet refuses runAsNonRoot for an image whose
+// USER is a name (it cannot tell the uid without the image's passwd), so the
+// shipped pods could never start.
+func TestImageUserIsNumeric(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var user string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && strings.EqualFold(f[0], "USER") {
+			user = f[1]
+		}
+	}
+	uid, gid, _ := strings.Cut(user, ":")
+	if n, err := strconv.Atoi(uid); err != nil || n == 0 {
+		t.Fatalf("Dockerfile USER %q: want a numeric non-root uid", user)
+	}
+	if gid != "" {
+		if _, err := strconv.Atoi(gid); err != nil {
+			t.Errorf("Dockerfile USER %q: want a numeric gid", user)
+		}
+	}
+	all := docs(t)
+	for _, f := range []struct{ file, kind string }{{"k8s/flusher.yaml", "Deployment"}, {"k8s/migrate-job.yaml", "Job"}} {
+		spec := at(kind(t, all, f.file, f.kind)[0], "spec", "template", "spec")
+		if at(spec, "securityContext", "runAsNonRoot") != true {
+			t.Errorf("%s: runAsNonRoot is not set", f.file)
+		}
+	}
+}
