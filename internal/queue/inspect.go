@@ -185,6 +185,10 @@ func (q *Queue) Pending(ctx context.Context, p int, group string, f PendingFilte
 			Stream: stream, Group: group, Start: start, End: "+",
 			Count: int64(count), Consumer: f.Consumer, Idle: f.MinIdle,
 		}).Result()
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			// No stream or no group yet: nothing was ever delivered.
+			return out, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("partition %d: pending: %w", p, err)
 		}

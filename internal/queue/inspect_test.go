@@ -184,3 +184,15 @@ func TestInspectOldestPendingAge(t *testing.T) {
 		t.Errorf("oldest pending %s aged %v, want %s aged an hour", info.OldestPendingID, info.OldestPendingAge, id)
 	}
 }
+
+// TestPendingOnAFreshNamespace: no stream and no group yet is no pending
+// entry, not a NOGROUP error.
+func TestPendingOnAFreshNamespace(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	q := queue.New(rdb, ns, 2)
+	got, err := q.Pending(context.Background(), 1, "flushers", queue.PendingFilter{})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Pending = %v, %v; want none", got, err)
+	}
+}
