@@ -15,6 +15,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -193,6 +194,9 @@ func DefaultConfig() Config {
 // validates it. Its errors wrap ErrInvalidConfig and name the variable.
 func LoadConfig() (Config, error) {
 	var c Config
+	if err := decimalOnly(); err != nil {
+		return c, err
+	}
 	if err := envconfig.Process("WB", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
@@ -202,6 +206,26 @@ func LoadConfig() (Config, error) {
 	}
 	c = c.withDefaults()
 	return c, c.Validate()
+}
+
+// decimal is a whole number as an operator writes one. envconfig would also
+// take 010 (octal: 8) and 0x10, so WB_PARTITIONS=010 would quietly mean 8.
+var decimal = regexp.MustCompile(`^[+-]?(0|[1-9][0-9]*)$`)
+
+// decimalOnly checks that every integer variable that is set is decimal.
+func decimalOnly() error {
+	rt := reflect.TypeFor[Config]()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if k := f.Type.Kind(); k != reflect.Int && k != reflect.Int64 || f.Type == reflect.TypeFor[time.Duration]() {
+			continue
+		}
+		name := "WB_" + f.Tag.Get("envconfig")
+		if v, ok := os.LookupEnv(name); ok && !decimal.MatchString(strings.TrimSpace(v)) {
+			return fmt.Errorf("%w: %s: expected a whole number in decimal, got %q", ErrInvalidConfig, name, v)
+		}
+	}
+	return nil
 }
 
 func expected(typeName string) string {

@@ -21,6 +21,8 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 	tests := []struct{ name, value string }{
 		{"WB_PARTITIONS", "abc"},
 		{"WB_PARTITIONS", "0"},
+		{"WB_PARTITIONS", "010"},
+		{"WB_BATCH_SIZE", "0x10"},
 		{"WB_BATCH_SIZE", "-1"},
 		{"WB_CLAIM_MIN_IDLE", "soon"},
 		{"WB_CLAIM_MIN_IDLE", "10ms"},
