@@ -258,6 +258,10 @@ var (
 	namespaceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 )
 
+// wholeMillis reports whether d is a whole number of milliseconds: Redis
+// TTLs are, and 500µs would round to 0, which means no TTL at all.
+func wholeMillis(d time.Duration) bool { return d%time.Millisecond == 0 }
+
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c Config) Validate() error {
@@ -285,16 +289,16 @@ func (c Config) Validate() error {
 		return bad("CLAIM_MIN_IDLE", "must be at least 1s", c.ClaimMinIdle)
 	case c.ClaimInterval < 10*time.Millisecond:
 		return bad("CLAIM_INTERVAL", "must be at least 10ms", c.ClaimInterval)
-	case c.CleanTTL < 0:
-		return bad("CLEAN_TTL", "must not be negative", c.CleanTTL)
+	case c.CleanTTL < 0 || !wholeMillis(c.CleanTTL):
+		return bad("CLEAN_TTL", "must be 0 (keep) or a whole number of milliseconds", c.CleanTTL)
 	case c.MaxIDBytes < 1:
 		return bad("MAX_ID_BYTES", "must be at least 1", c.MaxIDBytes)
 	case c.MaxValueBytes < 2:
 		return bad("MAX_VALUE_BYTES", "must be at least 2", c.MaxValueBytes)
 	case c.MaxDeliveries < 1:
 		return bad("MAX_DELIVERIES", "must be at least 1", c.MaxDeliveries)
-	case c.ShutdownTimeout < 0:
-		return bad("SHUTDOWN_TIMEOUT", "must not be negative", c.ShutdownTimeout)
+	case c.ShutdownTimeout < time.Millisecond:
+		return bad("SHUTDOWN_TIMEOUT", "must be at least 1ms", c.ShutdownTimeout)
 	case c.ConsumerIdleTimeout != 0 && c.ConsumerIdleTimeout < c.ClaimMinIdle:
 		return bad("CONSUMER_IDLE_TIMEOUT", "must be 0 or at least WB_CLAIM_MIN_IDLE", c.ConsumerIdleTimeout)
 	case c.TrimInterval < 10*time.Millisecond:
@@ -338,14 +342,14 @@ func (c Config) Validate() error {
 		if _, ok := c.Entities[name]; !ok {
 			return bad("ENTITY_TTLS", "names an entity not in WB_ENTITIES", fmt.Sprintf("%q", name))
 		}
-		if c.EntityTTLs[name] < 0 {
-			return bad("ENTITY_TTLS", "entity "+name+": must not be negative", c.EntityTTLs[name])
+		if c.EntityTTLs[name] < 0 || !wholeMillis(c.EntityTTLs[name]) {
+			return bad("ENTITY_TTLS", "entity "+name+": must be 0 (keep) or a whole number of milliseconds", c.EntityTTLs[name])
 		}
 	}
 	switch {
-	case c.NegativeTTL < 0:
-		return bad("NEGATIVE_TTL", "must not be negative", c.NegativeTTL)
-	case c.XFetchBeta < 0 || c.XFetchBeta > 1000:
+	case c.NegativeTTL < 0 || !wholeMillis(c.NegativeTTL):
+		return bad("NEGATIVE_TTL", "must be 0 (none) or a whole number of milliseconds", c.NegativeTTL)
+	case !(c.XFetchBeta >= 0 && c.XFetchBeta <= 1000): // NaN fails both
 		return bad("XFETCH_BETA", "must be between 0 and 1000", c.XFetchBeta)
 	case c.ReadLockWait < 0:
 		return bad("READ_LOCK_WAIT", "must not be negative", c.ReadLockWait)
