@@ -307,10 +307,16 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 // before it is probed for ops that fail alone.
 const probeAfter = 5
 
+// maxRetryWait is the longest wait between two tries of a failing batch,
+// jitter included.
+const maxRetryWait = 5 * time.Second
+
 func newBackoff() *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 50 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
+	// The jitter spreads each interval by ±RandomizationFactor: the cap of
+	// the interval leaves room for it.
+	b.MaxInterval = time.Duration(float64(maxRetryWait) / (1 + b.RandomizationFactor))
 	b.MaxElapsedTime = 0
 	return b
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -80,3 +81,17 @@ func TestWriteSplitsAroundRejectedOps(t *testing.T) {
 }
 
 func pgIdent(schema string) string { return `"` + schema + `"."users"` }
+
+// TestRetryWaitsStayUnderTheCap: with jitter, no wait between tries of a
+// failing batch passes maxRetryWait, the figure the README gives.
+func TestRetryWaitsStayUnderTheCap(t *testing.T) {
+	t.Parallel()
+	b := newBackoff()
+	longest := time.Duration(0)
+	for range 1000 {
+		longest = max(longest, b.NextBackOff())
+	}
+	if longest > maxRetryWait || longest < maxRetryWait/2 {
+		t.Errorf("longest wait %v, want at most %v (and near it)", longest, maxRetryWait)
+	}
+}
