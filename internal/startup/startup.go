@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mattn/go-isatty"
@@ -44,7 +46,29 @@ func Logger(cfg writebehind.Config, w *os.File) zerolog.Logger {
 	if isatty.IsTerminal(w.Fd()) {
 		out = zerolog.ConsoleWriter{Out: w}
 	}
-	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+	log := zerolog.New(out).Level(level).With().Timestamp().Logger()
+	// go-redis logs some failures itself (a pool that cannot dial), as
+	// plain lines on stderr: they go to the same log, as JSON.
+	redisLogOnce.Do(func() { redis.SetLogger(redisLog{}) })
+	redisTarget.Store(new(log.With().Str("source", "go-redis").Logger()))
+	return log
+}
+
+var (
+	redisLogOnce sync.Once
+	// redisTarget is the logger go-redis's lines go to: the latest one
+	// Logger made. go-redis reads its logger unguarded, so it is set once
+	// and only this pointer changes.
+	redisTarget atomic.Pointer[zerolog.Logger]
+)
+
+// redisLog hands go-redis's own log lines to zerolog, as warnings.
+type redisLog struct{}
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	if l := redisTarget.Load(); l != nil {
+		l.Warn().Msgf(format, v...)
+	}
 }
 
 // Redis returns a client for cfg.RedisURL with room for poolSize connections
