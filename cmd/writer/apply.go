@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/startup"
 )
 
 // applyChunk is how many ops go to Redis in one pipeline.
@@ -53,13 +54,20 @@ func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int,
 		ops, lineNos = ops[:0], lineNos[:0]
 	}
 
+	// A line holds at most one value, one id and the op's few fields, with
+	// room for escapes: longer ones are refused without being held whole.
+	cfg := startup.Config("writer")
+	limit := cfg.MaxValueBytes + 6*cfg.MaxIDBytes + 4096
 	in := bufio.NewReader(stdin)
 	for n := 1; ctx.Err() == nil; n++ {
-		raw, readErr := in.ReadBytes('\n')
+		raw, tooLong, readErr := readLine(in, limit)
 		if readErr != nil && !errors.Is(readErr, io.EOF) {
 			return rejected, readErr
 		}
-		if raw = bytes.TrimSpace(raw); len(raw) > 0 {
+		if tooLong {
+			fmt.Fprintf(stderr, "line %d: %v: longer than %d bytes\n", n, writebehind.ErrValueTooLarge, limit)
+			rejected++
+		} else if raw = bytes.TrimSpace(raw); len(raw) > 0 {
 			o, err := parseLine(raw)
 			if err != nil {
 				fmt.Fprintf(stderr, "line %d: %v\n", n, err)
@@ -80,6 +88,24 @@ func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int,
 		return rejected, err
 	}
 	return rejected, json.NewEncoder(stdout).Encode(map[string]int{"applied": applied, "rejected": rejected})
+}
+
+// readLine reads one line of at most limit bytes. A longer one is read to
+// its end and dropped, so memory stays bounded: tooLong reports it.
+func readLine(in *bufio.Reader, limit int) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, err := in.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > limit {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, tooLong, err
+		}
+	}
 }
 
 func parseLine(raw []byte) (writebehind.Op, error) {

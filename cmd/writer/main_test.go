@@ -158,3 +158,20 @@ func BenchmarkLoad(b *testing.B) {
 		b.ReportMetric(r.P99Ms, "p99_ms")
 	}
 }
+
+// TestApplyRefusesOverlongLinesWithoutHoldingThem: a line longer than any
+// op can be is refused with its number; the lines around it still apply.
+func TestApplyRefusesOverlongLinesWithoutHoldingThem(t *testing.T) {
+	env(t)
+	t.Setenv("WB_MAX_VALUE_BYTES", "1000")
+	t.Setenv("WB_MAX_ID_BYTES", "10")
+	long := `{"op":"put","entity":"user","id":"2","data":{"x":"` + strings.Repeat("a", 200000) + `"}}`
+	in := `{"op":"put","entity":"user","id":"1","data":{}}` + "\n" + long + "\n" + `{"op":"put","entity":"user","id":"3","data":{}}`
+	code, out, errOut := writer(t, in, "apply")
+	if code != 1 || out != `{"applied":2,"rejected":1}`+"\n" {
+		t.Fatalf("exit %d, %q", code, out)
+	}
+	if !strings.Contains(errOut, "line 2: writebehind: value too large: longer than") {
+		t.Errorf("stderr: %s", errOut)
+	}
+}
