@@ -87,7 +87,7 @@ func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer)
 	}
 	for _, l := range letters {
 		fmt.Fprintf(stdout, "%d %s %s %s/%s v%s deliveries=%d source=%s reason=%q\n",
-			l.Partition, l.ID, l.Time.Format("2006-01-02T15:04:05Z"), l.Fields["e"], l.Fields["i"], l.Fields["v"],
+			l.Partition, l.ID, l.Time.Format("2006-01-02T15:04:05Z"), orDash(l.Fields["e"]), orDash(l.Fields["i"]), orDash(l.Fields["v"]),
 			l.Deliveries, l.SourceID, l.Reason)
 	}
 	fmt.Fprintf(stdout, "%d dead letters\n", len(letters))

@@ -9,9 +9,11 @@ import (
 	"io"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -110,16 +112,25 @@ func writeInspect(w io.Writer, rep inspectReport) error {
 	fmt.Fprintln(tw, "CONSUMER\tPENDING\tIDLE")
 	var pending int64
 	for _, c := range rep.Consumers {
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.Pending, roundDur(c.Idle))
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", orDash(c.Name), c.Pending, roundDur(c.Idle))
 		pending += c.Pending
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", pending)
 	return tw.Flush()
 }
 
+// orDash renders a name or id for a table cell: "-" when empty, quoted with
+// escapes when it holds anything but printable characters and spaces, so
+// an id cannot move the operator's cursor, colour the terminal or forge a
+// row with a newline or a tab.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) { // the ASCII space is printable, a tab is not
+			return strconv.Quote(s)
+		}
 	}
 	return s
 }

@@ -375,3 +375,34 @@ func checkRetryLogged(t *testing.T, log, first, last string) {
 		t.Errorf("no line with the redacted PostgreSQL URL:\n%s", log)
 	}
 }
+
+// TestListingsEscapeIDs: an id with a terminal escape, a newline or a tab
+// is printed quoted, so it can neither drive the operator's terminal nor
+// forge a row.
+func TestListingsEscapeIDs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	q := queue.New(rdb, ns, 1)
+	env := []string{"WB_REDIS_URL=" + testenv.RedisURL(), "WB_NAMESPACE=" + ns, "WB_PARTITIONS=1", "WB_GROUP=g"}
+	id := "\x1b[31mred\n0-1\tf1\t0s\t1\tuser\tforged"
+	if _, errs := q.Write(ctx, []op.Op{{Kind: op.Put, Entity: "user", ID: id, Data: []byte(`{}`)}}, time.Now()); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Read(ctx, 0, "g", "f1", ">", 10, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runFlusher(t, env, "pending")
+	if code != 0 {
+		t.Fatalf("pending: exit %d: %s", code, stderr)
+	}
+	if strings.Contains(stdout, "\x1b") || strings.Count(stdout, "\n") != 2 || !strings.Contains(stdout, strconv.Quote(id)) {
+		t.Errorf("pending printed the id raw:\n%q", stdout)
+	}
+	if got := orDash("café 7"); got != "café 7" {
+		t.Errorf("a printable id became %q", got)
+	}
+}

@@ -60,7 +60,7 @@ func pending(args []string, stdout, stderr io.Writer) int {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "PARTITION\tENTRY\tCONSUMER\tIDLE\tDELIVERIES\tENTITY\tID")
 		for _, e := range entries {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Partition, e.ID, e.Consumer, roundDur(e.Idle), e.Deliveries, orDash(e.Entity), orDash(e.Key))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Partition, e.ID, orDash(e.Consumer), roundDur(e.Idle), e.Deliveries, orDash(e.Entity), orDash(e.Key))
 		}
 		return tw.Flush()
 	})
