@@ -94,6 +94,11 @@ type Config struct {
 	// WaitReplicas is how many replicas must acknowledge each write before
 	// it returns; 0 does not wait.
 	WaitReplicas int `envconfig:"WAIT_REPLICAS" default:"0" desc:"replicas that must acknowledge each write (0: none)"`
+	// MaxClockSkew is how far ahead of the clocks of Redis and of the
+	// flushers a version may be: writes beyond it are refused, stream
+	// entries beyond it dead-lettered, since such a version would win over
+	// every later write of its key.
+	MaxClockSkew time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"1m" desc:"how far ahead of Redis's and the flushers' clocks a version may be"`
 	// WriteThroughTimeout bounds a PutThrough or DeleteThrough's commit:
 	// reads of the key wait for the write that long at most, then take its
 	// writer for dead.
@@ -353,6 +358,8 @@ func (c Config) Validate() error {
 		return bad("XFETCH_BETA", "must be between 0 and 1000", c.XFetchBeta)
 	case c.ReadLockWait < 0:
 		return bad("READ_LOCK_WAIT", "must not be negative", c.ReadLockWait)
+	case c.MaxClockSkew < time.Millisecond:
+		return bad("MAX_CLOCK_SKEW", "must be at least 1ms", c.MaxClockSkew)
 	case c.WriteThroughTimeout < time.Millisecond:
 		return bad("WRITE_THROUGH_TIMEOUT", "must be at least 1ms", c.WriteThroughTimeout)
 	}

@@ -32,6 +32,11 @@ var (
 	// ErrNotReplicated: the op was written but fewer than WB_WAIT_REPLICAS
 	// replicas acknowledged it within WB_WAIT_TIMEOUT.
 	ErrNotReplicated = queue.ErrNotReplicated
+	// ErrClockSkew: the op's version would be more than WB_MAX_CLOCK_SKEW
+	// ahead of Redis's clock (this process's clock runs ahead, or the
+	// partition clock was set ahead). Nothing was written: such a version
+	// would win over every later write of the key.
+	ErrClockSkew = queue.ErrClockSkew
 	// ErrReadContended: a read's key changed during each of its loads (32
 	// in a row): writes to it come faster than a load from PostgreSQL
 	// takes. Nothing older than those writes was returned; retry.

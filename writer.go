@@ -33,6 +33,7 @@ func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config, op
 	}
 	q := queue.New(client, cfg.Namespace, cfg.Partitions)
 	q.SetMaxBacklog(cfg.MaxBacklog)
+	q.SetMaxClockSkew(cfg.MaxClockSkew)
 	q.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
 	if err := q.CheckPartitions(ctx); err != nil {
 		return nil, err

@@ -136,6 +136,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxDeliveries:       cfg.MaxDeliveries,
 		TrimInterval:        cfg.TrimInterval,
 		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
+		MaxClockSkew:        cfg.MaxClockSkew,
 	})
 
 	if cmd == "drain" {

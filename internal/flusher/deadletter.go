@@ -10,8 +10,10 @@ import (
 )
 
 // sortOut separates the entries that can be written from those that never
-// can: undecodable ones and ops of an entity without a table.
-func sortOut(entries []queue.Entry, knows func(entity string) bool) (good []queue.Entry, dead []queue.Letter) {
+// can: undecodable ones, ops of an entity without a table, and ops whose
+// version is above maxVersion (a forged entry, or a clock far ahead), which
+// would win over every later write of their key.
+func sortOut(entries []queue.Entry, knows func(entity string) bool, maxVersion int64) (good []queue.Entry, dead []queue.Letter) {
 	good = make([]queue.Entry, 0, len(entries))
 	for _, e := range entries {
 		switch {
@@ -19,6 +21,8 @@ func sortOut(entries []queue.Entry, knows func(entity string) bool) (good []queu
 			dead = append(dead, queue.Letter{ID: e.ID, Reason: e.Err.Error()})
 		case !knows(e.Op.Entity):
 			dead = append(dead, queue.Letter{ID: e.ID, Reason: fmt.Sprintf("unknown entity %q", e.Op.Entity), Op: &e.Op})
+		case e.Op.Version > maxVersion:
+			dead = append(dead, queue.Letter{ID: e.ID, Reason: fmt.Sprintf("version %d is ahead of the flusher's clock by more than WB_MAX_CLOCK_SKEW", e.Op.Version), Op: &e.Op})
 		default:
 			good = append(good, e)
 		}

@@ -52,8 +52,13 @@ type Options struct {
 	// ConsumerIdleTimeout is the idle time after which other consumers with
 	// nothing pending are removed from the group; 0 never.
 	ConsumerIdleTimeout time.Duration
-	// Now is the clock of dead-letter times; nil means time.Now.
+	// Now is the clock of dead-letter times and of the version bound; nil
+	// means time.Now.
 	Now func() time.Time
+	// MaxClockSkew is how far ahead of Now a version may be: entries
+	// beyond it are dead-lettered, as they would win over every later
+	// write of their key (default queue.DefaultMaxClockSkew).
+	MaxClockSkew time.Duration
 }
 
 // Stats count what a flusher has done.
@@ -81,6 +86,9 @@ func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
 	}
 	if opt.FinishTimeout <= 0 {
 		opt.FinishTimeout = 30 * time.Second
+	}
+	if opt.MaxClockSkew <= 0 {
+		opt.MaxClockSkew = queue.DefaultMaxClockSkew
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -246,7 +254,7 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 		return
 	}
 	f.opt.Metrics.Read(len(entries))
-	good, dead := sortOut(entries, f.sink.Knows)
+	good, dead := sortOut(entries, f.sink.Knows, f.opt.Now().Add(f.opt.MaxClockSkew).UnixMicro())
 	start := time.Now()
 
 	// While the batch is written and retried, its entries must not look

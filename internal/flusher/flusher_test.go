@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -414,4 +416,36 @@ func TestRunningFlusherRecreatesALostGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the op written after the loss to be flushed", func() bool { return rowVersion("2") == v })
+}
+
+// TestVersionFarAheadIsDeadLettered: a forged entry (or one from a clock far
+// ahead) whose version is beyond the flusher's clock plus the allowed skew
+// would win over every later write of its key. It is dead-lettered with the
+// reason; the rest lands, and later writes of the key still win.
+func TestVersionFarAheadIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	ahead := strconv.FormatInt(time.Now().Add(time.Hour).UnixMicro(), 10)
+	ahead = strings.Repeat("0", 19-len(ahead)) + ahead
+	if err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.q.Keys().Stream(0),
+		Values: []string{"k", "p", "e", "user", "i", "1", "v", ahead, "d", `{"forged":true}`}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.w.Put(ctx, "user", "2", []byte(`{"n":2}`)); err != nil {
+		t.Fatal(err)
+	}
+	b.drain(t, "c1")
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	b.drain(t, "c1")
+	rows := b.rows(t, "user")
+	if rows["1"].data != `{"n": 1}` || rows["2"].data != `{"n": 2}` {
+		t.Errorf("rows %+v, want the real writes of 1 and 2", rows)
+	}
+	letters, err := b.q.List(ctx, 0)
+	if err != nil || len(letters) != 1 || !strings.Contains(letters[0].Reason, "WB_MAX_CLOCK_SKEW") {
+		t.Fatalf("dead letters %+v %v, want the forged entry with its reason", letters, err)
+	}
 }

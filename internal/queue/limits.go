@@ -20,6 +20,29 @@ var ErrBackpressure = errors.New("backlog full")
 // not undone: it is flushed like any other unless the primary is lost.
 var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
 
+// ErrClockSkew is returned for an op refused, with nothing written, because
+// its version would be further ahead of Redis's clock than allowed
+// (SetMaxClockSkew): the writer's clock runs far ahead, or the partition
+// clock was set far ahead. Such a version would win over every later write
+// of the key.
+var ErrClockSkew = errors.New("clock skew")
+
+// DefaultMaxClockSkew is how far ahead of Redis's clock a version may be
+// when SetMaxClockSkew was not called.
+const DefaultMaxClockSkew = time.Minute
+
+// SetMaxClockSkew sets how far ahead of Redis's clock a version may be;
+// Write and BeginThrough refuse ops beyond it with ErrClockSkew. Call it
+// before use.
+func (q *Queue) SetMaxClockSkew(d time.Duration) { q.maxSkew = d }
+
+func (q *Queue) skewMicros() int64 {
+	if q.maxSkew <= 0 {
+		return DefaultMaxClockSkew.Microseconds()
+	}
+	return q.maxSkew.Microseconds()
+}
+
 // SetMaxBacklog makes Write refuse ops with ErrBackpressure while their
 // partition stream holds n entries or more (0: no limit). Call it before use.
 func (q *Queue) SetMaxBacklog(n int64) { q.maxBacklog = n }

@@ -38,6 +38,7 @@ type Queue struct {
 	partitions int
 	// maxBacklog and waitReplicas are set once, before use.
 	maxBacklog   int64
+	maxSkew      time.Duration
 	waitReplicas int
 	waitTimeout  time.Duration
 }
@@ -87,7 +88,7 @@ func (q *Queue) LoadScripts(ctx context.Context) error {
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 	p := q.Partition(o.Entity, o.ID)
 	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog, q.skewMicros()}
 }
 
 // Write applies ops (their Version is ignored) and returns the version each
@@ -150,6 +151,9 @@ func parseVersion(cmd *redis.Cmd) (int64, error) {
 	s, err := cmd.Text()
 	if redis.HasErrorPrefix(err, "BACKPRESSURE") {
 		return 0, fmt.Errorf("%w: %v", ErrBackpressure, err)
+	}
+	if redis.HasErrorPrefix(err, "CLOCKSKEW") {
+		return 0, fmt.Errorf("%w: %v", ErrClockSkew, err)
 	}
 	if err != nil {
 		return 0, err

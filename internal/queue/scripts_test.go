@@ -372,3 +372,44 @@ func TestFailedWriteChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionsFarAheadOfRedisAreRefused: a version more than the allowed
+// skew ahead of Redis's clock, from a writer clock ahead or a partition
+// clock set ahead (even beyond 2^53), is refused with nothing written: it
+// would win over every later write of its key.
+func TestVersionsFarAheadOfRedisAreRefused(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	q := New(rdb, ns, 1)
+	q.SetMaxClockSkew(time.Minute)
+	k := q.Keys()
+	put := []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
+	if _, errs := q.Write(ctx, put, time.Now().Add(30*time.Second)); errs[0] != nil {
+		t.Fatalf("a clock 30s ahead, within the skew: %v", errs[0])
+	}
+	before := dump(t, rdb, ns)
+	for name, run := range map[string]func() error{
+		"writer clock an hour ahead": func() error {
+			_, errs := q.Write(ctx, put, time.Now().Add(time.Hour))
+			return errs[0]
+		},
+		"write-through with a clock an hour ahead": func() error {
+			_, err := q.BeginThrough(ctx, "user", "1", time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+			return err
+		},
+	} {
+		if err := run(); !errors.Is(err, ErrClockSkew) {
+			t.Errorf("%s: %v, want ErrClockSkew", name, err)
+		}
+	}
+	if diff := cmp.Diff(before, dump(t, rdb, ns)); diff != "" {
+		t.Errorf("refused writes changed state (-before +after):\n%s", diff)
+	}
+	for _, clock := range []string{ver(time.Now().Add(time.Hour).UnixMicro()), "9999999999999999999"} {
+		rdb.Set(ctx, k.Clock(0), clock, 0)
+		if _, errs := q.Write(ctx, put, time.Now()); !errors.Is(errs[0], ErrClockSkew) {
+			t.Errorf("partition clock at %s: %v, want ErrClockSkew", clock, errs[0])
+		}
+	}
+}

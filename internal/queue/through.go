@@ -35,7 +35,7 @@ var (
 func (q *Queue) BeginThrough(ctx context.Context, entity, id string, now, deadline time.Time) (int64, error) {
 	p := q.Partition(entity, id)
 	return parseVersion(throughBeginScript.Run(ctx, q.rdb, []string{q.keys.Value(p, entity, id), q.keys.Clock(p)},
-		now.UnixMicro(), deadline.UnixMicro()))
+		now.UnixMicro(), deadline.UnixMicro(), q.skewMicros()))
 }
 
 // FinishThrough makes the row a write-through's transaction committed (its

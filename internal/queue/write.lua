@@ -4,8 +4,14 @@
 -- ARGV[1] kind ("p" put, "d" delete)  ARGV[2] entity  ARGV[3] id
 -- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
 -- ARGV[6] most entries the partition stream may hold (0: no limit)
+-- ARGV[7] the most a version may be ahead of Redis's clock, in microseconds
 -- returns: the op's version, 19 zero-padded digits, or the error
--- "BACKPRESSURE ..." (nothing written) when the stream is at the limit
+-- "BACKPRESSURE ..." (nothing written) when the stream is at the limit, or
+-- "CLOCKSKEW ..." (nothing written) when the version would be further ahead
+-- of Redis's clock than ARGV[7]: the writer's clock is far ahead, or the
+-- partition clock was set far ahead. Such a version would win over every
+-- later write of its key, freezing it; versions stay far below 2^53, where
+-- Lua's numbers are exact.
 --
 -- The version is a hybrid clock: the writer's time, or one more than the last
 -- version of the partition if that is larger, so it increases strictly per key
@@ -19,10 +25,15 @@ local max = tonumber(ARGV[6])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more')
 end
+local t = redis.call('TIME')
+local bound = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[7])
 local v = tonumber(ARGV[5])
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 if v <= last then
   v = last + 1
+end
+if v > bound then
+  return redis.error_reply('CLOCKSKEW version ' .. string.format('%.0f', v) .. ' is ahead of the Redis clock by more than ' .. ARGV[7] .. 'us')
 end
 local ver = string.format('%019d', v)
 -- The XADD goes first: it is the one command that can fail (the stream key
