@@ -6,6 +6,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
 )
 
@@ -31,9 +32,13 @@ type Lease struct {
 	l readpath.Lease
 }
 
-// NewReadAside returns the read-aside face over Redis alone.
-func NewReadAside(client redis.UniversalClient, cfg Config, opts ...ReaderOption) (*ReadAside, error) {
+// NewReadAside returns the read-aside face over Redis alone. It checks the
+// partition count as NewReader does.
+func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg Config, opts ...ReaderOption) (*ReadAside, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
 	o := readerOptions{log: zerolog.Nop()}

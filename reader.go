@@ -95,9 +95,14 @@ func WithReadClock(now func() time.Time) ReaderOption {
 }
 
 // NewReader returns a read-through Reader over Redis and PostgreSQL. pool may
-// be nil when every entity has an app loader.
-func NewReader(client redis.UniversalClient, pool *pgxpool.Pool, cfg Config, opts ...ReaderOption) (*Reader, error) {
+// be nil when every entity has an app loader. Like NewWriter it fails with
+// ErrPartitionMismatch when Redis holds data of another partition count: it
+// would look for keys in the wrong partitions.
+func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.Pool, cfg Config, opts ...ReaderOption) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
 	o := readerOptions{loaders: map[string]Loader{}, batch: map[string]BatchLoader{}, log: zerolog.Nop()}

@@ -99,7 +99,10 @@ func TestApplyWritesTheGoodOpsAndReportsTheBad(t *testing.T) {
 	}
 }
 
-func TestNewWriterRefusesAnotherPartitionCount(t *testing.T) {
+// TestEveryFaceRefusesAnotherPartitionCount: a reader with the wrong count
+// would look for keys in the wrong partitions and read older rows or "not
+// found"; a writer would split a key's ops over two streams.
+func TestEveryFaceRefusesAnotherPartitionCount(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
@@ -110,6 +113,12 @@ func TestNewWriterRefusesAnotherPartitionCount(t *testing.T) {
 	}
 	cfg.Partitions++
 	if _, err := NewWriter(ctx, rdb, cfg); !errors.Is(err, ErrPartitionMismatch) {
-		t.Fatalf("err = %v, want ErrPartitionMismatch", err)
+		t.Errorf("NewWriter: err = %v, want ErrPartitionMismatch", err)
+	}
+	if _, err := NewReader(ctx, rdb, nil, cfg); !errors.Is(err, ErrPartitionMismatch) {
+		t.Errorf("NewReader: err = %v, want ErrPartitionMismatch", err)
+	}
+	if _, err := NewReadAside(ctx, rdb, cfg); !errors.Is(err, ErrPartitionMismatch) {
+		t.Errorf("NewReadAside: err = %v, want ErrPartitionMismatch", err)
 	}
 }

@@ -49,7 +49,7 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewReader(rdb, pool, cfg, opts...)
+	r, err := NewReader(ctx, rdb, pool, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,10 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 	}
 	defer rdb.Close()
 	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	if err := q.VerifyPartitions(ctx); err != nil {
+		fmt.Fprintf(stderr, "flusher dlq: %v\n", err)
+		return 1
+	}
 
 	switch sub {
 	case "list":

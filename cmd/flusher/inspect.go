@@ -182,11 +182,8 @@ func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Que
 	}
 	defer rdb.Close()
 	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if stored, ok, err := q.StoredPartitions(ctx); err != nil {
+	if err := q.VerifyPartitions(ctx); err != nil {
 		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
-		return 1
-	} else if ok && stored != cfg.Partitions {
-		fmt.Fprintf(stderr, "flusher %s: %v: WB_PARTITIONS is %d, Redis holds %d\n", cmd, queue.ErrPartitionMismatch, cfg.Partitions, stored)
 		return 1
 	}
 	if err := fn(ctx, q, cfg.Group); err != nil {

@@ -406,3 +406,21 @@ func TestListingsEscapeIDs(t *testing.T) {
 		t.Errorf("a printable id became %q", got)
 	}
 }
+
+// TestReadOnlyCommandsRefuseAnotherPartitionCount: inspect, pending and dlq
+// with the wrong WB_PARTITIONS would read, replay or purge the wrong
+// partitions.
+func TestReadOnlyCommandsRefuseAnotherPartitionCount(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	if err := queue.New(rdb, ns, 4).CheckPartitions(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"WB_REDIS_URL=" + testenv.RedisURL(), "WB_NAMESPACE=" + ns, "WB_PARTITIONS=2"}
+	for _, args := range [][]string{{"inspect"}, {"pending"}, {"dlq", "list"}, {"dlq", "purge"}} {
+		code, _, stderr := runFlusher(t, env, args...)
+		if code != 1 || !strings.Contains(stderr, "partition count differs") {
+			t.Errorf("%v: exit %d, %q; want a partition count error", args, code, stderr)
+		}
+	}
+}

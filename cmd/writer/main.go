@@ -156,7 +156,7 @@ func get(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	r, err := writebehind.NewReader(rdb, pool, cfg)
+	r, err := writebehind.NewReader(ctx, rdb, pool, cfg)
 	if err != nil {
 		return err
 	}

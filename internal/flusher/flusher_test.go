@@ -153,7 +153,7 @@ func sameJSON(t testing.TB, a, b string) bool {
 func (b bundle) checkConverged(t testing.TB, m *model) {
 	t.Helper()
 	ctx := context.Background()
-	reader, err := writebehind.NewReader(b.rdb, b.pool, b.cfg)
+	reader, err := writebehind.NewReader(context.Background(), b.rdb, b.pool, b.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

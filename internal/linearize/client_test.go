@@ -122,7 +122,7 @@ func newClient(ctx context.Context, spec clientSpec) (*client, error) {
 	if c.w, err = writebehind.NewWriter(ctx, c.rdb, cfg, writebehind.WithPostgres(c.pool)); err != nil {
 		return nil, err
 	}
-	if c.r, err = writebehind.NewReader(c.rdb, c.pool, cfg); err != nil {
+	if c.r, err = writebehind.NewReader(ctx, c.rdb, c.pool, cfg); err != nil {
 		return nil, err
 	}
 	c.aside = c.r.Aside()

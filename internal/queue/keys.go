@@ -1,6 +1,9 @@
 package queue
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Keys builds every Redis key of one namespace. All keys of a partition share
 // the hash tag {ns:p}, so one script may touch a cached value and its
@@ -23,16 +26,42 @@ func (k Keys) Value(p int, entity, id string) string {
 }
 
 // Stream is the partition's stream of ops.
-func (k Keys) Stream(p int) string { return k.prefix(p) + "ops" }
+func (k Keys) Stream(p int) string { return k.prefix(p) + streamName }
 
 // Clock holds the partition's last version, so versions keep increasing when
 // cached values expire.
-func (k Keys) Clock(p int) string { return k.prefix(p) + "clock" }
+func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
 
 // DeadLetter is the partition's dead-letter stream: entries that can never
 // be flushed, with the reason, kept under the partition's hash tag so one
 // script moves an entry there and acknowledges it.
-func (k Keys) DeadLetter(p int) string { return k.prefix(p) + "dlq" }
+func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
 
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
+
+// The names of a partition's own keys, after its prefix.
+const (
+	streamName     = "ops"
+	clockName      = "clock"
+	deadLetterName = "dlq"
+)
+
+// partitionOf returns the partition of a partition's own key (stream,
+// clock, dead letters), as Stream, Clock and DeadLetter build them.
+func (k Keys) partitionOf(key string) (int, bool) {
+	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
+	if !ok {
+		return 0, false
+	}
+	digits, name, ok := strings.Cut(rest, "}:")
+	p, err := strconv.Atoi(digits)
+	if !ok || err != nil || p < 0 || k.prefix(p)+name != key {
+		return 0, false
+	}
+	switch name {
+	case streamName, clockName, deadLetterName:
+		return p, true
+	}
+	return 0, false
+}

@@ -58,20 +58,47 @@ func (q *Queue) Partitions() int { return q.partitions }
 func (q *Queue) Partition(entity, id string) int { return op.Partition(entity, id, q.partitions) }
 
 // CheckPartitions stores the partition count on first use and fails with
-// ErrPartitionMismatch if an earlier deployment stored another one.
+// ErrPartitionMismatch if an earlier deployment stored another one, or, when
+// none was stored (a new namespace, or its count deleted), if keys of
+// partitions beyond the count exist: their ops would never be flushed.
 func (q *Queue) CheckPartitions(ctx context.Context) error {
 	want := strconv.Itoa(q.partitions)
-	if err := q.rdb.HSetNX(ctx, q.keys.Meta(), "partitions", want).Err(); err != nil {
+	stored, err := q.rdb.HSetNX(ctx, q.keys.Meta(), "partitions", want).Result()
+	if err != nil {
 		return fmt.Errorf("store partition count: %w", err)
 	}
-	got, err := q.rdb.HGet(ctx, q.keys.Meta(), "partitions").Result()
-	if err != nil {
-		return fmt.Errorf("read partition count: %w", err)
+	if stored {
+		beyond, err := q.partitionBeyond(ctx)
+		if err == nil && beyond >= 0 {
+			q.rdb.HDel(ctx, q.keys.Meta(), "partitions")
+			err = fmt.Errorf("%w: configured %s, but partition %d has keys (%s)", ErrPartitionMismatch, want, beyond, q.keys.Clock(beyond))
+		}
+		return err
 	}
-	if got != want {
-		return fmt.Errorf("%w: configured %s, stored %s in %s", ErrPartitionMismatch, want, got, q.keys.Meta())
+	return q.VerifyPartitions(ctx)
+}
+
+// VerifyPartitions fails with ErrPartitionMismatch if the namespace was
+// created with another partition count. It stores nothing, for the commands
+// that only read.
+func (q *Queue) VerifyPartitions(ctx context.Context) error {
+	n, ok, err := q.StoredPartitions(ctx)
+	if err != nil || !ok || n == q.partitions {
+		return err
 	}
-	return nil
+	return fmt.Errorf("%w: configured %d, stored %d in %s", ErrPartitionMismatch, q.partitions, n, q.keys.Meta())
+}
+
+// partitionBeyond returns a partition at or above the count whose clock or
+// stream exists, or -1. It scans the namespace's partition keys, once.
+func (q *Queue) partitionBeyond(ctx context.Context) (int, error) {
+	iter := q.rdb.Scan(ctx, 0, q.keys.ns+":{"+q.keys.ns+":*}:*", 1000).Iterator()
+	for iter.Next(ctx) {
+		if p, ok := q.keys.partitionOf(iter.Val()); ok && p >= q.partitions {
+			return p, nil
+		}
+	}
+	return -1, iter.Err()
 }
 
 // LoadScripts makes sure the scripts are cached by Redis, so pipelines can

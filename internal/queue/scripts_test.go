@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -253,6 +254,26 @@ func TestCheckPartitions(t *testing.T) {
 	}
 	if err := New(rdb, ns, 8).CheckPartitions(ctx); !errors.Is(err, ErrPartitionMismatch) {
 		t.Fatalf("a different partition count: err = %v, want ErrPartitionMismatch", err)
+	}
+	if err := New(rdb, ns, 8).VerifyPartitions(ctx); !errors.Is(err, ErrPartitionMismatch) {
+		t.Fatalf("verify a different partition count: err = %v, want ErrPartitionMismatch", err)
+	}
+
+	// The stored count deleted, a smaller one set: partition 3's ops would
+	// never be flushed.
+	q := New(rdb, ns, 4)
+	for i := range 20 {
+		write(t, q, []op.Op{{Kind: op.Put, Entity: "user", ID: strconv.Itoa(i), Data: []byte(`{}`)}})
+	}
+	rdb.Del(ctx, q.Keys().Meta())
+	if err := New(rdb, ns, 2).CheckPartitions(ctx); !errors.Is(err, ErrPartitionMismatch) || !strings.Contains(err.Error(), "partition 3") && !strings.Contains(err.Error(), "partition 2") {
+		t.Fatalf("keys beyond the count: err = %v, want ErrPartitionMismatch naming a partition", err)
+	}
+	if n := rdb.Exists(ctx, q.Keys().Meta()).Val(); n != 0 {
+		t.Error("the refused count was stored")
+	}
+	if err := New(rdb, ns, 4).CheckPartitions(ctx); err != nil {
+		t.Fatalf("the right count again: %v", err)
 	}
 }
 
