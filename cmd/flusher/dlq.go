@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/writebehind/writebehind"
@@ -28,6 +29,7 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "list: one JSON object per line")
 	id := fs.String("id", "", "replay: the dead letter with this id")
+	partition := fs.Int("partition", -1, "replay: the partition of --id (needed when several hold that id)")
 	all := fs.Bool("all", false, "replay: every dead letter")
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
 		fmt.Fprint(stderr, usage)
@@ -39,6 +41,9 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 		return startup.ExitUsage
 	case sub == "replay" && (*id == "") == !*all:
 		fmt.Fprintf(stderr, "flusher dlq replay: give --id ID or --all\n%s", usage)
+		return startup.ExitUsage
+	case *partition >= 0 && *id == "":
+		fmt.Fprintf(stderr, "flusher dlq replay: --partition goes with --id\n%s", usage)
 		return startup.ExitUsage
 	}
 
@@ -61,12 +66,15 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = dlqList(ctx, q, *asJSON, stdout)
 	case "replay":
-		err = dlqReplay(ctx, cfg, q, *id, stdout)
+		err = dlqReplay(ctx, cfg, q, *partition, *id, stdout)
 	case "purge":
 		var n int64
 		if n, err = q.Purge(ctx); err == nil {
 			fmt.Fprintf(stdout, "purged %d dead letters\n", n)
 		}
+	}
+	if errors.Is(err, errUsage) {
+		return usageError(stderr, "dlq "+sub, err)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "flusher dlq %s: %v\n", sub, err)
@@ -98,10 +106,12 @@ func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer)
 	return nil
 }
 
-// dlqReplay replays the dead letter id (in whichever partition holds it) or,
-// with id empty, all of them. A dead letter whose op PostgreSQL already holds
-// in a newer version is removed instead: replaying it would change nothing.
-func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, id string, stdout io.Writer) error {
+// dlqReplay replays the dead letter id of partition p (p < 0: whichever
+// partition holds it, if only one does) or, with id empty, all of them. A
+// dead letter whose op PostgreSQL already holds in a newer version is
+// removed instead: replaying it would change nothing. Each letter is
+// reported; one that fails is reported and the others go on.
+func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, p int, id string, stdout io.Writer) error {
 	pool, err := startup.Postgres(ctx, cfg)
 	if err != nil {
 		return err
@@ -115,34 +125,48 @@ func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, id s
 	if err != nil {
 		return err
 	}
-	replayed, superseded := 0, 0
+	if id != "" {
+		letters = slices.DeleteFunc(letters, func(l queue.DeadLetter) bool { return l.ID != id || p >= 0 && l.Partition != p })
+		switch {
+		case len(letters) == 0:
+			return fmt.Errorf("%w: %s", queue.ErrNoDeadLetter, id)
+		case len(letters) > 1:
+			return fmt.Errorf("%w: %s is the id of dead letters in %d partitions: give --partition", errUsage, id, len(letters))
+		}
+	}
+	replayed, superseded, failed := 0, 0, 0
 	for _, l := range letters {
-		if id != "" && l.ID != id {
-			continue
-		}
-		var stored int64
-		if entity, key := l.Fields["e"], l.Fields["i"]; s.Knows(entity) && key != "" {
-			if stored, err = s.StoredVersion(ctx, entity, key); err != nil {
-				return err
-			}
-		}
-		newID, err := q.Replay(ctx, l, stored)
+		newID, err := replayOne(ctx, s, q, l)
 		switch {
 		case errors.Is(err, queue.ErrNoDeadLetter):
-			continue
+			// Replayed or purged meanwhile.
 		case errors.Is(err, queue.ErrSuperseded):
 			superseded++
 			fmt.Fprintf(stdout, "removed %d %s: PostgreSQL holds a newer version\n", l.Partition, l.ID)
-			continue
 		case err != nil:
-			return err
+			failed++
+			fmt.Fprintf(stdout, "failed %d %s: %v\n", l.Partition, l.ID, err)
+		default:
+			replayed++
+			fmt.Fprintf(stdout, "replayed %d %s as %s\n", l.Partition, l.ID, newID)
 		}
-		replayed++
-		fmt.Fprintf(stdout, "replayed %d %s as %s\n", l.Partition, l.ID, newID)
 	}
-	if id != "" && replayed+superseded == 0 {
-		return fmt.Errorf("%w: %s", queue.ErrNoDeadLetter, id)
+	fmt.Fprintf(stdout, "%d replayed, %d superseded, %d failed\n", replayed, superseded, failed)
+	if failed > 0 {
+		return fmt.Errorf("%d dead letters could not be replayed", failed)
 	}
-	fmt.Fprintf(stdout, "%d replayed, %d superseded\n", replayed, superseded)
 	return nil
+}
+
+// replayOne replays one dead letter, given the version PostgreSQL holds for
+// its key.
+func replayOne(ctx context.Context, s *sink.Sink, q *queue.Queue, l queue.DeadLetter) (string, error) {
+	var stored int64
+	if entity, key := l.Fields["e"], l.Fields["i"]; s.Knows(entity) && key != "" {
+		var err error
+		if stored, err = s.StoredVersion(ctx, entity, key); err != nil {
+			return "", fmt.Errorf("version in PostgreSQL: %w", err)
+		}
+	}
+	return q.Replay(ctx, l, stored)
 }

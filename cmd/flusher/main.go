@@ -35,8 +35,9 @@ commands:
             the pending entries with the document of each op (reads only)
   dlq list [--json]
             the dead letters of every partition, with their reasons
-  dlq replay [--id ID | --all]
-            put dead letters back into their partition streams
+  dlq replay [--id ID [--partition P] | --all]
+            put dead letters back into their partition streams, reporting
+            each; --partition picks among letters of one id in several
   dlq purge
             delete every dead letter
 
