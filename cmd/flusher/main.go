@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,7 +28,10 @@ const usage = `usage: flusher [command]
 commands:
   run       flush the partition streams into PostgreSQL until SIGTERM (default)
   migrate   create the entity tables if they are missing
-  drain     flush until nothing is undelivered or pending, print a summary, exit
+  drain [--timeout D]
+            flush until nothing is undelivered or pending, print a summary;
+            exit 0, 1 if stopped before that (timeout, signal, error), 3 if
+            entries were dead-lettered on the way
   inspect [--json]
             per partition: length, last id, lag, pending, oldest pending,
             dead letters; per consumer: pending and idle (reads only)
@@ -68,7 +72,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flusher: unknown command %q\n%s", cmd, usage)
 		return startup.ExitUsage
 	}
-	if len(args) > 1 {
+	var drainTimeout time.Duration
+	if cmd == "drain" {
+		fs := flag.NewFlagSet("drain", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
+		if err := parseFlags(fs, args[1:]); err != nil || drainTimeout < 0 {
+			if err == nil {
+				err = fmt.Errorf("--timeout must not be negative")
+			}
+			return usageError(stderr, "drain", err)
+		}
+	} else if len(args) > 1 {
 		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[1], usage)
 		return startup.ExitUsage
 	}
@@ -141,17 +156,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 
 	if cmd == "drain" {
-		start := time.Now()
-		st, err := f.Drain(ctx)
-		if err != nil {
-			log.Error().Err(err).Msg("drain stopped before the streams were empty")
-			return 1
-		}
-		secs := time.Since(start).Seconds()
-		_ = json.NewEncoder(stdout).Encode(map[string]any{
-			"ops": st.Ops, "rows": st.Rows, "seconds": round(secs), "ops_per_s": round(float64(st.Ops) / secs),
-		})
-		return 0
+		return drain(ctx, f, drainTimeout, stdout, log)
 	}
 
 	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
@@ -162,6 +167,37 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	st := f.Stats()
 	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
+	return 0
+}
+
+// Exit codes of drain besides 0 (everything flushed) and 1 (stopped before
+// the streams were empty: timeout, signal or error).
+const exitDeadLettered = 3
+
+// drain flushes until nothing is undelivered or pending, or timeout (0:
+// none) passes, and prints a summary. Entries dead-lettered on the way make
+// it exit exitDeadLettered: they did not reach PostgreSQL.
+func drain(ctx context.Context, f *flusher.Flusher, timeout time.Duration, stdout io.Writer, log zerolog.Logger) int {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	st, err := f.Drain(ctx)
+	secs := time.Since(start).Seconds()
+	_ = json.NewEncoder(stdout).Encode(map[string]any{
+		"ops": st.Ops, "rows": st.Rows, "dead_lettered": st.DeadLettered, "complete": err == nil,
+		"seconds": round(secs), "ops_per_s": round(float64(st.Ops) / secs),
+	})
+	switch {
+	case err != nil:
+		log.Error().Err(err).Msg("drain stopped before the streams were empty")
+		return 1
+	case st.DeadLettered > 0:
+		log.Error().Int64("dead_lettered", st.DeadLettered).Msg("drained, but entries were dead-lettered: see `flusher dlq list`")
+		return exitDeadLettered
+	}
 	return 0
 }
 

@@ -40,6 +40,7 @@ func (f *Flusher) deadLetter(ctx context.Context, p int, letters []queue.Letter,
 		return err
 	}
 	f.opt.Metrics.DeadLettered(n)
+	f.deadLettered.Add(int64(n))
 	for _, l := range letters {
 		log.Error().Str("entry", l.ID).Str("reason", l.Reason).Msg("entry moved to the dead-letter stream")
 	}

@@ -68,6 +68,9 @@ type Stats struct {
 	// Rows is the number of rows PostgreSQL changed (a coalesced or
 	// outdated op changes none).
 	Rows int64
+	// DeadLettered is the number of entries moved to the dead-letter
+	// streams: they will not reach PostgreSQL unless replayed.
+	DeadLettered int64
 }
 
 // Flusher is one consumer of the group, on every partition.
@@ -76,7 +79,7 @@ type Flusher struct {
 	sink *sink.Sink
 	opt  Options
 
-	ops, rows atomic.Int64
+	ops, rows, deadLettered atomic.Int64
 }
 
 // New returns a flusher; nothing runs until Run or Drain.
@@ -97,7 +100,9 @@ func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
 }
 
 // Stats returns the counts so far.
-func (f *Flusher) Stats() Stats { return Stats{Ops: f.ops.Load(), Rows: f.rows.Load()} }
+func (f *Flusher) Stats() Stats {
+	return Stats{Ops: f.ops.Load(), Rows: f.rows.Load(), DeadLettered: f.deadLettered.Load()}
+}
 
 // Run flushes every partition until ctx is cancelled, then finishes the
 // batches in hand (within FinishTimeout) and returns. Entries it could not
@@ -142,6 +147,9 @@ func (f *Flusher) Drain(ctx context.Context) (Stats, error) {
 			}
 			return f.Stats(), err
 		case <-tick.C:
+			if ctx.Err() != nil {
+				continue // stopping: Run finishes the batches in hand
+			}
 			idle, err := f.idle(ctx)
 			if err != nil {
 				f.opt.Log.Warn().Err(err).Msg("drain: reading group state")
