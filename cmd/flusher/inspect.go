@@ -28,6 +28,9 @@ type inspectReport struct {
 	Partitions []queue.PartitionInfo `json:"partitions"`
 	Consumers  []consumerTotal       `json:"consumers"`
 	Totals     inspectTotals         `json:"totals"`
+	// Groups is every group on the streams: another one that nobody reads
+	// holds back trimming.
+	Groups []queue.GroupInfo `json:"groups"`
 }
 
 // consumerTotal is one consumer over every partition: what it holds, and
@@ -60,6 +63,9 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		rep := summarize(group, infos)
+		if rep.Groups, err = q.Groups(ctx); err != nil {
+			return err
+		}
 		if *asJSON {
 			return json.NewEncoder(stdout).Encode(rep)
 		}
@@ -116,7 +122,14 @@ func writeInspect(w io.Writer, rep inspectReport) error {
 		pending += c.Pending
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", pending)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(rep.Groups) > 1 || len(rep.Groups) == 1 && rep.Groups[0].Name != rep.Group {
+		fmt.Fprintln(w)
+		return writeGroups(w, rep.Groups, rep.Group)
+	}
+	return nil
 }
 
 // orDash renders a name or id for a table cell: "-" when empty, quoted with

@@ -424,3 +424,38 @@ func TestReadOnlyCommandsRefuseAnotherPartitionCount(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupsListsAndRemovesAnAbandonedGroup: a second group (a drain run
+// with a mistyped WB_GROUP) shows in inspect and groups, and can be
+// removed; the flushers' own group cannot be removed by mistake.
+func TestGroupsListsAndRemovesAnAbandonedGroup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb, ns := testenv.Redis(t)
+	q := queue.New(rdb, ns, 2)
+	if err := q.CheckPartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"flushers", "flushrs"} {
+		if err := q.EnsureGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"WB_REDIS_URL=" + testenv.RedisURL(), "WB_NAMESPACE=" + ns, "WB_PARTITIONS=2", "WB_GROUP=flushers"}
+	if code, out, errOut := runFlusher(t, env, "inspect"); code != 0 || !strings.Contains(out, "GROUP") || !strings.Contains(out, "flushrs") {
+		t.Errorf("inspect: exit %d, %q %q", code, out, errOut)
+	}
+	code, out, _ := runFlusher(t, env, "groups")
+	if code != 0 || !strings.Contains(strings.Join(strings.Fields(out), " "), "flushers 2 0 0 0 (WB_GROUP) flushrs 2 0 0 0") {
+		t.Errorf("groups: exit %d:\n%s", code, out)
+	}
+	if code, _, errOut := runFlusher(t, env, "groups", "remove", "flushers"); code != 2 || !strings.Contains(errOut, "WB_GROUP") {
+		t.Errorf("removing WB_GROUP: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := runFlusher(t, env, "groups", "remove", "flushrs"); code != 0 || !strings.Contains(out, "removed group flushrs from 2 partitions") {
+		t.Errorf("groups remove: exit %d, %q %q", code, out, errOut)
+	}
+	if gs, err := q.Groups(ctx); err != nil || len(gs) != 1 || gs[0].Name != "flushers" {
+		t.Errorf("groups left: %+v %v", gs, err)
+	}
+}

@@ -37,6 +37,11 @@ commands:
             dead letters; per consumer: pending and idle (reads only)
   pending [--partition P] [--consumer C] [--min-idle D] [--limit N] [--json]
             the pending entries with the document of each op (reads only)
+  groups [--json]
+            every consumer group on the streams, with pending and lag
+  groups remove NAME
+            destroy a group nobody reads (not WB_GROUP), so trimming can
+            pass its entries
   dlq list [--json]
             the dead letters of every partition, with their reasons
   dlq replay [--id ID [--partition P] | --all]
@@ -65,6 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return inspect(args[1:], stdout, stderr)
 	case "pending":
 		return pending(args[1:], stdout, stderr)
+	case "groups":
+		return groups(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		startup.Usage(stdout, usage)
 		return 0

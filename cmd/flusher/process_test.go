@@ -126,7 +126,7 @@ func TestHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, cmd := range []string{"run", "migrate", "drain", "inspect", "pending"} {
+	for _, cmd := range []string{"run", "migrate", "drain", "inspect", "pending", "groups"} {
 		if !strings.Contains(stdout, "\n  "+cmd+" ") {
 			t.Errorf("--help does not list %s:\n%s", cmd, stdout)
 		}

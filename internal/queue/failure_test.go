@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/writebehind/writebehind/internal/op"
@@ -341,4 +342,41 @@ func TestDeadLetterUnderAWriteThroughMark(t *testing.T) {
 	if n := rdb.Exists(ctx, q.Keys().Value(0, "user", "0")).Val(); n != 0 {
 		t.Error("the aborted write-through put back the dead-lettered op")
 	}
+}
+
+// TestAbandonedGroupIsNamedAndRemovable: a group nobody reads (a drain run
+// with a mistyped group) keeps trimming from passing its entries, so writes
+// end up refused though the real group is done. The refusal names it,
+// Groups lists it, and once it is removed trimming frees the stream.
+func TestAbandonedGroupIsNamedAndRemovable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, _ := newQueue(t)
+	q.SetMaxBacklog(5)
+	for _, g := range []string{"flushers", "flushrs"} {
+		if err := q.EnsureGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, q, putOps(5))
+	ack(t, q, "flushers", read(t, q, "flushers", "c", 100))
+	trim(t, q)
+	one := []op.Op{{Kind: op.Put, Entity: "user", ID: "late", Data: []byte(`{}`)}}
+	_, errs := q.Write(ctx, one, time.Now())
+	if !errors.Is(errs[0], ErrBackpressure) || !strings.Contains(errs[0].Error(), "group flushrs is furthest behind, 5 entries") {
+		t.Fatalf("write over the backlog: %v, want ErrBackpressure naming flushrs", errs[0])
+	}
+	groups, err := q.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []GroupInfo{{Name: "flushers", Partitions: 1, Consumers: 1}, {Name: "flushrs", Partitions: 1, Lag: 5}}
+	if diff := cmp.Diff(want, groups); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if n, err := q.RemoveGroup(ctx, "flushrs"); err != nil || n != 1 {
+		t.Fatalf("RemoveGroup = %d, %v", n, err)
+	}
+	trim(t, q)
+	write(t, q, one)
 }

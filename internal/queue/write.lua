@@ -23,7 +23,21 @@
 -- upper bound of the backlog (undelivered plus pending).
 local max = tonumber(ARGV[6])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
-  return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more')
+  -- Name the group holding the backlog: the one with the most unread and
+  -- pending entries, maybe one nobody reads any more.
+  local worst, behind = nil, -1
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
+    local info = {}
+    for i = 1, #g, 2 do
+      info[g[i]] = g[i + 1]
+    end
+    local n = (tonumber(info['lag']) or 0) + tonumber(info['pending'])
+    if n > behind then
+      worst, behind = info['name'], n
+    end
+  end
+  local why = worst and ('; group ' .. worst .. ' is furthest behind, ' .. behind .. ' entries unread or pending') or '; no group reads it'
+  return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more' .. why)
 end
 local t = redis.call('TIME')
 local bound = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[7])
