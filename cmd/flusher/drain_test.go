@@ -91,3 +91,16 @@ func TestDrainThatDeadLettersExits3(t *testing.T) {
 		t.Errorf("summary %q (%v), want 3 dead-lettered", stdout, err)
 	}
 }
+
+// TestDrainBeforeMigrateSaysToRunIt: a newcomer who drains before creating
+// the tables is told at once, instead of a drain that retries for ever.
+func TestDrainBeforeMigrateSaysToRunIt(t *testing.T) {
+	t.Parallel()
+	_, schema := testenv.Postgres(t)
+	env := append(drainEnv(t, testenv.PostgresURL(), 1), "WB_ENTITIES=user="+schema+".users")
+	flusher, _ := testenv.Commands(t)
+	code, _, stderr := runBin(t, flusher, env, "drain")
+	if code != 1 || !strings.Contains(stderr, "run `flusher migrate`") || !strings.Contains(stderr, "flusher cannot start") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}

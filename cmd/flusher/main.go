@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -118,6 +119,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		log.Info().Str("entities", cfg.Entities.String()).Msg("tables ready")
 		return 0
+	}
+	// A table that is missing or of another shape would make every batch
+	// retry for ever or every op dead-lettered: refuse to start. PostgreSQL
+	// unreachable is no reason not to start: batches wait for it.
+	if err := s.CheckTables(ctx); errors.Is(err, sink.ErrTableShape) {
+		log.Error().Err(err).Msg("flusher cannot start")
+		return 1
+	} else if err != nil {
+		log.Warn().Err(err).Msg("cannot check the tables yet; starting anyway")
 	}
 
 	// Every partition holds one blocking read; leave room for the rest.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/startup"
 )
 
@@ -163,6 +164,9 @@ func get(ctx context.Context, args []string, stdout io.Writer) error {
 	enc := json.NewEncoder(stdout)
 	for _, id := range args[1:] {
 		it, err := r.Get(ctx, args[0], id)
+		if sink.IsMissingTable(err) {
+			return fmt.Errorf("%s %s: %w (run `flusher migrate` first)", args[0], id, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", args[0], id, err)
 		}

@@ -81,9 +81,18 @@ WHERE t.version < EXCLUDED.version`,
 	return s, nil
 }
 
-// Migrate creates every entity's table (and its schema) if it is missing. It
-// is idempotent and safe to run from several processes at once.
+// Migrate creates every entity's table (and its schema) if it is missing,
+// then checks that each table, new or not, is of the shape the flusher
+// writes (CheckTables). It is idempotent and safe to run from several
+// processes at once.
 func (s *Sink) Migrate(ctx context.Context) error {
+	if err := s.create(ctx); err != nil {
+		return err
+	}
+	return s.CheckTables(ctx)
+}
+
+func (s *Sink) create(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Concurrent CREATE ... IF NOT EXISTS can still collide: serialize.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('writebehind.migrate'))`); err != nil {
