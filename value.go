@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -15,15 +16,26 @@ const (
 	maxNumericFracDigits = 16383
 )
 
-// checkValue accepts a JSON object that PostgreSQL's jsonb can store. A
-// value jsonb rejects would be acknowledged now and dead-lettered at its
-// flush: it is refused here instead, with the reason.
+// maxDepth is the deepest nesting a value may have. encoding/json stops at
+// 10000 levels; an op's line in `writer apply` wraps the value in one more.
+const maxDepth = 9999
+
+// checkValue accepts a JSON object that PostgreSQL's jsonb can store and
+// reads back as it was written. A value jsonb rejects would be acknowledged
+// now and dead-lettered at its flush: it is refused here instead, with the
+// reason.
 func checkValue(v []byte, maxBytes int) error {
 	if len(v) > maxBytes {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(v), maxBytes)
 	}
 	trimmed := bytes.TrimLeft(v, " \t\r\n")
-	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(v) {
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return ErrInvalidValue
+	}
+	if d := depth(v); d > maxDepth {
+		return fmt.Errorf("%w: nested %d levels deep, at most %d", ErrInvalidValue, d, maxDepth)
+	}
+	if !json.Valid(v) {
 		return ErrInvalidValue
 	}
 	if !utf8.Valid(v) {
@@ -35,17 +47,55 @@ func checkValue(v []byte, maxBytes int) error {
 	return nil
 }
 
-// storable finds what valid JSON jsonb still refuses: the escape \u0000, a
-// lone UTF-16 surrogate, a number beyond numeric's range. (Nesting is no
-// issue: json.Valid stops at depth 10000, which jsonb parses.) v must be
-// valid JSON.
+// depth returns how deeply v nests objects and arrays, outside strings.
+func depth(v []byte) int {
+	d, deepest := 0, 0
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			for i++; i < len(v) && v[i] != '"'; i++ {
+				if v[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			d++
+			deepest = max(deepest, d)
+		case '}', ']':
+			d--
+		}
+	}
+	return deepest
+}
+
+// storable finds what valid JSON jsonb still refuses or changes: the escape
+// \u0000, a lone UTF-16 surrogate, a number beyond numeric's range, and a
+// key twice in one object (jsonb keeps the last, while the cache would hold
+// both, so reads would differ). v must be valid JSON.
 func storable(v []byte) error {
+	// open holds the keys of each object open around i; nil for arrays.
+	var open []*keySet
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
+		case c == '{':
+			open = append(open, &keySet{})
+		case c == '[':
+			open = append(open, nil)
+		case c == '}' || c == ']':
+			open = open[:len(open)-1]
 		case c == '"':
 			end, err := stringEnd(v, i+1)
 			if err != nil {
 				return err
+			}
+			if keys := open[len(open)-1]; keys != nil && isKey(v, end+1) {
+				key, err := decodeKey(v[i : end+1])
+				if err != nil {
+					return err
+				}
+				if !keys.add(key) {
+					return fmt.Errorf("the key %q appears twice in one object", key)
+				}
 			}
 			i = end
 		case c == '-' || (c >= '0' && c <= '9'):
@@ -57,6 +107,61 @@ func storable(v []byte) error {
 		}
 	}
 	return nil
+}
+
+// keySet holds the keys of one object: a slice while it is small, a map
+// once it is not, so a large object is checked in linear time.
+type keySet struct {
+	few  []string
+	many map[string]struct{}
+}
+
+// add records key and reports whether it was new.
+func (k *keySet) add(key string) bool {
+	if k.many != nil {
+		if _, dup := k.many[key]; dup {
+			return false
+		}
+		k.many[key] = struct{}{}
+		return true
+	}
+	if slices.Contains(k.few, key) {
+		return false
+	}
+	k.few = append(k.few, key)
+	if len(k.few) > 16 {
+		k.many = make(map[string]struct{}, 2*len(k.few))
+		for _, f := range k.few {
+			k.many[f] = struct{}{}
+		}
+		k.few = nil
+	}
+	return true
+}
+
+// isKey reports whether the string that ended just before i is an object
+// key: the next token is a colon.
+func isKey(v []byte, i int) bool {
+	for ; i < len(v); i++ {
+		switch v[i] {
+		case ' ', '\t', '\r', '\n':
+		case ':':
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// decodeKey returns the key a quoted JSON string names, escapes resolved.
+func decodeKey(quoted []byte) (string, error) {
+	if !bytes.ContainsRune(quoted, '\\') {
+		return string(quoted[1 : len(quoted)-1]), nil
+	}
+	var k string
+	err := json.Unmarshal(quoted, &k)
+	return k, err
 }
 
 // stringEnd checks the escapes of the string whose content starts at i and

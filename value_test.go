@@ -3,6 +3,7 @@ package writebehind
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -33,6 +34,51 @@ var storableCases = []struct {
 	{`{"huge exponent":1e99999999999999999999}`, false},
 	{`{"negative":-12.5E+3}`, true},
 	{`{"deep":` + strings.Repeat(`[`, 9000) + strings.Repeat(`]`, 9000) + `}`, true},
+	{`{"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]}`, true},
+}
+
+// Values jsonb stores but changes: refused so that the cache and the table
+// read back the same.
+var changedCases = []struct{ value, reason string }{
+	{`{"a":1,"a":2}`, `the key "a" appears twice`},
+	{`{"x":{"k":1,"j":2,"k":3}}`, `the key "k" appears twice`},
+	{`{"a":1,"\u0061":2}`, `the key "a" appears twice`},
+	{`{` + manyKeys(40) + `,"k7":0}`, `the key "k7" appears twice`},
+	{`{"deep":` + strings.Repeat(`[`, 10000) + strings.Repeat(`]`, 10000) + `}`, "nested 10001 levels deep, at most 9999"},
+}
+
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d":%d`, i, i)
+	}
+	return b.String()
+}
+
+func TestCheckValueRefusesWhatJSONBWouldChange(t *testing.T) {
+	t.Parallel()
+	for _, tc := range changedCases {
+		if err := checkValue([]byte(tc.value), 1<<20); !errors.Is(err, ErrInvalidValue) || !strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%.60s: err = %v, want ErrInvalidValue saying %q", tc.value, err, tc.reason)
+		}
+	}
+	if err := checkValue([]byte(`{`+manyKeys(5000)+`}`), 1<<20); err != nil {
+		t.Errorf("5000 distinct keys: %v", err)
+	}
+}
+
+// TestDuplicateKeysReadBackDifferently shows why they are refused: jsonb
+// keeps the last of them, so the table and the cache would disagree.
+func TestDuplicateKeysReadBackDifferently(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.Postgres(t)
+	var got string
+	if err := pool.QueryRow(context.Background(), `SELECT '{"a":1,"a":2}'::jsonb::text`).Scan(&got); err != nil || got != `{"a": 2}` {
+		t.Fatalf("jsonb turned it into %q (%v)", got, err)
+	}
 }
 
 func TestCheckValueRefusesWhatJSONBCannotStore(t *testing.T) {

@@ -175,3 +175,21 @@ func TestApplyRefusesOverlongLinesWithoutHoldingThem(t *testing.T) {
 		t.Errorf("stderr: %s", errOut)
 	}
 }
+
+// TestApplyTakesWhatPutTakes: the deepest value put accepts also goes
+// through apply, whose line wraps it in one more level.
+func TestApplyTakesWhatPutTakes(t *testing.T) {
+	env(t)
+	deep := `{"d":` + strings.Repeat(`[`, 9998) + strings.Repeat(`]`, 9998) + `}`
+	if code, _, errOut := writer(t, "", "put", "user", "p", deep); code != 0 {
+		t.Fatalf("put of 9999 levels: exit %d: %s", code, errOut)
+	}
+	code, out, errOut := writer(t, `{"op":"put","entity":"user","id":"a","data":`+deep+`}`, "apply")
+	if code != 0 || out != `{"applied":1,"rejected":0}`+"\n" {
+		t.Fatalf("apply of 9999 levels: exit %d, %q %s", code, out, errOut)
+	}
+	deeper := `{"d":` + strings.Repeat(`[`, 9999) + strings.Repeat(`]`, 9999) + `}`
+	if code, _, errOut := writer(t, "", "put", "user", "p", deeper); code == 0 || !strings.Contains(errOut, "at most 9999") {
+		t.Errorf("put of 10000 levels: exit %d: %s", code, errOut)
+	}
+}
