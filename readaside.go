@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
@@ -41,9 +40,9 @@ func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg Config,
 	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
-	o := readerOptions{log: zerolog.Nop()}
-	for _, opt := range opts {
-		opt(&o)
+	o, err := newReaderOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	core := newCore(client, cfg, nil, readpathOptions(o))
 	return &ReadAside{cfg: cfg, core: core}, nil

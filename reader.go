@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -61,8 +62,9 @@ type ReaderOption func(*readerOptions)
 type readerOptions struct {
 	loaders map[string]Loader
 	batch   map[string]BatchLoader
-	metrics *metrics.ReadPath
-	log     zerolog.Logger
+	registry prometheus.Registerer
+	metrics  *metrics.ReadPath
+	log      zerolog.Logger
 	now     func() time.Time
 }
 
@@ -78,9 +80,12 @@ func WithBatchLoader(entity string, fn BatchLoader) ReaderOption {
 	return func(o *readerOptions) { o.batch[entity] = fn }
 }
 
-// WithReadMetrics records hits, misses, fills, loads and fallbacks in m.
-func WithReadMetrics(m *metrics.ReadPath) ReaderOption {
-	return func(o *readerOptions) { o.metrics = m }
+// WithReadMetrics publishes hits, misses, fills, loads, load times and
+// Redis fallbacks as the writebehind_read_* metrics of reg (for example
+// prometheus.DefaultRegisterer), the ones the shipped dashboard and alerts
+// use. Readers sharing reg share the metrics.
+func WithReadMetrics(reg prometheus.Registerer) ReaderOption {
+	return func(o *readerOptions) { o.registry = reg }
 }
 
 // WithReadLogger logs Redis failures and failed refreshes to log (default:
@@ -105,9 +110,9 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
-	o := readerOptions{loaders: map[string]Loader{}, batch: map[string]BatchLoader{}, log: zerolog.Nop()}
-	for _, opt := range opts {
-		opt(&o)
+	o, err := newReaderOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	for _, m := range []map[string]bool{keysOf(o.loaders), keysOf(o.batch)} {
 		for e := range m {
@@ -164,6 +169,22 @@ func keysOf[V any](m map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// newReaderOptions applies opts over the defaults.
+func newReaderOptions(opts []ReaderOption) (readerOptions, error) {
+	o := readerOptions{loaders: map[string]Loader{}, batch: map[string]BatchLoader{}, log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.registry != nil {
+		m, err := metrics.NewReadPath(o.registry)
+		if err != nil {
+			return o, err
+		}
+		o.metrics = m
+	}
+	return o, nil
 }
 
 func readpathOptions(o readerOptions) readpath.Options {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -274,5 +275,35 @@ func TestReaderLoadersAndReadAside(t *testing.T) {
 	}
 	if it, _, err := a.Get(ctx, "user", "8"); err != nil || string(it.Data) != `{"x": 1}` {
 		t.Errorf("read-aside Get after Fill: %+v %v", it, err)
+	}
+}
+
+// TestAppsPublishReadMetrics: an app passes its registry; two faces on one
+// registry share the metrics, and reads show in them.
+func TestAppsPublishReadMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	b := setupRead(t, WithReadMetrics(reg))
+	if _, err := NewReadAside(ctx, b.rdb, b.cfg, WithReadMetrics(reg)); err != nil {
+		t.Fatalf("a second face on the same registry: %v", err)
+	}
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	b.get(t, "user", "1")
+	b.get(t, "user", "2")
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if m := f.GetMetric(); len(m) == 1 && m[0].GetCounter() != nil {
+			got[f.GetName()] = m[0].GetCounter().GetValue()
+		}
+	}
+	if got["writebehind_read_hits_total"] != 1 || got["writebehind_read_misses_total"] != 1 || got["writebehind_read_loads_total"] != 1 {
+		t.Errorf("read metrics %v, want one hit, one miss, one load", got)
 	}
 }

@@ -253,7 +253,9 @@ func registered(t *testing.T) map[string]bool {
 	f := metrics.NewFlusher(reg)
 	f.RowsWritten.WithLabelValues("t")
 	f.CommitErrors.WithLabelValues("transient")
-	metrics.NewReadPath(reg)
+	if _, err := metrics.NewReadPath(reg); err != nil {
+		t.Fatal(err)
+	}
 	reg.MustRegister(metrics.NewPartitions(queue.New(rdb, ns, 1), "g", 5*time.Second))
 	families, err := reg.Gather()
 	if err != nil {

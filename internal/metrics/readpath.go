@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +21,9 @@ type ReadPath struct {
 
 // NewReadPath creates the read path's metrics and registers them with reg.
 // An app that wants them published passes its registry (or
-// prometheus.DefaultRegisterer).
-func NewReadPath(reg prometheus.Registerer) *ReadPath {
+// prometheus.DefaultRegisterer). Several read paths on one registry share
+// its collectors: the counts are the process's.
+func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	m := &ReadPath{
 		Hits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "writebehind_read_hits_total", Help: "Reads answered from the cache (negative hits included).",
@@ -45,8 +48,31 @@ func NewReadPath(reg prometheus.Registerer) *ReadPath {
 			Name: "writebehind_read_redis_fallbacks_total", Help: "Reads served by the loader because Redis failed.",
 		}),
 	}
-	reg.MustRegister(m.Hits, m.Misses, m.Fills, m.Loads, m.LoadErrors, m.LoadSeconds, m.Fallbacks)
-	return m
+	for _, c := range []*prometheus.Counter{&m.Hits, &m.Misses, &m.Fills, &m.Loads, &m.LoadErrors, &m.Fallbacks} {
+		if err := register(reg, c); err != nil {
+			return nil, err
+		}
+	}
+	if err := register(reg, &m.LoadSeconds); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers *c with reg, or takes the collector reg already has
+// under its name.
+func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	err := reg.Register(*c)
+	var already prometheus.AlreadyRegisteredError
+	if errors.As(err, &already) {
+		existing, ok := already.ExistingCollector.(C)
+		if !ok {
+			return fmt.Errorf("metrics: another collector is registered as %T", already.ExistingCollector)
+		}
+		*c = existing
+		return nil
+	}
+	return err
 }
 
 // Hit records n reads answered by the cache.
