@@ -60,12 +60,12 @@ var ErrCacheMiss = errors.New("writebehind: cache miss")
 type ReaderOption func(*readerOptions)
 
 type readerOptions struct {
-	loaders map[string]Loader
-	batch   map[string]BatchLoader
+	loaders  map[string]Loader
+	batch    map[string]BatchLoader
 	registry prometheus.Registerer
 	metrics  *metrics.ReadPath
 	log      zerolog.Logger
-	now     func() time.Time
+	now      func() time.Time
 }
 
 // WithLoader makes the Reader load entity's misses with fn instead of the
