@@ -205,6 +205,12 @@ func LoadConfig() (Config, error) {
 	if err := envconfig.Process("WB", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
+			// Our own types (Entities, EntityTTLs) say why (a name twice, a
+			// pair without "="); for the others the expected form is the
+			// reason.
+			if strings.Contains(pe.TypeName, "Entit") {
+				return c, fmt.Errorf("%w: %s: %v, got %q", ErrInvalidConfig, pe.KeyName, pe.Err, pe.Value)
+			}
 			return c, fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalidConfig, pe.KeyName, expected(pe.TypeName), pe.Value)
 		}
 		return c, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
@@ -241,10 +247,6 @@ func expected(typeName string) string {
 		return "a whole number"
 	case "bool":
 		return "true or false"
-	case "Entities":
-		return "entity=table pairs, comma-separated"
-	case "EntityTTLs", "writebehind.EntityTTLs":
-		return "entity=duration pairs, comma-separated"
 	case "float64":
 		return "a number"
 	}

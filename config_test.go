@@ -36,6 +36,7 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 		{"WB_ENTITIES", "User=users"},
 		{"WB_ENTITIES", "user=users;drop"},
 		{"WB_ENTITIES", "user=a,user=b"},
+		{"WB_ENTITY_TTLS", "user"},
 		{"WB_ENTITIES", "user=t,admin=t"},
 		{"WB_ENTITIES", "user=t,admin=public.t"},
 		{"WB_WRITE_THROUGH_TIMEOUT", "0s"},
@@ -65,5 +66,21 @@ func TestEntitiesRoundTrip(t *testing.T) {
 	}
 	if got := e.String(); got != "session=sessions,user=app.users" {
 		t.Fatalf("String() = %q", got)
+	}
+}
+
+// TestConfigErrorsSayWhy: the reason of a malformed list reaches the error,
+// not only the type that could not be decoded.
+func TestConfigErrorsSayWhy(t *testing.T) {
+	for name, tc := range map[string]struct{ value, want string }{
+		"WB_ENTITIES":    {"user=a,user=b", `entity "user" appears twice`},
+		"WB_ENTITY_TTLS": {"user=x", `"x" is not a duration`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv(name, tc.value)
+			if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to say %q", err, tc.want)
+			}
+		})
 	}
 }
