@@ -1,10 +1,15 @@
 GO ?= go
 
-.PHONY: services test linearize demo bench build fmt-check
+.PHONY: services stop-services test linearize demo bench build fmt-check
 
 # Starts local Redis and PostgreSQL for the tests and the demo when none runs.
 services:
 	scripts/services.sh
+
+# Stops the Redis and PostgreSQL that `make services` started (never a server
+# it found running).
+stop-services:
+	scripts/services.sh stop
 
 test: services
 	$(GO) vet ./...

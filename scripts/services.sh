@@ -6,11 +6,9 @@
 #   postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 #
 # Started instances keep their data and logs under <repo>/.services/ and keep
-# running after this script exits. To stop them:
-#
-#   redis-cli -h 127.0.0.1 -p 6379 shutdown nosave
-#   pg_ctl -D .services/pg/data stop    (as the postgres user when root; use
-#                                        the directory printed at start)
+# running after this script exits; Redis keeps an append-only file, as a
+# deployment must. `scripts/services.sh stop` (make stop-services) stops the
+# instances this script started, and only those.
 set -euo pipefail
 
 readonly HOST=127.0.0.1
@@ -104,12 +102,13 @@ ensure_redis() {
 	local dir="$SERVICES_DIR/redis"
 	mkdir -p "$dir"
 	redis-server --daemonize yes --bind "$HOST" --port "$REDIS_PORT" \
-		--save "" --appendonly no \
+		--save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
 		--dir "$dir" --logfile "$dir/redis.log" >/dev/null ||
 		die "redis-server failed to start, see $dir/redis.log"
 
 	if wait_for "$WAIT_SECONDS" redis_ready; then
 		log "redis: started on $HOST:$REDIS_PORT (data and log in $dir)"
+		printf '%s\n' "$REDIS_PORT" >"$SERVICES_DIR/redis.started"
 		return
 	fi
 	tail -n 20 "$dir/redis.log" >&2 2>/dev/null || true
@@ -237,11 +236,41 @@ ensure_postgres() {
 
 	if wait_for "$WAIT_SECONDS" pg_ready; then
 		log "postgres: started on $HOST:$PG_PORT (data and log in $dir)"
+		printf '%s\n%s\n' "$bin" "$data" >"$SERVICES_DIR/pg.started"
 		return
 	fi
 	tail -n 20 "$logfile" >&2 2>/dev/null || true
 	die "postgres did not accept connections on $HOST:$PG_PORT within ${WAIT_SECONDS}s, see $logfile"
 }
 
-ensure_redis
-ensure_postgres
+# stop_started: stops the instances an earlier run started (recorded under
+# .services/), leaving alone servers this script found running.
+stop_started() {
+	local port bin data
+	if [ -f "$SERVICES_DIR/redis.started" ]; then
+		port="$(cat "$SERVICES_DIR/redis.started")"
+		redis-cli -h "$HOST" -p "$port" shutdown >/dev/null 2>&1 || true
+		rm -f "$SERVICES_DIR/redis.started"
+		log "redis: stopped on $HOST:$port"
+	fi
+	if [ -f "$SERVICES_DIR/pg.started" ]; then
+		{ read -r bin; read -r data; } <"$SERVICES_DIR/pg.started"
+		as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -f "$SERVICES_DIR/pg.started"
+		log "postgres: stopped ($data)"
+	fi
+}
+
+case "${1:-start}" in
+start)
+	mkdir -p "$SERVICES_DIR"
+	ensure_redis
+	ensure_postgres
+	;;
+stop)
+	stop_started
+	;;
+*)
+	die "usage: services.sh [start|stop]"
+	;;
+esac
