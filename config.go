@@ -265,6 +265,14 @@ var (
 	namespaceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 )
 
+// The upper bounds of WB_MAX_ID_BYTES and WB_MAX_VALUE_BYTES: an id or value
+// above what PostgreSQL can store would be acknowledged, then dead-lettered.
+// A btree index entry holds about 2.7 kB on 8 kB pages.
+const (
+	maxIDBytesLimit    = 2048
+	maxValueBytesLimit = 64 << 20
+)
+
 // wholeMillis reports whether d is a whole number of milliseconds: Redis
 // TTLs are, and 500µs would round to 0, which means no TTL at all.
 func wholeMillis(d time.Duration) bool { return d%time.Millisecond == 0 }
@@ -298,10 +306,10 @@ func (c Config) Validate() error {
 		return bad("CLAIM_INTERVAL", "must be at least 10ms", c.ClaimInterval)
 	case c.CleanTTL < 0 || !wholeMillis(c.CleanTTL):
 		return bad("CLEAN_TTL", "must be 0 (keep) or a whole number of milliseconds", c.CleanTTL)
-	case c.MaxIDBytes < 1:
-		return bad("MAX_ID_BYTES", "must be at least 1", c.MaxIDBytes)
-	case c.MaxValueBytes < 2:
-		return bad("MAX_VALUE_BYTES", "must be at least 2", c.MaxValueBytes)
+	case c.MaxIDBytes < 1 || c.MaxIDBytes > maxIDBytesLimit:
+		return bad("MAX_ID_BYTES", fmt.Sprintf("must be between 1 and %d (PostgreSQL's primary key index holds no longer id)", maxIDBytesLimit), c.MaxIDBytes)
+	case c.MaxValueBytes < 2 || c.MaxValueBytes > maxValueBytesLimit:
+		return bad("MAX_VALUE_BYTES", fmt.Sprintf("must be between 2 and %d (jsonb stores at most 255 MiB, in a form that can be larger than the text)", maxValueBytesLimit), c.MaxValueBytes)
 	case c.MaxDeliveries < 1:
 		return bad("MAX_DELIVERIES", "must be at least 1", c.MaxDeliveries)
 	case c.ShutdownTimeout < time.Millisecond:

@@ -43,6 +43,8 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 		{"WB_NAMESPACE", "a{b}"},
 		{"WB_LOG_LEVEL", "loud"},
 		{"WB_MAX_ID_BYTES", "0"},
+		{"WB_MAX_ID_BYTES", "4096"},
+		{"WB_MAX_VALUE_BYTES", "1073741824"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {

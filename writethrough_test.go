@@ -307,3 +307,14 @@ func TestAppsPublishReadMetrics(t *testing.T) {
 		t.Errorf("read metrics %v, want one hit, one miss, one load", got)
 	}
 }
+
+// TestReadAsideTakesLoaderOptions: the read-aside face takes the same
+// options as the Reader (once it panicked on WithLoader).
+func TestReadAsideTakesLoaderOptions(t *testing.T) {
+	t.Parallel()
+	b := setupRead(t)
+	noop := func(ctx context.Context, id string) (Item, error) { return Item{}, nil }
+	if _, err := NewReadAside(context.Background(), b.rdb, b.cfg, WithLoader("user", noop)); err != nil {
+		t.Fatal(err)
+	}
+}

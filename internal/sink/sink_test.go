@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -175,5 +176,29 @@ func TestParseTableRejectsInjection(t *testing.T) {
 		if _, err := ParseTable(name); err != nil {
 			t.Errorf("ParseTable(%q): %v", name, err)
 		}
+	}
+}
+
+// TestLongestIDStores: an id of WB_MAX_ID_BYTES's upper bound (2048 bytes),
+// of bytes that do not compress, fits PostgreSQL's primary key index, so no
+// id the writer accepts is dead-lettered for its length.
+func TestLongestIDStores(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := testenv.Postgres(t)
+	s, err := New(pool, map[string]string{"user": schema + ".users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	id := make([]byte, 2048)
+	for i := range id {
+		id[i] = byte('!' + rng.IntN(90))
+	}
+	if _, err := s.Write(ctx, []op.Op{{Kind: op.Put, Entity: "user", ID: string(id), Version: 1, Data: []byte(`{}`)}}); err != nil {
+		t.Fatalf("an id of 2048 bytes: %v", err)
 	}
 }
