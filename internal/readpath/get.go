@@ -3,6 +3,7 @@ package readpath
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/writebehind/writebehind/internal/queue"
@@ -234,7 +235,10 @@ func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool,
 // with a fresh lease (or another reader's).
 func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lease, error) {
 	s := &slot{id: l.ID}
-	for !s.done && s.token == 0 && s.held == "" {
+	for round := 0; !s.done && s.token == 0 && s.held == ""; round++ {
+		if round == maxRounds {
+			return Value{}, false, *l, fmt.Errorf("%w: %s %q", ErrContended, l.Entity, l.ID)
+		}
 		if err := c.lease(ctx, l.Entity, []*slot{s}, cut, false); err != nil {
 			if !isRedisDown(err) {
 				return Value{}, false, *l, err
