@@ -17,9 +17,14 @@ import (
 )
 
 var (
+	// versionSource is the version rule, prepended to the scripts that
+	// take versions.
+	//go:embed version.lua
+	versionSource string
+
 	//go:embed write.lua
 	writeSource string
-	writeScript = redis.NewScript(writeSource)
+	writeScript = redis.NewScript(versionSource + writeSource)
 
 	//go:embed ack.lua
 	ackSource string

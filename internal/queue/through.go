@@ -19,7 +19,7 @@ import (
 var (
 	//go:embed through_begin.lua
 	throughBeginSource string
-	throughBeginScript = redis.NewScript(throughBeginSource)
+	throughBeginScript = redis.NewScript(versionSource + throughBeginSource)
 
 	//go:embed through_finish.lua
 	throughFinishSource string

@@ -1,6 +1,6 @@
--- Starts a write-through: takes the next version from the partition clock,
--- by the same rule as write.lua, and marks the key as being written, before
--- PostgreSQL is.
+-- Starts a write-through: takes the next version from the partition clock
+-- (next_version, version.lua, prepended), as write.lua does, and marks the
+-- key as being written, before PostgreSQL is.
 -- KEYS[1] cached value  KEYS[2] partition clock
 -- ARGV[1] now, in microseconds  ARGV[2] the mark's deadline, in microseconds
 -- ARGV[3] the most a version may be ahead of Redis's clock, in microseconds
@@ -14,17 +14,10 @@
 -- of an earlier mark is kept as it is. No lease can be taken and no fill can
 -- land while the mark is there, so no read returns a row PostgreSQL holds
 -- ahead of the cache.
-local t = redis.call('TIME')
-local bound = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
-local v = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if v <= last then
-  v = last + 1
+local ver, skewed = next_version(KEYS[2], ARGV[1], ARGV[3])
+if not ver then
+  return skewed
 end
-if v > bound then
-  return redis.error_reply('CLOCKSKEW version ' .. string.format('%.0f', v) .. ' is ahead of the Redis clock by more than ' .. ARGV[3] .. 'us')
-end
-local ver = string.format('%019d', v)
 redis.call('SET', KEYS[2], ver)
 local prior = redis.call('GET', KEYS[1]) or ''
 local st = string.sub(prior, 1, 1)

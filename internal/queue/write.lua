@@ -9,15 +9,11 @@
 -- "BACKPRESSURE ..." (nothing written) when the stream is at the limit, or
 -- "CLOCKSKEW ..." (nothing written) when the version would be further ahead
 -- of Redis's clock than ARGV[7]: the writer's clock is far ahead, or the
--- partition clock was set far ahead. Such a version would win over every
--- later write of its key, freezing it; versions stay far below 2^53, where
--- Lua's numbers are exact.
+-- partition clock was set far ahead.
 --
--- The version is a hybrid clock: the writer's time, or one more than the last
--- version of the partition if that is larger, so it increases strictly per key
--- even when clocks step back, and stays above the versions in PostgreSQL when
--- Redis lost everything. SET without KEEPTTL clears the TTL a flush gave the
--- key, so an unflushed value never expires.
+-- The version comes from next_version (version.lua, prepended). SET without
+-- KEEPTTL clears the TTL a flush gave the key, so an unflushed value never
+-- expires.
 --
 -- XLEN is O(1) and, as the flushers trim what every group acknowledged, an
 -- upper bound of the backlog (undelivered plus pending).
@@ -39,17 +35,10 @@ if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   local why = worst and ('; group ' .. worst .. ' is furthest behind, ' .. behind .. ' entries unread or pending') or '; no group reads it'
   return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more' .. why)
 end
-local t = redis.call('TIME')
-local bound = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[7])
-local v = tonumber(ARGV[5])
-local last = tonumber(redis.call('GET', KEYS[3]) or '0')
-if v <= last then
-  v = last + 1
+local ver, skewed = next_version(KEYS[3], ARGV[5], ARGV[7])
+if not ver then
+  return skewed
 end
-if v > bound then
-  return redis.error_reply('CLOCKSKEW version ' .. string.format('%.0f', v) .. ' is ahead of the Redis clock by more than ' .. ARGV[7] .. 'us')
-end
-local ver = string.format('%019d', v)
 -- The XADD goes first: it is the one command that can fail (the stream key
 -- holds another type, or its last id is the largest), and a script is not
 -- undone by an error, so nothing readers see may change before it.
