@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"unicode/utf8"
 )
 
@@ -32,10 +31,10 @@ func checkValue(v []byte, maxBytes int) error {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return ErrInvalidValue
 	}
-	if d := depth(v); d > maxDepth {
-		return fmt.Errorf("%w: nested %d levels deep, at most %d", ErrInvalidValue, d, maxDepth)
-	}
 	if !json.Valid(v) {
+		if d := depth(v); d > maxDepth {
+			return fmt.Errorf("%w: nested %d levels deep, at most %d", ErrInvalidValue, d, maxDepth)
+		}
 		return ErrInvalidValue
 	}
 	if !utf8.Valid(v) {
@@ -47,7 +46,8 @@ func checkValue(v []byte, maxBytes int) error {
 	return nil
 }
 
-// depth returns how deeply v nests objects and arrays, outside strings.
+// depth returns how deeply v nests objects and arrays, outside strings:
+// the reason json.Valid gives none for.
 func depth(v []byte) int {
 	d, deepest := 0, 0
 	for i := 0; i < len(v); i++ {
@@ -69,33 +69,36 @@ func depth(v []byte) int {
 }
 
 // storable finds what valid JSON jsonb still refuses or changes: the escape
-// \u0000, a lone UTF-16 surrogate, a number beyond numeric's range, and a
-// key twice in one object (jsonb keeps the last, while the cache would hold
-// both, so reads would differ). v must be valid JSON.
+// \u0000, a lone UTF-16 surrogate, a number beyond numeric's range, nesting
+// deeper than maxDepth, and a key twice in one object (jsonb keeps the
+// last, while the cache would hold both, so reads would differ). v must be
+// valid JSON. It allocates nothing for documents of small objects: it is
+// on the path of every Put.
 func storable(v []byte) error {
-	// open holds the keys of each object open around i; nil for arrays.
-	var open []*keySet
+	var fbuf [16]frame
+	var kbuf [32]key
+	open, keys := fbuf[:0], kbuf[:0]
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
-		case c == '{':
-			open = append(open, &keySet{})
-		case c == '[':
-			open = append(open, nil)
+		case c == '{' || c == '[':
+			if len(open) == maxDepth {
+				return fmt.Errorf("nested deeper than %d levels", maxDepth)
+			}
+			open = append(open, frame{object: c == '{', first: len(keys)})
 		case c == '}' || c == ']':
+			keys = keys[:open[len(open)-1].first]
 			open = open[:len(open)-1]
 		case c == '"':
 			end, err := stringEnd(v, i+1)
 			if err != nil {
 				return err
 			}
-			if keys := open[len(open)-1]; keys != nil && isKey(v, end+1) {
-				key, err := decodeKey(v[i : end+1])
-				if err != nil {
-					return err
+			if f := &open[len(open)-1]; f.object && isKey(v, end+1) {
+				k := newKey(v[i : end+1])
+				if f.has(keys[f.first:], k) {
+					return fmt.Errorf("the key %q appears twice in one object", k.text())
 				}
-				if !keys.add(key) {
-					return fmt.Errorf("the key %q appears twice in one object", key)
-				}
+				keys = append(keys, k)
 			}
 			i = end
 		case c == '-' || (c >= '0' && c <= '9'):
@@ -109,34 +112,75 @@ func storable(v []byte) error {
 	return nil
 }
 
-// keySet holds the keys of one object: a slice while it is small, a map
-// once it is not, so a large object is checked in linear time.
-type keySet struct {
-	few  []string
-	many map[string]struct{}
+// frame is an object or array open around the scanner; the keys of an
+// object are keys[first:] of storable's list.
+type frame struct {
+	object bool
+	first  int
+	// seen holds the keys once the object has many, so a large object is
+	// checked in linear time.
+	seen map[string]struct{}
 }
 
-// add records key and reports whether it was new.
-func (k *keySet) add(key string) bool {
-	if k.many != nil {
-		if _, dup := k.many[key]; dup {
-			return false
+// has reports whether k is among the object's keys so far, and notes it.
+func (f *frame) has(keys []key, k key) bool {
+	if f.seen == nil && len(keys) < 16 {
+		for _, o := range keys {
+			if o.equal(k) {
+				return true
+			}
 		}
-		k.many[key] = struct{}{}
-		return true
-	}
-	if slices.Contains(k.few, key) {
 		return false
 	}
-	k.few = append(k.few, key)
-	if len(k.few) > 16 {
-		k.many = make(map[string]struct{}, 2*len(k.few))
-		for _, f := range k.few {
-			k.many[f] = struct{}{}
+	if f.seen == nil {
+		f.seen = make(map[string]struct{}, 2*len(keys))
+		for _, o := range keys {
+			f.seen[o.text()] = struct{}{}
 		}
-		k.few = nil
 	}
-	return true
+	if _, dup := f.seen[k.text()]; dup {
+		return true
+	}
+	f.seen[k.text()] = struct{}{}
+	return false
+}
+
+// key is an object key: its raw bytes, and its decoded text when it holds
+// an escape ("\u0061" and "a" are one key).
+type key struct {
+	raw     []byte
+	decoded string
+	escaped bool
+}
+
+// newKey takes a quoted key from valid JSON.
+func newKey(quoted []byte) key {
+	k := key{raw: quoted[1 : len(quoted)-1]}
+	if bytes.IndexByte(k.raw, '\\') >= 0 {
+		k.escaped, k.decoded = true, unquote(quoted)
+	}
+	return k
+}
+
+// unquote decodes a quoted JSON string of valid JSON.
+func unquote(quoted []byte) string {
+	var s string
+	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
+	return s
+}
+
+func (k key) text() string {
+	if k.escaped {
+		return k.decoded
+	}
+	return string(k.raw)
+}
+
+func (k key) equal(o key) bool {
+	if !k.escaped && !o.escaped {
+		return bytes.Equal(k.raw, o.raw)
+	}
+	return k.text() == o.text()
 }
 
 // isKey reports whether the string that ended just before i is an object
@@ -152,16 +196,6 @@ func isKey(v []byte, i int) bool {
 		}
 	}
 	return false
-}
-
-// decodeKey returns the key a quoted JSON string names, escapes resolved.
-func decodeKey(quoted []byte) (string, error) {
-	if !bytes.ContainsRune(quoted, '\\') {
-		return string(quoted[1 : len(quoted)-1]), nil
-	}
-	var k string
-	err := json.Unmarshal(quoted, &k)
-	return k, err
 }
 
 // stringEnd checks the escapes of the string whose content starts at i and

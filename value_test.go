@@ -118,3 +118,32 @@ func FuzzCheckValue(f *testing.F) {
 		_ = checkValue([]byte(s), 1<<20) // must not panic
 	})
 }
+
+// BenchmarkCheckValue is the validation every Put pays, on a 256-byte
+// document and on a 32 KB one of many small objects.
+func BenchmarkCheckValue(b *testing.B) {
+	small := []byte(`{"name":"Ada Lovelace","email":"ada@example.com","plan":"pro","tags":["a","b","c"],"n":12345.678,"x":"` + strings.Repeat("y", 140) + `"}`)
+	var big strings.Builder
+	big.WriteString(`{"items":[`)
+	for i := range 400 {
+		if i > 0 {
+			big.WriteByte(',')
+		}
+		fmt.Fprintf(&big, `{"id":%d,"name":"item %d","price":%d.5,"tags":["t1","t2"]}`, i, i, i)
+	}
+	big.WriteString(`]}`)
+	for _, c := range []struct {
+		name string
+		v    []byte
+	}{{"256B", small}, {"32KB", []byte(big.String())}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.v)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := checkValue(c.v, 1<<20); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
