@@ -121,15 +121,15 @@ func (e *EntityTTLs) Decode(s string) error {
 		}
 		name, d, ok := strings.Cut(pair, "=")
 		if !ok {
-			return fmt.Errorf("%q is not entity=duration", pair)
+			return listError(fmt.Sprintf("%q is not entity=duration", pair))
 		}
 		name = strings.TrimSpace(name)
 		if _, dup := m[name]; dup {
-			return fmt.Errorf("entity %q appears twice", name)
+			return listError(fmt.Sprintf("entity %q appears twice", name))
 		}
 		ttl, err := time.ParseDuration(strings.TrimSpace(d))
 		if err != nil {
-			return fmt.Errorf("entity %q: %q is not a duration", name, d)
+			return listError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
 		}
 		m[name] = ttl
 	}
@@ -159,11 +159,11 @@ func (e *Entities) Decode(s string) error {
 		}
 		name, table, ok := strings.Cut(pair, "=")
 		if !ok {
-			return fmt.Errorf("%q is not entity=table", pair)
+			return listError(fmt.Sprintf("%q is not entity=table", pair))
 		}
 		name, table = strings.TrimSpace(name), strings.TrimSpace(table)
 		if _, dup := m[name]; dup {
-			return fmt.Errorf("entity %q appears twice", name)
+			return listError(fmt.Sprintf("entity %q appears twice", name))
 		}
 		m[name] = table
 	}
@@ -205,11 +205,8 @@ func LoadConfig() (Config, error) {
 	if err := envconfig.Process("WB", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
-			// Our own types (Entities, EntityTTLs) say why (a name twice, a
-			// pair without "="); for the others the expected form is the
-			// reason.
-			if strings.Contains(pe.TypeName, "Entit") {
-				return c, fmt.Errorf("%w: %s: %v, got %q", ErrInvalidConfig, pe.KeyName, pe.Err, pe.Value)
+			if le := listError(""); errors.As(pe.Err, &le) {
+				return c, fmt.Errorf("%w: %s: %v, got %q", ErrInvalidConfig, pe.KeyName, le, pe.Value)
 			}
 			return c, fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalidConfig, pe.KeyName, expected(pe.TypeName), pe.Value)
 		}
@@ -238,6 +235,13 @@ func decimalOnly() error {
 	}
 	return nil
 }
+
+// listError says why a list variable (WB_ENTITIES, WB_ENTITY_TTLS) does not
+// decode: a name twice, a pair without "=". It is reported as it is; for
+// the other types the expected form is the reason.
+type listError string
+
+func (e listError) Error() string { return string(e) }
 
 func expected(typeName string) string {
 	switch typeName {

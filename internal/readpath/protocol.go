@@ -36,6 +36,9 @@ type slot struct {
 	// held is the lease of another reader the key held when this read
 	// missed: a load made meanwhile is valid while it is still there.
 	held string
+	// mark is the version of the write-through the key was committing when
+	// this read missed; the read waits for it to finish.
+	mark int64
 }
 
 func undone(slots []*slot) []*slot {
@@ -72,8 +75,7 @@ func (c *Core) resolve(ctx context.Context, entity string, slots []*slot, cut in
 			if !isRedisDown(err) {
 				return err
 			}
-			c.fallback(err, entity)
-			return c.loadUnchecked(ctx, entity, undone(todo))
+			return c.loadUnchecked(ctx, entity, undone(todo), err)
 		}
 		var loads []*slot
 		for _, s := range todo {
@@ -106,10 +108,9 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 			return err
 		}
 		var marked, held []*slot
-		var marks []queue.Cached
 		for i, r := range res {
 			s := todo[i]
-			s.token, s.held = 0, ""
+			s.token, s.held, s.mark = 0, "", 0
 			if r.Granted {
 				s.token = tokens[i]
 				continue
@@ -120,7 +121,8 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 			}
 			switch r.Cached.State {
 			case queue.Writing:
-				marked, marks = append(marked, s), append(marks, r.Cached)
+				s.mark = r.Cached.Version
+				marked = append(marked, s)
 			case queue.Leased:
 				s.held = queue.LeaseValue(r.Cached.Version)
 				held = append(held, s)
@@ -139,7 +141,7 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 		if len(marked) == 0 {
 			return nil
 		}
-		if err := c.waitMarks(ctx, entity, marked, marks, cut); err != nil {
+		if err := c.waitMarks(ctx, entity, marked, cut); err != nil {
 			return err
 		}
 		todo = undone(marked)
@@ -210,12 +212,12 @@ func (c *Core) release(ctx context.Context, entity string, slots []*slot) {
 }
 
 // loadUnchecked answers slots from the loader alone, filling nothing: Redis
-// failed, so nothing can be checked.
-func (c *Core) loadUnchecked(ctx context.Context, entity string, slots []*slot) error {
+// failed (cause), so nothing can be checked.
+func (c *Core) loadUnchecked(ctx context.Context, entity string, slots []*slot, cause error) error {
 	if len(slots) == 0 {
 		return nil
 	}
-	vals, _, err := c.loadTimed(ctx, entity, ids(slots))
+	vals, err := c.directMany(ctx, entity, ids(slots), cause)
 	if err != nil {
 		return err
 	}
@@ -245,15 +247,10 @@ func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut in
 // waitMarks polls keys whose write-through is committing until each mark is
 // gone, answering those whose mark comes to hold an answer. A mark past its
 // deadline is its writer's that died: it is removed.
-func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, marks []queue.Cached, cut int64) error {
-	mark := make(map[*slot]queue.Cached, len(marked))
-	for i, s := range marked {
-		mark[s] = marks[i]
-	}
+func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, cut int64) error {
 	var failed error
 	err := c.poll(ctx, entity, marked, -1, func(s *slot, cv queue.Cached, found bool) bool {
-		m := mark[s]
-		if !found || cv.State != queue.Writing || cv.Version != m.Version {
+		if !found || cv.State != queue.Writing || cv.Version != s.mark {
 			return false
 		}
 		if v, hit := answer(cv, cut); hit {
