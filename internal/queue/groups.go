@@ -24,14 +24,12 @@ type GroupInfo struct {
 
 // Groups returns every consumer group on the partition streams, by name.
 func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
+	parts, err := q.streams(ctx)
+	if err != nil {
+		return nil, err
+	}
 	byName := map[string]*GroupInfo{}
-	for p := range q.partitions {
-		if ok, err := q.streamExists(ctx, p); err != nil || !ok {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
+	for _, p := range parts {
 		gs, err := q.rdb.XInfoGroups(ctx, q.keys.Stream(p)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("groups of partition %d: %w", p, err)
@@ -60,14 +58,12 @@ func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
 // what it has pending: only for a group nobody will read again. It returns
 // on how many partitions the group existed.
 func (q *Queue) RemoveGroup(ctx context.Context, group string) (int, error) {
+	parts, err := q.streams(ctx)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	for p := range q.partitions {
-		if ok, err := q.streamExists(ctx, p); err != nil || !ok {
-			if err != nil {
-				return n, err
-			}
-			continue
-		}
+	for _, p := range parts {
 		removed, err := q.rdb.XGroupDestroy(ctx, q.keys.Stream(p), group).Result()
 		if err != nil {
 			return n, fmt.Errorf("remove group %q from partition %d: %w", group, p, err)
@@ -77,10 +73,18 @@ func (q *Queue) RemoveGroup(ctx context.Context, group string) (int, error) {
 	return n, nil
 }
 
-func (q *Queue) streamExists(ctx context.Context, p int) (bool, error) {
-	n, err := q.rdb.Exists(ctx, q.keys.Stream(p)).Result()
-	if err != nil {
-		return false, fmt.Errorf("partition %d: %w", p, err)
+// streams returns the partitions whose stream exists: XINFO and XGROUP
+// fail on the others.
+func (q *Queue) streams(ctx context.Context) ([]int, error) {
+	var out []int
+	for p := range q.partitions {
+		n, err := q.rdb.Exists(ctx, q.keys.Stream(p)).Result()
+		if err != nil {
+			return nil, fmt.Errorf("partition %d: %w", p, err)
+		}
+		if n == 1 {
+			out = append(out, p)
+		}
 	}
-	return n == 1, nil
+	return out, nil
 }

@@ -41,7 +41,7 @@ type Queue struct {
 	rdb        redis.UniversalClient
 	keys       Keys
 	partitions int
-	// maxBacklog and waitReplicas are set once, before use.
+	// maxBacklog, maxSkew and waitReplicas are set once, before use.
 	maxBacklog   int64
 	maxSkew      time.Duration
 	waitReplicas int
@@ -73,10 +73,10 @@ func (q *Queue) CheckPartitions(ctx context.Context) error {
 		return fmt.Errorf("store partition count: %w", err)
 	}
 	if stored {
-		beyond, err := q.partitionBeyond(ctx)
-		if err == nil && beyond >= 0 {
+		key, err := q.keyBeyond(ctx)
+		if err == nil && key != "" {
 			q.rdb.HDel(ctx, q.keys.Meta(), "partitions")
-			err = fmt.Errorf("%w: configured %s, but partition %d has keys (%s)", ErrPartitionMismatch, want, beyond, q.keys.Clock(beyond))
+			err = fmt.Errorf("%w: configured %s, but %s exists", ErrPartitionMismatch, want, key)
 		}
 		return err
 	}
@@ -94,16 +94,16 @@ func (q *Queue) VerifyPartitions(ctx context.Context) error {
 	return fmt.Errorf("%w: configured %d, stored %d in %s", ErrPartitionMismatch, q.partitions, n, q.keys.Meta())
 }
 
-// partitionBeyond returns a partition at or above the count whose clock or
-// stream exists, or -1. It scans the namespace's partition keys, once.
-func (q *Queue) partitionBeyond(ctx context.Context) (int, error) {
+// keyBeyond returns a stream, clock or dead-letter key of a partition at or
+// above the count, or "". It scans the namespace's partition keys, once.
+func (q *Queue) keyBeyond(ctx context.Context) (string, error) {
 	iter := q.rdb.Scan(ctx, 0, q.keys.ns+":{"+q.keys.ns+":*}:*", 1000).Iterator()
 	for iter.Next(ctx) {
 		if p, ok := q.keys.partitionOf(iter.Val()); ok && p >= q.partitions {
-			return p, nil
+			return iter.Val(), nil
 		}
 	}
-	return -1, iter.Err()
+	return "", iter.Err()
 }
 
 // LoadScripts makes sure the scripts are cached by Redis, so pipelines can
