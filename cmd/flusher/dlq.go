@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/signal"
 	"slices"
-	"syscall"
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
@@ -47,40 +45,19 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 		return startup.ExitUsage
 	}
 
-	cfg := startup.Config("flusher")
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	rdb, err := startup.Redis(cfg, 0)
-	if err != nil {
-		fmt.Fprintf(stderr, "flusher dlq: %v\n", err)
-		return 1
-	}
-	defer rdb.Close()
-	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if err := q.VerifyPartitions(ctx); err != nil {
-		fmt.Fprintf(stderr, "flusher dlq: %v\n", err)
-		return 1
-	}
-
-	switch sub {
-	case "list":
-		err = dlqList(ctx, q, *asJSON, stdout)
-	case "replay":
-		err = dlqReplay(ctx, cfg, q, *partition, *id, stdout)
-	case "purge":
-		var n int64
-		if n, err = q.Purge(ctx); err == nil {
+	return withQueue(stderr, "dlq "+sub, func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+		switch sub {
+		case "list":
+			return dlqList(ctx, q, *asJSON, stdout)
+		case "replay":
+			return dlqReplay(ctx, cfg, q, *partition, *id, stdout)
+		}
+		n, err := q.Purge(ctx)
+		if err == nil {
 			fmt.Fprintf(stdout, "purged %d dead letters\n", n)
 		}
-	}
-	if errors.Is(err, errUsage) {
-		return usageError(stderr, "dlq "+sub, err)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "flusher dlq %s: %v\n", sub, err)
-		return 1
-	}
-	return 0
+		return err
+	})
 }
 
 func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer) error {

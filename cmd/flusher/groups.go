@@ -8,6 +8,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
@@ -20,8 +21,8 @@ func groups(args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "groups remove", fmt.Errorf("want the name of one group"))
 		}
 		name := args[1]
-		return withQueue(stderr, "groups remove", func(ctx context.Context, q *queue.Queue, group string) error {
-			if name == group {
+		return withQueue(stderr, "groups remove", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+			if name == cfg.Group {
 				return fmt.Errorf("%w: %q is WB_GROUP, the group of these flushers", errUsage, name)
 			}
 			n, err := q.RemoveGroup(ctx, name)
@@ -41,7 +42,7 @@ func groups(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "groups", err)
 	}
-	return withQueue(stderr, "groups", func(ctx context.Context, q *queue.Queue, group string) error {
+	return withQueue(stderr, "groups", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
 		gs, err := q.Groups(ctx)
 		if err != nil {
 			return err
@@ -49,7 +50,7 @@ func groups(args []string, stdout, stderr io.Writer) int {
 		if *asJSON {
 			return json.NewEncoder(stdout).Encode(gs)
 		}
-		return writeGroups(stdout, gs, group)
+		return writeGroups(stdout, gs, cfg.Group)
 	})
 }
 

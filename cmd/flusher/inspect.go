@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
 )
@@ -57,7 +58,8 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "inspect", err)
 	}
-	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, group string) error {
+	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+		group := cfg.Group
 		infos, err := q.InspectAll(ctx, group)
 		if err != nil {
 			return err
@@ -182,9 +184,10 @@ func usageError(stderr io.Writer, cmd string, err error) int {
 	return startup.ExitUsage
 }
 
-// withQueue runs an inspection against the configured namespace. It only
-// reads: no group, stream or partition count is created.
-func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Queue, string) error) int {
+// withQueue runs an ops command against the configured namespace, after
+// checking its partition count. It creates no group, stream or partition
+// count; what the command does beyond reading is its own.
+func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Queue, writebehind.Config) error) int {
 	cfg := startup.Config("flusher")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -199,7 +202,7 @@ func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Que
 		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
 		return 1
 	}
-	if err := fn(ctx, q, cfg.Group); err != nil {
+	if err := fn(ctx, q, cfg); err != nil {
 		if errors.Is(err, errUsage) {
 			return usageError(stderr, cmd, err)
 		}

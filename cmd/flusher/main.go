@@ -28,7 +28,7 @@ const usage = `usage: flusher [command]
 
 commands:
   run       flush the partition streams into PostgreSQL until SIGTERM (default)
-  migrate   create the entity tables if they are missing
+  migrate   create the entity tables if they are missing, check their shape
   drain [--timeout D]
             flush until nothing is undelivered or pending, print a summary;
             exit 0, 1 if stopped before that (timeout, signal, error), 3 if

@@ -8,6 +8,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
@@ -28,7 +29,8 @@ func pending(args []string, stdout, stderr io.Writer) int {
 	if f.Limit < 0 || f.MinIdle < 0 {
 		return usageError(stderr, "pending", fmt.Errorf("--limit and --min-idle must not be negative"))
 	}
-	return withQueue(stderr, "pending", func(ctx context.Context, q *queue.Queue, group string) error {
+	return withQueue(stderr, "pending", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+		group := cfg.Group
 		parts := make([]int, 0, q.Partitions())
 		switch {
 		case *partition >= q.Partitions():
