@@ -8,10 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"unicode/utf8"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/jsonb"
 	"github.com/writebehind/writebehind/internal/startup"
 )
 
@@ -19,7 +18,7 @@ import (
 const applyChunk = 256
 
 // line is one NDJSON op of `writer apply`. Entity and id are decoded by
-// exactString, not by encoding/json alone, which would turn invalid UTF-8
+// jsonb.String, not by encoding/json alone, which would turn invalid UTF-8
 // and lone surrogates into U+FFFD and so make distinct ids one.
 type line struct {
 	Op     string          `json:"op"`
@@ -144,39 +143,11 @@ func parseLine(raw []byte) (writebehind.Op, error) {
 	return o, nil
 }
 
-// exactString decodes a JSON string that encoding/json decodes without
-// replacing anything: raw must be UTF-8 and every \u escape of a UTF-16
-// surrogate must be one half of a pair. A missing field is the empty string.
+// exactString decodes a field that jsonb.String decodes; a missing field is
+// the empty string.
 func exactString(raw json.RawMessage) (string, error) {
 	if len(raw) == 0 {
 		return "", nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", errors.New("not a JSON string")
-	}
-	if !utf8.Valid(raw) {
-		return "", errors.New("not UTF-8")
-	}
-	high := false // the escape before was a high surrogate
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			if high {
-				return "", errors.New("holds a lone UTF-16 surrogate")
-			}
-			continue
-		}
-		i++
-		code := -1
-		if raw[i] == 'u' {
-			n, _ := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
-			code, i = int(n), i+4
-		}
-		isLow := code >= 0xDC00 && code <= 0xDFFF
-		if high != isLow {
-			return "", errors.New("holds a lone UTF-16 surrogate")
-		}
-		high = code >= 0xD800 && code <= 0xDBFF
-	}
-	return s, nil
+	return jsonb.String(raw)
 }
