@@ -71,26 +71,12 @@ func TestGetAfterAWriteDoesNotShareAnOlderLoad(t *testing.T) {
 			}, Options{})
 			joined := make(chan struct{}, 2)
 			p0.joined = func() { joined <- struct{}{} }
-			first := make(chan Value, 1)
-			go func() {
-				v, err := p0.Get(ctx, "user", "1")
-				if err != nil {
-					t.Error(err)
-				}
-				first <- v
-			}()
+			first := getAsync(t, p0, "1")
 			<-loaded0 // p0 has read n=1 without the lease
 			<-joined
 			e.overwrite(del)
 			// The write has returned, been flushed and expired: a Get now.
-			second := make(chan Value, 1)
-			go func() {
-				v, err := p0.Get(ctx, "user", "1")
-				if err != nil {
-					t.Error(err)
-				}
-				second <- v
-			}()
+			second := getAsync(t, p0, "1")
 			<-joined
 			close(resume0)
 			close(resume1)
@@ -136,14 +122,7 @@ func TestGetAfterAWriteDoesNotJoinASettledRead(t *testing.T) {
 			<-joined
 			<-settled // the read answers n=1 and has not handed it out
 			e.overwrite(del)
-			got := make(chan Value, 1)
-			go func() {
-				v, err := c.Get(ctx, "user", "1")
-				if err != nil {
-					t.Error(err)
-				}
-				got <- v
-			}()
+			got := getAsync(t, c, "1")
 			<-joined
 			close(resume)
 			if v := <-got; v.Found == del || (!del && string(v.Data) != `{"n": 2}`) {

@@ -176,3 +176,16 @@ func (e *env) overwrite(del bool) {
 		e.t.Fatal(err)
 	}
 }
+
+// getAsync runs a Get of user/id and hands its value over when it returns.
+func getAsync(t *testing.T, c *Core, id string) <-chan Value {
+	got := make(chan Value, 1)
+	go func() {
+		v, err := c.Get(context.Background(), "user", id)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- v
+	}()
+	return got
+}
