@@ -384,3 +384,31 @@ func (b *bundle) expire(t *testing.T, id string) {
 		t.Fatal(err)
 	}
 }
+
+// A write-through PostgreSQL rejects changes nothing readers see: the
+// unflushed Put its mark covered is put back, still readable, and still
+// reaches the table.
+func TestRejectedWriteThroughLeavesTheUnflushedWriteItCovered(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupRead(t)
+	if _, err := b.pool.Exec(ctx, `ALTER TABLE `+b.cfg.Entities["user"]+` ADD CHECK (NOT data ? 'bad')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"n": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.w.PutThrough(ctx, "user", "1", []byte(`{"bad": true}`)); err == nil {
+		t.Fatal("PostgreSQL took a row its constraint refuses")
+	}
+	for _, f := range faces {
+		got, err := f.read(ctx, b.r, "1", func() Item { return b.loadRow(t, "1") })
+		if err != nil || got != `{"n": 1}` {
+			t.Errorf("%s after the rejected write-through: %q %v, want the unflushed put", f.name, got, err)
+		}
+	}
+	b.drain(t)
+	if got := b.table(t, "user", "1"); got != `{"n": 1}` {
+		t.Errorf("table holds %q, want the put", got)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/writebehind/writebehind/internal/queue"
 )
 
 // TestGetManyWithAnEndedContextReturnsItsError: a GetMany whose context ends
@@ -185,5 +187,38 @@ func TestEarlyRefreshesOfDifferentValuesDoNotShare(t *testing.T) {
 	close(resume)
 	if v := <-got; string(v.Data) != `{"n": 2}` {
 		t.Errorf("B read F(n=2) from the cache but Get returned %s", v.Data)
+	}
+}
+
+// TestReadsOutliveADeadWriteThrough: a write-through whose writer died
+// leaves its mark. Over an unflushed put, reads answer with the put, which
+// still reaches the table; over nothing, they wait until its deadline,
+// remove it and load the table.
+func TestReadsOutliveADeadWriteThrough(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	e.row("2", `{"n": 2}`, 1)
+	e.put("1", `{"n": 1}`)
+	c := e.core(e.loader(nil), Options{})
+	for _, id := range []string{"1", "2"} {
+		if _, err := e.q.BeginThrough(ctx, "user", id, time.Now(), time.Now().Add(100*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vals, err := c.GetMany(ctx, "user", []string{"1", "2"})
+	if err != nil || string(vals[0].Data) != `{"n": 1}` || string(vals[1].Data) != `{"n": 2}` {
+		t.Fatalf("GetMany under dead marks: %+v %v", vals, err)
+	}
+	if cv, found, _ := e.q.Cached(ctx, "user", "2"); found && cv.State == queue.Writing {
+		t.Error("the dead writer's mark is still there")
+	}
+	// The put under the mark still reaches the table, and reads keep it.
+	e.drain(time.Hour)
+	if got := e.tableData("1"); got != `{"n": 1}` {
+		t.Errorf("table holds %s, want the put", got)
+	}
+	if v := mustGet(t, c, "1"); string(v.Data) != `{"n": 1}` {
+		t.Errorf("Get after the flush: %s", v.Data)
 	}
 }
