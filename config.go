@@ -23,6 +23,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 )
 
@@ -73,6 +74,12 @@ type Config struct {
 	ReadLock bool `envconfig:"READ_LOCK" default:"false" desc:"wait for another process loading the same key"`
 	// ReadLockWait bounds that wait; then the reader loads itself.
 	ReadLockWait time.Duration `envconfig:"READ_LOCK_WAIT" default:"200ms" desc:"longest wait for another process's load"`
+	// MaxBatchBytes bounds the entries a flusher reads from a partition at
+	// once, and MaxInflightBytes all it holds, over every partition: read
+	// ahead and being flushed. An entry counts for its id, entity and value
+	// plus about 600 bytes.
+	MaxBatchBytes    int64 `envconfig:"MAX_BATCH_BYTES" default:"4194304" desc:"most bytes of entries a flusher reads from a partition at once"`
+	MaxInflightBytes int64 `envconfig:"MAX_INFLIGHT_BYTES" default:"33554432" desc:"most bytes of entries a flusher holds at once, over every partition"`
 	// MaxDeliveries is how often an entry may be delivered before it is
 	// flushed on its own and, failing again, dead-lettered, so a
 	// crash-looping op cannot stall its partition.
@@ -144,6 +151,10 @@ func (c Config) TTL(entity string) time.Duration {
 	}
 	return c.CleanTTL
 }
+
+// LargestEntry is the most one stream entry counts for in a flusher's
+// memory budget: an op with the longest id and value the writers accept.
+func (c Config) LargestEntry() int64 { return queue.LargestEntry(c.MaxIDBytes, c.MaxValueBytes) }
 
 // Entities maps entity names to table names. It decodes from
 // "user=users,session=app.sessions".
@@ -314,6 +325,10 @@ func (c Config) Validate() error {
 		return bad("MAX_ID_BYTES", fmt.Sprintf("must be between 1 and %d (PostgreSQL's primary key index holds no longer id)", maxIDBytesLimit), c.MaxIDBytes)
 	case c.MaxValueBytes < 2 || c.MaxValueBytes > maxValueBytesLimit:
 		return bad("MAX_VALUE_BYTES", fmt.Sprintf("must be between 2 and %d (jsonb stores at most 255 MiB, in a form that can be larger than the text)", maxValueBytesLimit), c.MaxValueBytes)
+	case c.MaxBatchBytes < c.LargestEntry():
+		return bad("MAX_BATCH_BYTES", fmt.Sprintf("must hold the largest entry, %d bytes with WB_MAX_VALUE_BYTES=%d and WB_MAX_ID_BYTES=%d", c.LargestEntry(), c.MaxValueBytes, c.MaxIDBytes), c.MaxBatchBytes)
+	case c.MaxInflightBytes < c.MaxBatchBytes:
+		return bad("MAX_INFLIGHT_BYTES", "must be at least WB_MAX_BATCH_BYTES", c.MaxInflightBytes)
 	case c.MaxDeliveries < 1:
 		return bad("MAX_DELIVERIES", "must be at least 1", c.MaxDeliveries)
 	case c.ShutdownTimeout < time.Millisecond:

@@ -392,7 +392,7 @@ func TestListingsEscapeIDs(t *testing.T) {
 	if err := q.EnsureGroup(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Read(ctx, 0, "g", "f1", ">", 10, 10*time.Millisecond); err != nil {
+	if _, err := q.Read(ctx, 0, "g", "f1", ">", queue.Limit{Count: 10, Bytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runFlusher(t, env, "pending")

@@ -170,6 +170,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		TrimInterval:        cfg.TrimInterval,
 		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
 		MaxClockSkew:        cfg.MaxClockSkew,
+		MaxBatchBytes:       cfg.MaxBatchBytes,
+		MaxInflightBytes:    cfg.MaxInflightBytes,
+		LargestEntry:        cfg.LargestEntry(),
 	})
 
 	if cmd == "drain" {

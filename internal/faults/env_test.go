@@ -53,7 +53,9 @@ func setup(t *testing.T) *env {
 	return newEnv(t, rdb, testenv.RedisURL(), ns, pool, testenv.PostgresURL(), schema)
 }
 
-func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string) *env {
+// newEnv returns an env on the given servers; configure changes the test
+// configuration before anything is made from it.
+func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string, configure ...func(*writebehind.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg := writebehind.DefaultConfig()
@@ -62,6 +64,9 @@ func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.
 	cfg.Partitions = 2
 	cfg.Consumer = "main"
 	cfg.BatchSize = 100
+	for _, c := range configure {
+		c(&cfg)
+	}
 	s, err := sink.New(pool, cfg.Entities)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +251,7 @@ func (e *env) processEnv(consumer string, extra ...string) []string {
 		"WB_ENTITIES=" + e.cfg.Entities.String(),
 		fmt.Sprintf("WB_PARTITIONS=%d", e.cfg.Partitions),
 		"WB_CONSUMER=" + consumer,
-		"WB_BATCH_SIZE=50",
+		fmt.Sprintf("WB_BATCH_SIZE=%d", min(e.cfg.BatchSize, 50)),
 		"WB_CLAIM_MIN_IDLE=1s",
 		"WB_CLAIM_INTERVAL=100ms",
 		"WB_TRIM_INTERVAL=200ms",

@@ -55,25 +55,28 @@ func (f *Flusher) deadLetter(ctx context.Context, p int, letters []queue.Letter,
 type batch struct {
 	entries  []queue.Entry
 	suspects []queue.Entry
+	// held is what the batch holds of the flusher's budget until flushed.
+	held int64
 	// done, if set, is closed once the batch is flushed.
 	done chan struct{}
 }
 
-// limitDeliveries sorts entries (own pending or just claimed) by delivery
+// limitDeliveries sorts the entries of b (own pending or just claimed) by delivery
 // count: over MaxDeliveries they are suspects; over MaxDeliveries+1 they were
 // delivered again after being flushed on their own, so they crash whoever
 // flushes them, and are dead-lettered. If the counts cannot be read, every
 // entry is flushed as usual: the limit is checked again on the next delivery.
-func (f *Flusher) limitDeliveries(ctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) batch {
+func (f *Flusher) limitDeliveries(ctx context.Context, p int, read batch, log zerolog.Logger) batch {
+	entries := read.entries
 	if f.opt.MaxDeliveries <= 0 || len(entries) == 0 {
-		return batch{entries: entries}
+		return read
 	}
 	counts, err := f.q.Deliveries(ctx, p, f.opt.Group, f.opt.Consumer, entries)
 	if err != nil {
 		log.Warn().Err(err).Msg("reading delivery counts failed")
-		return batch{entries: entries}
+		return read
 	}
-	var b batch
+	b := batch{held: read.held}
 	var dead []queue.Letter
 	for _, e := range entries {
 		switch n := counts[e.ID]; {
@@ -91,7 +94,7 @@ func (f *Flusher) limitDeliveries(ctx context.Context, p int, entries []queue.En
 	}
 	if err := f.deadLetter(ctx, p, dead, log); err != nil {
 		log.Warn().Err(err).Msg("dead-lettering over-delivered entries failed; flushing them instead")
-		return batch{entries: entries}
+		return read
 	}
 	return b
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
@@ -59,7 +60,24 @@ type Options struct {
 	// beyond it are dead-lettered, as they would win over every later
 	// write of their key (default queue.DefaultMaxClockSkew).
 	MaxClockSkew time.Duration
+	// MaxBatchBytes bounds what one read brings in, and MaxInflightBytes
+	// everything the flusher holds at once over all partitions: batches
+	// read ahead and being flushed (queue.Entry.Bytes in all; defaults
+	// DefaultMaxBatchBytes and DefaultMaxInflightBytes). Both are raised to
+	// fit at least one entry of LargestEntry.
+	MaxBatchBytes    int64
+	MaxInflightBytes int64
+	// LargestEntry is the most one entry can count for, from the writers'
+	// limits (queue.LargestEntry); 0 assumes any entry may take a whole
+	// batch.
+	LargestEntry int64
 }
+
+// The defaults of Options.MaxBatchBytes and Options.MaxInflightBytes.
+const (
+	DefaultMaxBatchBytes    = 4 << 20
+	DefaultMaxInflightBytes = 32 << 20
+)
 
 // Stats count what a flusher has done.
 type Stats struct {
@@ -78,6 +96,9 @@ type Flusher struct {
 	q    *queue.Queue
 	sink *sink.Sink
 	opt  Options
+	// budget holds MaxInflightBytes; waiters, how many partitions may wait
+	// for new entries with a blocked read at once (budget.go).
+	budget, waiters *semaphore.Weighted
 
 	ops, rows, deadLettered atomic.Int64
 }
@@ -96,7 +117,21 @@ func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Flusher{q: q, sink: s, opt: opt}
+	if opt.MaxBatchBytes <= 0 {
+		opt.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if opt.LargestEntry <= 0 {
+		opt.LargestEntry = opt.MaxBatchBytes
+	}
+	opt.MaxBatchBytes = max(opt.MaxBatchBytes, opt.LargestEntry)
+	if opt.MaxInflightBytes <= 0 {
+		opt.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	opt.MaxInflightBytes = max(opt.MaxInflightBytes, opt.MaxBatchBytes)
+	return &Flusher{q: q, sink: s, opt: opt,
+		budget:  semaphore.NewWeighted(opt.MaxInflightBytes),
+		waiters: semaphore.NewWeighted(max(1, opt.MaxInflightBytes/2/opt.LargestEntry)),
+	}
 }
 
 // Stats returns the counts so far.
@@ -196,6 +231,7 @@ func (f *Flusher) partition(ctx, finish context.Context, p int) {
 			stop()
 		}
 		f.flush(finish, p, b.entries, log)
+		f.release(b)
 		if b.done != nil {
 			close(b.done)
 		}
@@ -204,50 +240,78 @@ func (f *Flusher) partition(ctx, finish context.Context, p int) {
 
 // fetch reads batches of partition p until ctx is cancelled: this
 // consumer's own pending entries first (left by an earlier run of it), then
-// new entries, and on a ticker the entries other consumers left idle.
+// new entries, and on a ticker the entries other consumers left idle. Every
+// read holds bytes of the flusher's budget (budget.go).
 func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log zerolog.Logger) {
 	retry := newBackoff()
-	read := func(after string) []queue.Entry {
-		entries, err := f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, f.opt.BatchSize, f.opt.Block)
-		if err != nil && ctx.Err() == nil {
-			log.Warn().Err(err).Msg("reading stream failed; retrying")
-			sleep(ctx, retry.NextBackOff())
-			return nil
+	// ok logs a failed read and waits before the next one.
+	ok := func(err error, what string) bool {
+		if err == nil || ctx.Err() != nil {
+			retry.Reset()
+			return err == nil
 		}
-		retry.Reset()
-		return entries
+		log.Warn().Err(err).Msg(what + " failed; retrying")
+		sleep(ctx, retry.NextBackOff())
+		return false
+	}
+	read := func(after string) batch {
+		b, err := f.take(ctx, f.opt.MaxBatchBytes, log, func(l queue.Limit) ([]queue.Entry, error) {
+			return f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, l)
+		})
+		if !ok(err, "reading stream") {
+			f.release(b)
+			return batch{}
+		}
+		return b
 	}
 
 	// XREADGROUP with ">" never returns our own pending entries: read them
 	// by id first, moving past each batch so an entry that cannot be
 	// flushed does not hold up the rest.
 	for after := "0-0"; ctx.Err() == nil; {
-		entries := read(after)
-		if len(entries) == 0 {
+		b := read(after)
+		if len(b.entries) == 0 {
+			f.release(b)
 			break
 		}
-		f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, entries, log), log)
-		after = entries[len(entries)-1].ID
+		after = b.entries[len(b.entries)-1].ID
+		f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, b, log), log)
 	}
 
 	cursor, nextClaim := "0-0", time.Now()
 	for ctx.Err() == nil {
 		if !time.Now().Before(nextClaim) {
-			claimed, next, err := f.q.Claim(ctx, p, f.opt.Group, f.opt.Consumer, f.opt.ClaimMinIdle, cursor, f.opt.BatchSize)
+			var next string
+			claimed, err := f.take(ctx, f.opt.MaxBatchBytes, log, func(l queue.Limit) (entries []queue.Entry, err error) {
+				entries, next, err = f.q.Claim(ctx, p, f.opt.Group, f.opt.Consumer, f.opt.ClaimMinIdle, cursor, l)
+				return entries, err
+			})
 			if err != nil && ctx.Err() == nil {
 				log.Warn().Err(err).Msg("reclaiming idle entries failed")
 			}
-			if len(claimed) > 0 {
-				f.opt.Metrics.Claimed(len(claimed))
-				log.Info().Int("entries", len(claimed)).Str("first", claimed[0].ID).Str("last", claimed[len(claimed)-1].ID).Msg("reclaimed idle entries")
-				f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, claimed, log), log)
+			if n := len(claimed.entries); n > 0 {
+				f.opt.Metrics.Claimed(n)
+				log.Info().Int("entries", n).Str("first", claimed.entries[0].ID).Str("last", claimed.entries[n-1].ID).Msg("reclaimed idle entries")
 			}
-			cursor = next
+			f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, claimed, log), log)
+			if err == nil {
+				cursor = next
+			}
 			if cursor == "0-0" || err != nil {
 				nextClaim = time.Now().Add(f.opt.ClaimInterval)
 			}
 		}
-		f.handOver(ctx, p, batches, batch{entries: read(">")}, log)
+		b := read(">")
+		if len(b.entries) == 0 && ctx.Err() == nil {
+			f.release(b)
+			var err error
+			b, err = f.waitNew(ctx, p, log)
+			if !ok(err, "waiting for new entries") {
+				f.release(b)
+				b = batch{}
+			}
+		}
+		f.handOver(ctx, p, batches, b, log)
 	}
 }
 

@@ -68,6 +68,10 @@ func (b bundle) flusher(consumer string) *Flusher {
 		ClaimInterval: 100 * time.Millisecond,
 		CleanTTL:      time.Minute,
 		Log:           zerolog.Nop(),
+		// The bytes the configuration gives, as the flusher command does.
+		MaxBatchBytes:    b.cfg.MaxBatchBytes,
+		MaxInflightBytes: b.cfg.MaxInflightBytes,
+		LargestEntry:     b.cfg.LargestEntry(),
 	})
 }
 

@@ -32,7 +32,7 @@ func BenchmarkPartitionsScrape(b *testing.B) {
 		b.Fatal(errs[0])
 	}
 	for p := range parts {
-		if _, err := q.Read(ctx, p, "g", "c", ">", 50, -1); err != nil {
+		if _, err := q.Read(ctx, p, "g", "c", ">", queue.Limit{Count: 50, Bytes: 1 << 20}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -36,7 +36,7 @@ func TestPartitions(t *testing.T) {
 	if _, errs := q.Write(ctx, ops, time.Now()); errs[0] != nil {
 		t.Fatal(errs[0])
 	}
-	if _, err := q.Read(ctx, 1, "g", "c", ">", 1, -1); err != nil {
+	if _, err := q.Read(ctx, 1, "g", "c", ">", queue.Limit{Count: 1, Bytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()

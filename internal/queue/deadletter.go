@@ -142,11 +142,11 @@ var ErrSuperseded = errors.New("superseded by a newer version in PostgreSQL")
 // that is not replayed (ErrSuperseded).
 func (q *Queue) Replay(ctx context.Context, l DeadLetter, stored int64) (string, error) {
 	p := l.Partition
-	keys := []string{q.keys.DeadLetter(p), q.keys.Stream(p)}
+	keys := []string{q.keys.DeadLetter(p), q.keys.Stream(p), q.keys.Large(p)}
 	if e, id := l.Fields["e"], l.Fields["i"]; e != "" && id != "" {
 		keys = append(keys, q.keys.Value(p, e, id))
 	}
-	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, formatVersion(stored)).Text()
+	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, formatVersion(stored), smallPayloadBytes).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return "", fmt.Errorf("%w: %s on partition %d", ErrNoDeadLetter, l.ID, p)

@@ -46,7 +46,7 @@ func write(t *testing.T, q *Queue, ops []op.Op) {
 
 func read(t *testing.T, q *Queue, group, consumer string, count int) []Entry {
 	t.Helper()
-	es, err := q.Read(context.Background(), 0, group, consumer, ">", count, -1)
+	es, err := q.Read(context.Background(), 0, group, consumer, ">", Limit{Count: count, Bytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,11 +58,11 @@ func TestInspectAndPending(t *testing.T) {
 	if err := q.EnsureGroup(ctx, group); err != nil {
 		t.Fatal(err)
 	}
-	a, err := q.Read(ctx, 0, group, "alice", ">", 3, -1)
+	a, err := q.Read(ctx, 0, group, "alice", ">", queue.Limit{Count: 3, Bytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := q.Read(ctx, 0, group, "bob", ">", 1, -1)
+	b, err := q.Read(ctx, 0, group, "bob", ">", queue.Limit{Count: 1, Bytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestInspectOldestPendingAge(t *testing.T) {
 	if err := q.EnsureGroup(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.Read(ctx, 0, "g", "c", ">", 10, -1); err != nil {
+	if _, err := q.Read(ctx, 0, "g", "c", ">", queue.Limit{Count: 10, Bytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	info, err := q.Inspect(ctx, 0, "g")

@@ -37,6 +37,11 @@ func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
 // script moves an entry there and acknowledges it.
 func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
 
+// Large holds the stream id of the partition's latest large entry (see
+// SmallEntryBytes), so a flusher can tell whether the entries it is about to
+// read may be large before it reads them.
+func (k Keys) Large(p int) string { return k.prefix(p) + largeName }
+
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
 
@@ -45,10 +50,12 @@ const (
 	streamName     = "ops"
 	clockName      = "clock"
 	deadLetterName = "dlq"
+	largeName      = "large"
 )
 
 // partitionOf returns the partition of a partition's own key (stream,
-// clock, dead letters), as Stream, Clock and DeadLetter build them.
+// clock, dead letters, large mark), as Stream, Clock, DeadLetter and Large
+// build them.
 func (k Keys) partitionOf(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {
@@ -60,7 +67,7 @@ func (k Keys) partitionOf(key string) (int, bool) {
 		return 0, false
 	}
 	switch name {
-	case streamName, clockName, deadLetterName:
+	case streamName, clockName, deadLetterName, largeName:
 		return p, true
 	}
 	return 0, false

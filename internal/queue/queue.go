@@ -119,8 +119,8 @@ func (q *Queue) LoadScripts(ctx context.Context) error {
 
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 	p := q.Partition(o.Entity, o.ID)
-	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog, q.skewMicros()}
+	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog, q.skewMicros(), smallPayloadBytes}
 }
 
 // Write applies ops (their Version is ignored) and returns the version each

@@ -1,10 +1,12 @@
 -- Puts a dead-letter entry back into its partition stream as a new entry and
 -- removes it from the dead-letter stream, in one step, unless PostgreSQL
 -- already holds a newer version of its key.
--- KEYS[1] dead-letter stream  KEYS[2] partition stream  KEYS[3] cached value
--- of the op's key (absent for an entry that was never a readable op)
+-- KEYS[1] dead-letter stream  KEYS[2] partition stream
+-- KEYS[3] partition's large-entry mark  KEYS[4] cached value of the op's key
+-- (absent for an entry that was never a readable op)
 -- ARGV[1] dead-letter entry id  ARGV[2] version PostgreSQL holds for the key,
 -- 19 digits (all zeros: none)
+-- ARGV[3] the most bytes entity, id and data of a small entry hold together
 -- returns: the new entry id; "superseded" when PostgreSQL holds the op's
 -- version or a newer one (the dead letter is removed, nothing replayed);
 -- false when there is no such dead letter
@@ -14,7 +16,8 @@
 -- (reason, source_stream, source_id, deliveries, time) are dropped. The
 -- cached value becomes the op, unflushed, unless it holds a newer version:
 -- the move deleted it, and reads must not serve the older row while the op
--- waits for its flush.
+-- waits for its flush. A large entry leaves its id in the mark, as in
+-- write.lua.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then
   return false
@@ -31,20 +34,23 @@ for i = 1, n, 2 do
   op[fields[i]] = fields[i + 1]
 end
 local ver = op['v']
-if KEYS[3] and ver and #ver == 19 then
+if KEYS[4] and ver and #ver == 19 then
   if ver <= ARGV[2] then
     redis.call('XDEL', KEYS[1], ARGV[1])
     return 'superseded'
   end
-  local head = redis.call('GETRANGE', KEYS[3], 0, 19)
+  local head = redis.call('GETRANGE', KEYS[4], 0, 19)
   if head == '' or string.sub(head, 1, 1) == 'L' or string.sub(head, 2) < ver then
     if op['k'] == 'p' then
-      redis.call('SET', KEYS[3], 'D' .. ver .. (op['d'] or ''))
+      redis.call('SET', KEYS[4], 'D' .. ver .. (op['d'] or ''))
     elseif op['k'] == 'd' then
-      redis.call('SET', KEYS[3], 'T' .. ver)
+      redis.call('SET', KEYS[4], 'T' .. ver)
     end
   end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
+if #(op['e'] or '') + #(op['i'] or '') + #(op['d'] or '') > tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[3], id)
+end
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id

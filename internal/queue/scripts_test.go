@@ -217,7 +217,7 @@ func TestAckScript(t *testing.T) {
 				t.Fatal(err)
 			}
 			id := rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.Keys().Stream(0), Values: []string{"k", "p"}}).Val()
-			if _, err := q.Read(ctx, 0, "g", "c", ">", 10, 10*time.Millisecond); err != nil {
+			if _, err := q.Read(ctx, 0, "g", "c", ">", Limit{Count: 10, Bytes: 1 << 20}); err != nil {
 				t.Fatal(err)
 			}
 			flushedOp := op.Op{Kind: op.Put, Entity: "user", ID: "1", Version: flushed}

@@ -18,6 +18,8 @@ type Entry struct {
 	ID  string
 	Op  op.Op
 	Err error
+	// Bytes is what the entry counts for in a flusher's memory budget.
+	Bytes int64
 }
 
 // ErrBadEntry wraps every reason a stream entry cannot be decoded.
@@ -76,6 +78,7 @@ func decodeMessages(msgs []redis.XMessage) []Entry {
 	entries := make([]Entry, len(msgs))
 	for i, m := range msgs {
 		entries[i].ID = m.ID
+		entries[i].Bytes = entryBytes(m)
 		entries[i].Op, entries[i].Err = DecodeEntry(m.Values)
 	}
 	return entries
@@ -114,53 +117,146 @@ func (q *Queue) againWithGroup(ctx context.Context, p int, group string, err err
 	return run()
 }
 
-// Read reads up to count entries of partition p for a consumer. With after
-// ">" it returns new entries, waiting up to block (keep it short: a blocked
-// read ignores cancellation); with an entry id it returns the consumer's own
-// pending entries after that id, without waiting.
-func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, count int, block time.Duration) ([]Entry, error) {
-	if after != ">" {
-		block = -1
-	}
-	var res []redis.XStream
+// Read reads entries of partition p for a consumer, without waiting: with
+// after ">" new entries, with an entry id the consumer's own pending entries
+// after that id. The entries count for at most limit.Bytes (Entry.Bytes):
+// unless the partition's large-entry mark shows that no large entry can be
+// among them, it asks for only as many as fit at limit.Largest each. For new
+// entries the mark is compared with the group's last-delivered id under
+// WATCH, so a large entry written in between cannot slip into a full read.
+func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, limit Limit) ([]Entry, error) {
+	var msgs []redis.XMessage
 	read := func() (err error) {
-		res, err = q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group:    group,
-			Consumer: consumer,
-			Streams:  []string{q.keys.Stream(p), after},
-			Count:    int64(count),
-			Block:    block,
-		}).Result()
+		if after == ">" {
+			msgs, err = q.readNew(ctx, p, group, consumer, limit)
+			return err
+		}
+		large, err := q.largeAfter(ctx, p, after, false)
+		if err != nil {
+			return err
+		}
+		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, after, limit.count(large), -1)
 		return err
 	}
-	err := q.againWithGroup(ctx, p, group, read(), read)
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
+	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
 		return nil, err
 	}
-	if len(res) == 0 {
-		return nil, nil
-	}
-	return decodeMessages(res[0].Messages), nil
+	return decodeMessages(msgs), nil
 }
 
-// Claim takes over up to count entries of partition p that other consumers
-// left pending longer than minIdle, scanning from cursor start ("0-0" first).
-// It returns the claimed entries and the cursor for the next call ("0-0" once
-// the scan went round).
-func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdle time.Duration, start string, count int) ([]Entry, string, error) {
+// Wait reads new entries of partition p for a consumer, waiting up to block
+// for one to come (keep it short: a blocked read ignores cancellation). It
+// asks for as many as fit in limit.Bytes at limit.Largest each: it cannot
+// know what comes while it waits.
+func (q *Queue) Wait(ctx context.Context, p int, group, consumer string, limit Limit, block time.Duration) ([]Entry, error) {
+	var msgs []redis.XMessage
+	read := func() (err error) {
+		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), block)
+		return err
+	}
+	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
+		return nil, err
+	}
+	return decodeMessages(msgs), nil
+}
+
+// readNew reads new entries: as many as limit allows for small ones when the
+// large-entry mark is at or below the group's last-delivered id, as WATCH
+// makes sure it stays until the read; for large ones otherwise.
+func (q *Queue) readNew(ctx context.Context, p int, group, consumer string, limit Limit) ([]redis.XMessage, error) {
+	stream, markKey := q.keys.Stream(p), q.keys.Large(p)
+	var msgs []redis.XMessage
+	watched := func(tx *redis.Tx) error {
+		var mark *redis.StringCmd
+		var groups *redis.XInfoGroupsCmd
+		_, _ = tx.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			mark = pl.Get(ctx, markKey)
+			groups = pl.XInfoGroups(ctx, stream)
+			return nil
+		})
+		m, err := mark.Result()
+		if errors.Is(err, redis.Nil) {
+			m, err = "", nil
+		}
+		if err != nil {
+			return err
+		}
+		large := m != ""
+		if large {
+			// No group (or no stream) yet: the read below says why.
+			for _, g := range groups.Val() {
+				if g.Name == group {
+					large = markAbove(m, g.LastDeliveredID, false)
+				}
+			}
+		}
+		if large {
+			// A full read is not possible anyway: no need to hold the
+			// mark still.
+			msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), -1)
+			return err
+		}
+		msgs, err = q.xreadgroup(ctx, tx, p, group, consumer, ">", limit.count(false), -1)
+		return err
+	}
+	err := q.rdb.Watch(ctx, watched, markKey)
+	if errors.Is(err, redis.TxFailedErr) {
+		// A large entry came in between: read as if it is among them.
+		return q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), -1)
+	}
+	return msgs, err
+}
+
+// xreadgroup runs one XREADGROUP of partition p; on a *redis.Tx it runs in
+// MULTI/EXEC, so it fails with redis.TxFailedErr if a watched key changed.
+// block < 0 does not wait.
+func (q *Queue) xreadgroup(ctx context.Context, c redis.Cmdable, p int, group, consumer, after string, count int64, block time.Duration) ([]redis.XMessage, error) {
+	args := &redis.XReadGroupArgs{
+		Group:    group,
+		Consumer: consumer,
+		Streams:  []string{q.keys.Stream(p), after},
+		Count:    count,
+		Block:    block,
+	}
+	var res []redis.XStream
+	var err error
+	if tx, ok := c.(*redis.Tx); ok {
+		var cmd *redis.XStreamSliceCmd
+		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+			cmd = pl.XReadGroup(ctx, args)
+			return nil
+		})
+		if cmd != nil && !errors.Is(err, redis.TxFailedErr) {
+			res, err = cmd.Result()
+		}
+	} else {
+		res, err = c.XReadGroup(ctx, args).Result()
+	}
+	if errors.Is(err, redis.Nil) || len(res) == 0 {
+		return nil, nil
+	}
+	return res[0].Messages, err
+}
+
+// Claim takes over entries of partition p that other consumers left pending
+// longer than minIdle, scanning from cursor start ("0-0" first), as many as
+// limit allows (as Read does for pending entries). It returns the claimed
+// entries and the cursor for the next call ("0-0" once the scan went round).
+func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdle time.Duration, start string, limit Limit) ([]Entry, string, error) {
 	var msgs []redis.XMessage
 	var next string
-	claim := func() (err error) {
+	claim := func() error {
+		large, err := q.largeAfter(ctx, p, start, true)
+		if err != nil {
+			return err
+		}
 		msgs, next, err = q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream:   q.keys.Stream(p),
 			Group:    group,
 			Consumer: consumer,
 			MinIdle:  minIdle,
 			Start:    start,
-			Count:    int64(count),
+			Count:    limit.count(large),
 		}).Result()
 		return err
 	}

@@ -21,10 +21,11 @@ var (
 
 // Trim removes the entries of partition p that every consumer group has
 // acknowledged: it trims by MINID to the oldest entry still pending or
-// undelivered in any group, and leaves a stream without groups alone. It
-// returns how many entries were removed.
+// undelivered in any group, and leaves a stream without groups alone. A
+// large-entry mark below what is left goes too. It returns how many entries
+// were removed.
 func (q *Queue) Trim(ctx context.Context, p int) (int64, error) {
-	n, err := trimScript.Run(ctx, q.rdb, []string{q.keys.Stream(p)}).Int64()
+	n, err := trimScript.Run(ctx, q.rdb, []string{q.keys.Stream(p), q.keys.Large(p)}).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("trim partition %d: %w", p, err)
 	}

@@ -1,12 +1,14 @@
 -- Trims a partition stream below the oldest entry any consumer group still
 -- needs, in one step so no group can appear or read in between.
--- KEYS[1] partition stream
+-- KEYS[1] partition stream  KEYS[2] partition's large-entry mark
 -- returns: the number of entries removed
 --
 -- A group needs its oldest pending entry, or else everything after its
 -- last-delivered id. A stream without groups is never trimmed: nobody has
 -- read it yet. Trimming is by MINID, never MAXLEN, so an entry a group has
--- not acknowledged is never dropped.
+-- not acknowledged is never dropped. A large-entry mark below every entry a
+-- group needs is removed: no large entry is left to read, so flushers read
+-- full batches again.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
@@ -48,5 +50,9 @@ for _, g in ipairs(groups) do
   if min == nil or less(need, min) then
     min = need
   end
+end
+local mark = redis.call('GET', KEYS[2])
+if mark and less(mark, min) then
+  redis.call('DEL', KEYS[2])
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', min)

@@ -1,10 +1,12 @@
 -- Applies one put or delete: sets the cached value and appends the op to its
 -- partition stream in one atomic step.
 -- KEYS[1] cached value  KEYS[2] partition stream  KEYS[3] partition clock
+-- KEYS[4] partition's large-entry mark
 -- ARGV[1] kind ("p" put, "d" delete)  ARGV[2] entity  ARGV[3] id
 -- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
 -- ARGV[6] most entries the partition stream may hold (0: no limit)
 -- ARGV[7] the most a version may be ahead of Redis's clock, in microseconds
+-- ARGV[8] the most bytes entity, id and data of a small entry hold together
 -- returns: the op's version, 19 zero-padded digits, or the error
 -- "BACKPRESSURE ..." (nothing written) when the stream is at the limit, or
 -- "CLOCKSKEW ..." (nothing written) when the version would be further ahead
@@ -17,6 +19,9 @@
 --
 -- XLEN is O(1) and, as the flushers trim what every group acknowledged, an
 -- upper bound of the backlog (undelivered plus pending).
+--
+-- A large entry leaves its id in the mark, so flushers read fewer entries
+-- at once while it may be among them (Queue.Read).
 local max = tonumber(ARGV[6])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   -- Name the group holding the backlog: the one with the most unread and
@@ -42,7 +47,10 @@ end
 -- The XADD goes first: it is the one command that can fail (the stream key
 -- holds another type, or its last id is the largest), and a script is not
 -- undone by an error, so nothing readers see may change before it.
-redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
+if #ARGV[2] + #ARGV[3] + #ARGV[4] > tonumber(ARGV[8]) then
+  redis.call('SET', KEYS[4], id)
+end
 redis.call('SET', KEYS[3], ver)
 if ARGV[1] == 'p' then
   redis.call('SET', KEYS[1], 'D' .. ver .. ARGV[4])

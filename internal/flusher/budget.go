@@ -1,0 +1,65 @@
+package flusher
+
+import (
+	"context"
+
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind/internal/queue"
+)
+
+// The flusher's memory follows the bytes of the entries it holds, not their
+// count: one batch of large values can take more than a thousand batches of
+// small ones. Every read first reserves bytes of the flusher's budget
+// (MaxInflightBytes, shared by all partitions), asks Redis for no more
+// entries than fit in them (queue.Limit), keeps what the entries read count
+// for, and gives that back once they are flushed. So whatever the partition
+// count and the value sizes, the entries read ahead and being flushed count
+// for at most MaxInflightBytes.
+
+// take reserves held bytes of the budget and reads with them; the batch
+// keeps what its entries count for, and the rest goes back at once. It
+// fails only when ctx is done before the bytes are free.
+func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read func(queue.Limit) ([]queue.Entry, error)) (batch, error) {
+	if err := f.budget.Acquire(ctx, held); err != nil {
+		return batch{}, err
+	}
+	entries, err := read(queue.Limit{Count: f.opt.BatchSize, Bytes: held, Largest: f.opt.LargestEntry})
+	var n int64
+	for _, e := range entries {
+		n += e.Bytes
+	}
+	if n > held {
+		// Only an entry larger than LargestEntry does this: a writer that
+		// accepts larger values than this flusher was told of, or an entry
+		// no writer wrote. The batch keeps what it reserved.
+		log.Warn().Int64("bytes", n).Int64("reserved", held).Int64("largest_entry", f.opt.LargestEntry).
+			Msg("entries read are larger than WB_MAX_VALUE_BYTES and WB_MAX_ID_BYTES allow; give the flusher the writers' limits")
+		n = held
+	}
+	f.budget.Release(held - n)
+	return batch{entries: entries, held: n}, err
+}
+
+// release gives back the bytes a batch holds, once it is flushed or given up.
+func (f *Flusher) release(b batch) {
+	if b.held > 0 {
+		f.budget.Release(b.held)
+	}
+}
+
+// waitNew waits up to Block for new entries of partition p. A blocked read
+// cannot know what will come, so it asks for one entry's worth of the
+// budget; at most half the budget waits that way at once, and a partition
+// that finds no room sleeps instead, so idle partitions cannot starve busy
+// ones.
+func (f *Flusher) waitNew(ctx context.Context, p int, log zerolog.Logger) (batch, error) {
+	if !f.waiters.TryAcquire(1) {
+		sleep(ctx, f.opt.Block)
+		return batch{}, nil
+	}
+	defer f.waiters.Release(1)
+	return f.take(ctx, f.opt.LargestEntry, log, func(l queue.Limit) ([]queue.Entry, error) {
+		return f.q.Wait(ctx, p, f.opt.Group, f.opt.Consumer, l, f.opt.Block)
+	})
+}
