@@ -238,8 +238,9 @@ func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
 }
 
 // TestOverDeliveredEntryIsDeadLettered: an entry delivered more than
-// WB_MAX_DELIVERIES times is flushed on its own; delivered again after that
-// (it crashed whoever flushed it), it is dead-lettered.
+// WB_MAX_DELIVERIES times is flushed on its own, on trial; delivered again
+// while still on trial (it crashed the flusher that flushed it alone), it is
+// dead-lettered.
 func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -248,13 +249,11 @@ func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := e.q.Partition("user", "loop")
-	stream := e.q.Keys().Stream(p)
 	// Four deliveries to consumer main, as four crashed runs would make:
-	// the fourth was the one on its own.
-	for _, id := range []string{">", "0", "0", "0"} {
-		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: "main", Streams: []string{stream, id}}).Err(); err != nil {
-			t.Fatal(err)
-		}
+	// the fourth had it on trial.
+	ids := e.deliver(t, p, "main", 4)
+	if err := e.q.StartTrial(ctx, p, ids[0]); err != nil {
+		t.Fatal(err)
 	}
 	if err := e.put(ctx, "fine", 2); err != nil {
 		t.Fatal(err)
@@ -270,6 +269,52 @@ func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
 	if _, ok := e.rows(t)["loop"]; ok {
 		t.Fatal("the over-delivered op was flushed")
 	}
+	if n := e.rdb.SCard(ctx, e.q.Keys().Trial(p)).Val(); n != 0 {
+		t.Fatalf("%d trials left after the dead letter", n)
+	}
+}
+
+// TestCrashLoopBlamesNoEntry: flushers that crash again and again while
+// reading or flushing whole batches (out of memory, say) push every entry
+// far past WB_MAX_DELIVERIES, but none was ever on trial: the next flusher
+// flushes them one by one and dead-letters nothing.
+func TestCrashLoopBlamesNoEntry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	e.writeKeys(t, ctx, 1, 20)
+	for p := range e.cfg.Partitions {
+		e.deliver(t, p, "main", 12)
+	}
+	opt := e.options(t, "main")
+	opt.MaxDeliveries = 3
+	e.drain(t, opt)
+	e.checkConverged(t, 0)
+}
+
+// deliver reads every entry of partition p as consumer n times (the first
+// as new entries, then as its own pending ones), as n crashed runs of a
+// flusher would, and returns their ids.
+func (e *env) deliver(t *testing.T, p int, consumer string, n int) []string {
+	t.Helper()
+	stream := e.q.Keys().Stream(p)
+	var ids []string
+	for i := range n {
+		from := "0"
+		if i == 0 {
+			from = ">"
+		}
+		res, err := e.rdb.XReadGroup(context.Background(), &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: consumer, Streams: []string{stream, from}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			for _, m := range res[0].Messages {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	return ids
 }
 
 // TestCrashWhileFlushingAloneBlamesOnlyThatEntry: entries read along with an
@@ -295,12 +340,7 @@ func TestCrashWhileFlushingAloneBlamesOnlyThatEntry(t *testing.T) {
 		}
 	}
 	// Three crashed runs of consumer main read them all.
-	stream := e.q.Keys().Stream(p)
-	for _, id := range []string{">", "0", "0"} {
-		if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: e.cfg.Group, Consumer: "main", Streams: []string{stream, id}}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.deliver(t, p, "main", 3)
 	// The fourth run flushes the culprit on its own, and dies there.
 	release := e.lockUsers(t)
 	f := testenv.Start(t, e.processEnv("main", "WB_MAX_DELIVERIES=3"), flusherBin, "run")

@@ -288,13 +288,15 @@ func TestDLQCommands(t *testing.T) {
 	if err := e.put(ctx, "y", 1); err != nil {
 		t.Fatal(err)
 	}
-	var xID string
+	// Letters moved in the same millisecond share an id across
+	// partitions: name x's partition too.
+	var xID, xPartition string
 	for _, l := range letters {
 		if l["fields"].(map[string]any)["i"] == "x" {
-			xID = l["id"].(string)
+			xID, xPartition = l["id"].(string), fmt.Sprint(l["partition"])
 		}
 	}
-	run("dlq", "replay", "--id", xID)
+	run("dlq", "replay", "--id", xID, "--partition", xPartition)
 	e.drain(t, e.options(t, "main"))
 	if got := e.rows(t); got["x"] != 500 || got["y"] != 1 {
 		t.Fatalf("after replaying x: %v, want x 500 and y 1", got)

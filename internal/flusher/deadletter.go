@@ -61,11 +61,13 @@ type batch struct {
 	done chan struct{}
 }
 
-// limitDeliveries sorts the entries of b (own pending or just claimed) by delivery
-// count: over MaxDeliveries they are suspects; over MaxDeliveries+1 they were
-// delivered again after being flushed on their own, so they crash whoever
-// flushes them, and are dead-lettered. If the counts cannot be read, every
-// entry is flushed as usual: the limit is checked again on the next delivery.
+// limitDeliveries sorts the entries of read (own pending or just claimed)
+// by delivery count: over MaxDeliveries they are suspects, to be flushed
+// one by one; a suspect that was on trial (being flushed on its own) when
+// its flusher stopped crashed it alone, and is dead-lettered. An entry is
+// never blamed for crashes that happened while others were flushed or read
+// with it. If the counts or trials cannot be read, every entry is flushed as
+// usual: the limit is checked again on the next delivery.
 func (f *Flusher) limitDeliveries(ctx context.Context, p int, read batch, log zerolog.Logger) batch {
 	entries := read.entries
 	if f.opt.MaxDeliveries <= 0 || len(entries) == 0 {
@@ -76,16 +78,28 @@ func (f *Flusher) limitDeliveries(ctx context.Context, p int, read batch, log ze
 		log.Warn().Err(err).Msg("reading delivery counts failed")
 		return read
 	}
+	var over []string
+	for _, e := range entries {
+		if counts[e.ID] > int64(f.opt.MaxDeliveries) {
+			over = append(over, e.ID)
+		}
+	}
+	tried, err := f.q.OnTrial(ctx, p, over)
+	if err != nil {
+		log.Warn().Err(err).Msg("reading the trials of over-delivered entries failed")
+		return read
+	}
 	b := batch{held: read.held}
 	var dead []queue.Letter
+	var ended []string
 	for _, e := range entries {
 		switch n := counts[e.ID]; {
-		case n > int64(f.opt.MaxDeliveries)+1:
+		case n > int64(f.opt.MaxDeliveries) && tried[e.ID]:
 			letter := queue.Letter{ID: e.ID, Reason: fmt.Sprintf("delivered %d times", n)}
 			if e.Err == nil {
 				letter.Op = &e.Op
 			}
-			dead = append(dead, letter)
+			dead, ended = append(dead, letter), append(ended, e.ID)
 		case n > int64(f.opt.MaxDeliveries):
 			b.suspects = append(b.suspects, e)
 		default:
@@ -96,26 +110,26 @@ func (f *Flusher) limitDeliveries(ctx context.Context, p int, read batch, log ze
 		log.Warn().Err(err).Msg("dead-lettering over-delivered entries failed; flushing them instead")
 		return read
 	}
+	if err := f.q.EndTrial(ctx, p, ended...); err != nil {
+		log.Warn().Err(err).Msg("ending the trials of dead-lettered entries failed")
+	}
 	return b
 }
 
-// isolate flushes suspects one at a time. Before each, the delivery counts
-// of the suspects still waiting are set back to MaxDeliveries: if the
-// flusher crashes now, only the entry being flushed goes over the limit for
-// good, and the others are isolated again.
+// isolate flushes suspects one at a time, each on trial: if the flusher
+// crashes while one is flushed, the next delivery finds it on trial and
+// dead-letters it, and only it.
 func (f *Flusher) isolate(ctx context.Context, p int, suspects []queue.Entry, log zerolog.Logger) {
 	for i := range suspects {
-		log.Warn().Str("entry", suspects[i].ID).Int("max_deliveries", f.opt.MaxDeliveries).
+		id := suspects[i].ID
+		log.Warn().Str("entry", id).Int("max_deliveries", f.opt.MaxDeliveries).
 			Msg("entry delivered too often; flushing it on its own")
-		if waiting := suspects[i+1:]; len(waiting) > 0 {
-			ids := make([]string, len(waiting))
-			for j, e := range waiting {
-				ids[j] = e.ID
-			}
-			if err := f.q.SetDeliveries(ctx, p, f.opt.Group, f.opt.Consumer, ids, f.opt.MaxDeliveries); err != nil {
-				log.Warn().Err(err).Msg("setting back the delivery counts of waiting suspects failed")
-			}
+		if err := f.q.StartTrial(ctx, p, id); err != nil {
+			log.Warn().Err(err).Msg("recording a trial failed; flushing the entry all the same")
 		}
 		f.flush(ctx, p, suspects[i:i+1], log)
+		if err := f.q.EndTrial(ctx, p, id); err != nil {
+			log.Warn().Err(err).Msg("ending a trial failed")
+		}
 	}
 }

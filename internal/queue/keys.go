@@ -42,6 +42,10 @@ func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
 // read may be large before it reads them.
 func (k Keys) Large(p int) string { return k.prefix(p) + largeName }
 
+// Trial is the set of the partition's entries being flushed on their own
+// after too many deliveries (see StartTrial).
+func (k Keys) Trial(p int) string { return k.prefix(p) + trialName }
+
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
 
@@ -51,11 +55,12 @@ const (
 	clockName      = "clock"
 	deadLetterName = "dlq"
 	largeName      = "large"
+	trialName      = "trial"
 )
 
 // partitionOf returns the partition of a partition's own key (stream,
-// clock, dead letters, large mark), as Stream, Clock, DeadLetter and Large
-// build them.
+// clock, dead letters, large mark, trials), as Stream, Clock, DeadLetter,
+// Large and Trial build them.
 func (k Keys) partitionOf(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {
@@ -67,7 +72,7 @@ func (k Keys) partitionOf(key string) (int, bool) {
 		return 0, false
 	}
 	switch name {
-	case streamName, clockName, deadLetterName, largeName:
+	case streamName, clockName, deadLetterName, largeName, trialName:
 		return p, true
 	}
 	return 0, false

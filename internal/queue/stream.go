@@ -232,10 +232,13 @@ func (q *Queue) xreadgroup(ctx context.Context, c redis.Cmdable, p int, group, c
 	} else {
 		res, err = c.XReadGroup(ctx, args).Result()
 	}
-	if errors.Is(err, redis.Nil) || len(res) == 0 {
+	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
-	return res[0].Messages, err
+	if err != nil || len(res) == 0 {
+		return nil, err
+	}
+	return res[0].Messages, nil
 }
 
 // Claim takes over entries of partition p that other consumers left pending

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -21,23 +20,11 @@ var (
 // consumers nor pushed towards the delivery limit. It returns how many
 // entries it touched.
 func (q *Queue) Touch(ctx context.Context, p int, group, consumer string, ids []string) (int, error) {
-	return q.touch(ctx, p, group, consumer, ids, "")
-}
-
-// SetDeliveries sets the delivery count of the entries of partition p that
-// consumer still has pending to n, so that a crash while another entry is
-// flushed on its own is not counted against them.
-func (q *Queue) SetDeliveries(ctx context.Context, p int, group, consumer string, ids []string, n int) error {
-	_, err := q.touch(ctx, p, group, consumer, ids, strconv.Itoa(n))
-	return err
-}
-
-func (q *Queue) touch(ctx context.Context, p int, group, consumer string, ids []string, deliveries string) (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 3+len(ids))
-	args = append(args, group, consumer, deliveries)
+	args := make([]any, 0, 2+len(ids))
+	args = append(args, group, consumer)
 	for _, id := range ids {
 		args = append(args, id)
 	}
