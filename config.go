@@ -79,7 +79,7 @@ type Config struct {
 	// ahead and being flushed. An entry counts for its id, entity and value
 	// plus about 600 bytes.
 	MaxBatchBytes    int64 `envconfig:"MAX_BATCH_BYTES" default:"4194304" desc:"most bytes of entries a flusher reads from a partition at once"`
-	MaxInflightBytes int64 `envconfig:"MAX_INFLIGHT_BYTES" default:"33554432" desc:"most bytes of entries a flusher holds at once, over every partition"`
+	MaxInflightBytes int64 `envconfig:"MAX_INFLIGHT_BYTES" default:"16777216" desc:"most bytes of entries a flusher holds at once, over every partition"`
 	// MaxDeliveries is how often an entry may be delivered before it is
 	// flushed on its own and, failing again, dead-lettered, so a
 	// crash-looping op cannot stall its partition.

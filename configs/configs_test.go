@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -19,8 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/flusher"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/testenv"
@@ -191,6 +194,33 @@ func TestKubernetes(t *testing.T) {
 	if at(c, "resources", "requests", "cpu") == nil || at(c, "resources", "requests", "memory") == nil {
 		t.Error("the flusher has no resource requests")
 	}
+	// The memory limit holds what the flusher takes with the configured
+	// budget, and the garbage collector is told of it.
+	cm := at(kind(t, all, "k8s/config.yaml", "ConfigMap")[0], "data")
+	inflight := int64(flusher.DefaultMaxInflightBytes)
+	if v, ok := at(cm, "WB_MAX_INFLIGHT_BYTES").(string); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			t.Fatalf("WB_MAX_INFLIGHT_BYTES %q", v)
+		}
+		inflight = n
+	}
+	limit, err := resource.ParseQuantity(fmt.Sprint(at(c, "resources", "limits", "memory")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bound := flusher.MemoryBound(inflight); limit.Value() < bound {
+		t.Errorf("memory limit %s is below the %d MiB a flusher with WB_MAX_INFLIGHT_BYTES=%d may take", limit.String(), bound>>20, inflight)
+	}
+	var gomemlimit string
+	for _, env := range at(c, "env").([]any) {
+		if at(env, "name") == "GOMEMLIMIT" {
+			gomemlimit, _ = at(env, "value").(string)
+		}
+	}
+	if soft, err := resource.ParseQuantity(strings.TrimSuffix(gomemlimit, "B")); err != nil || soft.Cmp(limit) >= 0 {
+		t.Errorf("GOMEMLIMIT %q, want one below the memory limit %s", gomemlimit, limit.String())
+	}
 	if at(c, "ports", 0, "containerPort") != 9090 {
 		t.Errorf("metrics port %v, want 9090 (WB_METRICS_ADDR)", at(c, "ports", 0, "containerPort"))
 	}
@@ -201,7 +231,6 @@ func TestKubernetes(t *testing.T) {
 
 	// The KEDA triggers watch exactly the streams of the configured
 	// namespace and partitions.
-	cm := at(kind(t, all, "k8s/config.yaml", "ConfigMap")[0], "data")
 	n, err := strconv.Atoi(at(cm, "WB_PARTITIONS").(string))
 	if err != nil {
 		t.Fatal(err)

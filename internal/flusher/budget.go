@@ -17,6 +17,13 @@ import (
 // count and the value sizes, the entries read ahead and being flushed count
 // for at most MaxInflightBytes.
 
+// MemoryBound is the most memory a flusher takes, all told, with a budget of
+// inflight bytes: the entries' copies as read, decoded and sent to
+// PostgreSQL, the garbage collector's headroom, and the rest of the
+// process. The memory tests run flushers under this limit, and the shipped
+// Deployment's limit must cover it.
+func MemoryBound(inflight int64) int64 { return 8*inflight + 64<<20 }
+
 // take reserves held bytes of the budget and reads with them; the batch
 // keeps what its entries count for, and the rest goes back at once. It
 // fails only when ctx is done before the bytes are free.
@@ -38,6 +45,7 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 		n = held
 	}
 	f.budget.Release(held - n)
+	f.opt.Metrics.Held(n)
 	return batch{entries: entries, held: n}, err
 }
 
@@ -45,6 +53,7 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 func (f *Flusher) release(b batch) {
 	if b.held > 0 {
 		f.budget.Release(b.held)
+		f.opt.Metrics.Held(-b.held)
 	}
 }
 

@@ -76,7 +76,7 @@ type Options struct {
 // The defaults of Options.MaxBatchBytes and Options.MaxInflightBytes.
 const (
 	DefaultMaxBatchBytes    = 4 << 20
-	DefaultMaxInflightBytes = 32 << 20
+	DefaultMaxInflightBytes = 16 << 20
 )
 
 // Stats count what a flusher has done.

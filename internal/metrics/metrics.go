@@ -20,6 +20,7 @@ type Flusher struct {
 	Retries       prometheus.Counter
 	Claims        prometheus.Counter
 	DeadLetters   prometheus.Counter
+	HeldBytes     prometheus.Gauge
 }
 
 // NewFlusher creates the flusher's metrics and registers them with reg.
@@ -53,9 +54,12 @@ func NewFlusher(reg prometheus.Registerer) *Flusher {
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "writebehind_dead_letters_total", Help: "Entries moved to the dead-letter stream.",
 		}),
+		HeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "writebehind_held_bytes", Help: "Bytes of stream entries this flusher holds, read ahead and being flushed (at most WB_MAX_INFLIGHT_BYTES).",
+		}),
 	}
 	reg.MustRegister(m.OpsRead, m.OpsCoalesced, m.RowsWritten, m.Batches, m.BatchDuration,
-		m.CommitErrors, m.Retries, m.Claims, m.DeadLetters)
+		m.CommitErrors, m.Retries, m.Claims, m.DeadLetters, m.HeldBytes)
 	return m
 }
 
@@ -105,5 +109,12 @@ func (m *Flusher) Retry() {
 func (m *Flusher) DeadLettered(n int) {
 	if m != nil {
 		m.DeadLetters.Add(float64(n))
+	}
+}
+
+// Held records bytes of entries taken (n > 0) or given back (n < 0).
+func (m *Flusher) Held(n int64) {
+	if m != nil {
+		m.HeldBytes.Add(float64(n))
 	}
 }

@@ -20,7 +20,7 @@ var (
 
 	//go:embed replay.lua
 	replaySource string
-	replayScript = redis.NewScript(replaySource)
+	replayScript = redis.NewScript(largeSource + replaySource)
 )
 
 // Letter is an entry to dead-letter and why.

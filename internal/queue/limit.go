@@ -2,7 +2,8 @@ package queue
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -12,9 +13,10 @@ import (
 // decoding it costs besides.
 const (
 	// SmallEntryBytes is the most a small entry counts for. The write
-	// script marks every larger entry (Keys.Large), so a read can ask for
-	// as many entries as fit its bytes at SmallEntryBytes each whenever no
-	// marked entry can be among them.
+	// script marks every larger entry (Keys.Large) with its size, so a read
+	// can ask for as many entries as fit its bytes at SmallEntryBytes each
+	// whenever no marked entry can be among them, and at the largest marked
+	// size otherwise.
 	SmallEntryBytes = 8 << 10
 
 	entryOverhead = 512
@@ -58,34 +60,46 @@ type Limit struct {
 	Largest int64
 }
 
-// count is how many entries a read may ask for: as many as fit in Bytes at
-// SmallEntryBytes each, or, when a large entry may be among them, at
-// Largest each.
-func (l Limit) count(mayBeLarge bool) int64 {
-	per := int64(SmallEntryBytes)
-	if mayBeLarge {
-		per = max(l.Largest, per)
-	}
-	return max(1, min(int64(l.Count), l.Bytes/per))
+// count is how many entries a read may ask for when one entry may count
+// for up to largest: as many as fit in Bytes, at least one.
+func (l Limit) count(largest int64) int64 {
+	return max(1, min(int64(l.Count), l.Bytes/max(largest, SmallEntryBytes)))
 }
 
-// largeAfter reports whether partition p may hold a large entry with an id
-// above bound (at or above it, with inclusive): whether its large-entry
-// mark is there and not below bound.
-func (q *Queue) largeAfter(ctx context.Context, p int, bound string, inclusive bool) (bool, error) {
-	mark, err := q.rdb.Get(ctx, q.keys.Large(p)).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
+// largeMark is a partition's large-entry mark (Keys.Large), a hash the
+// write and replay scripts keep: the id of the latest large entry, and the
+// most entity, id and data of any large entry since the mark was made held
+// together. Trimming removes it once no large entry is left to read.
+type largeMark struct {
+	id      string
+	payload int64
+}
+
+// readLargeMark reads partition p's mark; a zero mark means no large entry.
+func (q *Queue) readLargeMark(ctx context.Context, p int) (largeMark, error) {
+	return q.largeMarkOf(p, q.rdb.HMGet(ctx, q.keys.Large(p), "id", "payload"))
+}
+
+// largeMarkOf decodes the answer to HMGET of the mark's id and payload.
+func (q *Queue) largeMarkOf(p int, cmd *redis.SliceCmd) (largeMark, error) {
+	vals, err := cmd.Result()
 	if err != nil {
-		return false, err
+		return largeMark{}, fmt.Errorf("large-entry mark of partition %d: %w", p, err)
 	}
-	return markAbove(mark, bound, inclusive), nil
+	id, _ := vals[0].(string)
+	payload, _ := vals[1].(string)
+	n, err := strconv.ParseInt(payload, 10, 64)
+	if id != "" && err != nil {
+		return largeMark{}, fmt.Errorf("large-entry mark of partition %d: payload %q", p, payload)
+	}
+	return largeMark{id: id, payload: n}, nil
 }
 
-// markAbove reports whether a large-entry mark leaves a large entry possible
-// above bound (or at it, with inclusive).
-func markAbove(mark, bound string, inclusive bool) bool {
-	c := compareIDs(mark, bound)
-	return c > 0 || inclusive && c == 0
+// largest is the most an entry with an id above bound (at or above it, with
+// inclusive) may count for.
+func (m largeMark) largest(bound string, inclusive bool) int64 {
+	if c := compareIDs(m.id, bound); m.id == "" || c < 0 || c == 0 && !inclusive {
+		return SmallEntryBytes
+	}
+	return m.payload + entryOverhead + maxStreamIDBytes + entryFieldBytes
 }

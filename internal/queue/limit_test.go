@@ -2,8 +2,8 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,8 +34,8 @@ func TestSmallEntryBoundary(t *testing.T) {
 	q, rdb := newQueue(t)
 	small := sizedOp("a", smallPayloadBytes-len("user")-len("a"))
 	write(t, q, []op.Op{small})
-	if err := rdb.Get(ctx, q.keys.Large(0)).Err(); !errors.Is(err, redis.Nil) {
-		t.Fatalf("a small entry left a mark (%v)", err)
+	if n := rdb.Exists(ctx, q.keys.Large(0)).Val(); n != 0 {
+		t.Fatal("a small entry left a mark")
 	}
 	write(t, q, []op.Op{sizedOp("b", smallPayloadBytes-len("user")-len("b")+1)})
 	es := read(t, q, "g", "c", 10)
@@ -45,8 +45,9 @@ func TestSmallEntryBoundary(t *testing.T) {
 	if es[0].Bytes > SmallEntryBytes {
 		t.Fatalf("the largest small entry counts for %d bytes, over SmallEntryBytes %d", es[0].Bytes, SmallEntryBytes)
 	}
-	if mark := rdb.Get(ctx, q.keys.Large(0)).Val(); mark != es[1].ID {
-		t.Fatalf("mark %q, want the large entry's id %s", mark, es[1].ID)
+	mark := rdb.HGetAll(ctx, q.keys.Large(0)).Val()
+	if want := map[string]string{"id": es[1].ID, "payload": fmt.Sprint(smallPayloadBytes + 1)}; !maps.Equal(mark, want) {
+		t.Fatalf("mark %v, want %v", mark, want)
 	}
 }
 
@@ -113,8 +114,8 @@ func TestReadsStayWithinTheirBytes(t *testing.T) {
 	}
 	ack(t, q, "g", append(got, read(t, q, "g", "c", 1000)...))
 	trim(t, q)
-	if err := rdb.Get(ctx, q.keys.Large(0)).Err(); !errors.Is(err, redis.Nil) {
-		t.Fatalf("the mark outlived every large entry (%v)", err)
+	if n := rdb.Exists(ctx, q.keys.Large(0)).Val(); n != 0 {
+		t.Fatal("the mark outlived every large entry")
 	}
 	// With the mark gone, a claim from the start asks for a full count.
 	write(t, q, putOps(100))
@@ -190,5 +191,26 @@ func (h injectBeforeRead) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 			}
 		}
 		return next(ctx, cmds)
+	}
+}
+
+// TestReadsAreSizedByTheLargestMarkedEntry: writers accept values of up to
+// 1 MiB but write 32 KB ones; a read of 1 MiB asks for as many entries as
+// fit at the largest marked size, not one at the largest possible.
+func TestReadsAreSizedByTheLargestMarkedEntry(t *testing.T) {
+	t.Parallel()
+	q, _ := newQueue(t)
+	var ops []op.Op
+	for i := range 100 {
+		ops = append(ops, sizedOp(fmt.Sprint(i), 32<<10))
+	}
+	write(t, q, ops)
+	limit := Limit{Count: 500, Bytes: 1 << 20, Largest: LargestEntry(256, 1<<20)}
+	es, err := q.Read(context.Background(), 0, "g", "c", ">", limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int(limit.Bytes / es[0].Bytes); len(es) != want || bytesOf(es) > limit.Bytes {
+		t.Fatalf("read %d entries of %d bytes, want %d within %d", len(es), bytesOf(es), want, limit.Bytes)
 	}
 }

@@ -22,9 +22,14 @@ var (
 	//go:embed version.lua
 	versionSource string
 
+	// largeSource marks large entries, prepended to the scripts that add
+	// entries to a partition stream.
+	//go:embed large.lua
+	largeSource string
+
 	//go:embed write.lua
 	writeSource string
-	writeScript = redis.NewScript(versionSource + writeSource)
+	writeScript = redis.NewScript(versionSource + largeSource + writeSource)
 
 	//go:embed ack.lua
 	ackSource string

@@ -16,8 +16,7 @@
 -- (reason, source_stream, source_id, deliveries, time) are dropped. The
 -- cached value becomes the op, unflushed, unless it holds a newer version:
 -- the move deleted it, and reads must not serve the older row while the op
--- waits for its flush. A large entry leaves its id in the mark, as in
--- write.lua.
+-- waits for its flush. A large entry is marked, as in write.lua.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then
   return false
@@ -49,8 +48,6 @@ if KEYS[4] and ver and #ver == 19 then
   end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
-if #(op['e'] or '') + #(op['i'] or '') + #(op['d'] or '') > tonumber(ARGV[3]) then
-  redis.call('SET', KEYS[3], id)
-end
+mark_large(KEYS[3], id, #(op['e'] or '') + #(op['i'] or '') + #(op['d'] or ''), ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id

@@ -119,11 +119,11 @@ func (q *Queue) againWithGroup(ctx context.Context, p int, group string, err err
 
 // Read reads entries of partition p for a consumer, without waiting: with
 // after ">" new entries, with an entry id the consumer's own pending entries
-// after that id. The entries count for at most limit.Bytes (Entry.Bytes):
-// unless the partition's large-entry mark shows that no large entry can be
-// among them, it asks for only as many as fit at limit.Largest each. For new
-// entries the mark is compared with the group's last-delivered id under
-// WATCH, so a large entry written in between cannot slip into a full read.
+// after that id. The entries count for at most limit.Bytes (Entry.Bytes in
+// all): the read asks for as many as fit at the size of the largest entry
+// the partition's large-entry mark allows among them. For new entries the
+// mark is compared with the group's last-delivered id and held still with
+// WATCH until the read, so a large entry written in between cannot slip in.
 func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, limit Limit) ([]Entry, error) {
 	var msgs []redis.XMessage
 	read := func() (err error) {
@@ -131,11 +131,11 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 			msgs, err = q.readNew(ctx, p, group, consumer, limit)
 			return err
 		}
-		large, err := q.largeAfter(ctx, p, after, false)
+		m, err := q.readLargeMark(ctx, p)
 		if err != nil {
 			return err
 		}
-		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, after, limit.count(large), -1)
+		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, after, limit.count(m.largest(after, false)), -1)
 		return err
 	}
 	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
@@ -151,7 +151,7 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 func (q *Queue) Wait(ctx context.Context, p int, group, consumer string, limit Limit, block time.Duration) ([]Entry, error) {
 	var msgs []redis.XMessage
 	read := func() (err error) {
-		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), block)
+		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(limit.Largest), block)
 		return err
 	}
 	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
@@ -160,49 +160,42 @@ func (q *Queue) Wait(ctx context.Context, p int, group, consumer string, limit L
 	return decodeMessages(msgs), nil
 }
 
-// readNew reads new entries: as many as limit allows for small ones when the
-// large-entry mark is at or below the group's last-delivered id, as WATCH
-// makes sure it stays until the read; for large ones otherwise.
+// readNew reads new entries, as many as fit at the size of the largest
+// entry the mark allows above the group's last-delivered id; WATCH keeps the
+// mark as it was read until the read.
 func (q *Queue) readNew(ctx context.Context, p int, group, consumer string, limit Limit) ([]redis.XMessage, error) {
-	stream, markKey := q.keys.Stream(p), q.keys.Large(p)
 	var msgs []redis.XMessage
 	watched := func(tx *redis.Tx) error {
-		var mark *redis.StringCmd
-		var groups *redis.XInfoGroupsCmd
+		var info *redis.XInfoGroupsCmd
+		var mark *redis.SliceCmd
 		_, _ = tx.Pipelined(ctx, func(pl redis.Pipeliner) error {
-			mark = pl.Get(ctx, markKey)
-			groups = pl.XInfoGroups(ctx, stream)
+			info = pl.XInfoGroups(ctx, q.keys.Stream(p))
+			mark = pl.HMGet(ctx, q.keys.Large(p), "id", "payload")
 			return nil
 		})
-		m, err := mark.Result()
-		if errors.Is(err, redis.Nil) {
-			m, err = "", nil
+		groups, err := info.Result()
+		if err != nil && !redis.HasErrorPrefix(err, "ERR no such key") {
+			return err
 		}
+		m, err := q.largeMarkOf(p, mark)
 		if err != nil {
 			return err
 		}
-		large := m != ""
-		if large {
-			// No group (or no stream) yet: the read below says why.
-			for _, g := range groups.Val() {
-				if g.Name == group {
-					large = markAbove(m, g.LastDeliveredID, false)
-				}
+		// Without the group (or the stream) the read fails, and says why.
+		largest := m.largest("0-0", true)
+		for _, g := range groups {
+			if g.Name == group {
+				largest = m.largest(g.LastDeliveredID, false)
 			}
 		}
-		if large {
-			// A full read is not possible anyway: no need to hold the
-			// mark still.
-			msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), -1)
-			return err
-		}
-		msgs, err = q.xreadgroup(ctx, tx, p, group, consumer, ">", limit.count(false), -1)
+		msgs, err = q.xreadgroup(ctx, tx, p, group, consumer, ">", limit.count(largest), -1)
 		return err
 	}
-	err := q.rdb.Watch(ctx, watched, markKey)
+	err := q.rdb.Watch(ctx, watched, q.keys.Large(p))
 	if errors.Is(err, redis.TxFailedErr) {
-		// A large entry came in between: read as if it is among them.
-		return q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(true), -1)
+		// A large entry came in between: read as if the largest possible
+		// is among them.
+		return q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(limit.Largest), -1)
 	}
 	return msgs, err
 }
@@ -249,7 +242,7 @@ func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdl
 	var msgs []redis.XMessage
 	var next string
 	claim := func() error {
-		large, err := q.largeAfter(ctx, p, start, true)
+		m, err := q.readLargeMark(ctx, p)
 		if err != nil {
 			return err
 		}
@@ -259,7 +252,7 @@ func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdl
 			Consumer: consumer,
 			MinIdle:  minIdle,
 			Start:    start,
-			Count:    limit.count(large),
+			Count:    limit.count(m.largest(start, true)),
 		}).Result()
 		return err
 	}

@@ -51,7 +51,7 @@ for _, g in ipairs(groups) do
     min = need
   end
 end
-local mark = redis.call('GET', KEYS[2])
+local mark = redis.call('HGET', KEYS[2], 'id')
 if mark and less(mark, min) then
   redis.call('DEL', KEYS[2])
 end

@@ -20,8 +20,8 @@
 -- XLEN is O(1) and, as the flushers trim what every group acknowledged, an
 -- upper bound of the backlog (undelivered plus pending).
 --
--- A large entry leaves its id in the mark, so flushers read fewer entries
--- at once while it may be among them (Queue.Read).
+-- A large entry is marked (mark_large, large.lua, prepended), so flushers
+-- read fewer entries at once while it may be among them (Queue.Read).
 local max = tonumber(ARGV[6])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   -- Name the group holding the backlog: the one with the most unread and
@@ -48,9 +48,7 @@ end
 -- holds another type, or its last id is the largest), and a script is not
 -- undone by an error, so nothing readers see may change before it.
 local id = redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
-if #ARGV[2] + #ARGV[3] + #ARGV[4] > tonumber(ARGV[8]) then
-  redis.call('SET', KEYS[4], id)
-end
+mark_large(KEYS[4], id, #ARGV[2] + #ARGV[3] + #ARGV[4], ARGV[8])
 redis.call('SET', KEYS[3], ver)
 if ARGV[1] == 'p' then
   redis.call('SET', KEYS[1], 'D' .. ver .. ARGV[4])

@@ -1,0 +1,78 @@
+package flusher
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/metrics"
+)
+
+// TestHeldBytesStayWithinTheBudget: a backlog of 100 KB values on four
+// partitions drains with a budget of a few values; the bytes held, sampled
+// all along, never pass the budget, and all are given back at the end.
+func TestHeldBytesStayWithinTheBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 4)
+	b.cfg.MaxValueBytes = 100 << 10
+	var ops []writebehind.Op
+	for i := range 60 {
+		ops = append(ops, writebehind.Op{Kind: writebehind.OpPut, Entity: "user", ID: fmt.Sprint(i),
+			Value: []byte(`{"p":"` + strings.Repeat("v", 100<<10-8) + `"}`)})
+	}
+	for _, r := range b.w.Apply(ctx, ops) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	m := metrics.NewFlusher(prometheus.NewRegistry())
+	budget := 3 * b.cfg.LargestEntry()
+	f := New(b.q, b.sink, Options{Group: b.cfg.Group, Consumer: "main", BatchSize: 500, Block: 50 * time.Millisecond,
+		ClaimMinIdle: time.Second, ClaimInterval: 100 * time.Millisecond, Log: zerolog.Nop(), Metrics: m,
+		MaxBatchBytes: b.cfg.LargestEntry(), MaxInflightBytes: budget, LargestEntry: b.cfg.LargestEntry()})
+
+	held := func() int64 {
+		var g dto.Metric
+		if err := m.HeldBytes.Write(&g); err != nil {
+			t.Error(err)
+		}
+		return int64(g.GetGauge().GetValue())
+	}
+	done := make(chan struct{})
+	var most int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			most = max(most, held())
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	st, err := f.Drain(ctx)
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ops != 60 {
+		t.Fatalf("flushed %d ops, want 60", st.Ops)
+	}
+	if most == 0 || most > budget {
+		t.Fatalf("held at most %d bytes, want more than 0 and at most the budget %d", most, budget)
+	}
+	if n := held(); n != 0 {
+		t.Fatalf("%d bytes still held after the drain", n)
+	}
+}
