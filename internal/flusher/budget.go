@@ -58,13 +58,13 @@ func (f *Flusher) release(b batch) {
 }
 
 // waitNew waits up to Block for new entries of partition p. A blocked read
-// cannot know what will come, so it asks for one entry's worth of the
-// budget; at most half the budget waits that way at once, and a partition
-// that finds no room sleeps instead, so idle partitions cannot starve busy
-// ones.
+// cannot know what will come, so it reserves the largest entry; at most half
+// the budget waits that way at once, so idle partitions cannot starve busy
+// ones. A partition that finds no room sleeps a fifth of Block instead, and
+// reads again.
 func (f *Flusher) waitNew(ctx context.Context, p int, log zerolog.Logger) (batch, error) {
 	if !f.waiters.TryAcquire(1) {
-		sleep(ctx, f.opt.Block)
+		sleep(ctx, f.opt.Block/5)
 		return batch{}, nil
 	}
 	defer f.waiters.Release(1)

@@ -135,7 +135,7 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 		if err != nil {
 			return err
 		}
-		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, after, limit.count(m.largest(after, false)), -1)
+		msgs, err = q.xreadgroup(ctx, p, group, consumer, after, limit.count(m.largest(after, false)), -1)
 		return err
 	}
 	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
@@ -151,7 +151,7 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 func (q *Queue) Wait(ctx context.Context, p int, group, consumer string, limit Limit, block time.Duration) ([]Entry, error) {
 	var msgs []redis.XMessage
 	read := func() (err error) {
-		msgs, err = q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(limit.Largest), block)
+		msgs, err = q.xreadgroup(ctx, p, group, consumer, ">", limit.count(limit.Largest), block)
 		return err
 	}
 	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
@@ -188,43 +188,44 @@ func (q *Queue) readNew(ctx context.Context, p int, group, consumer string, limi
 				largest = m.largest(g.LastDeliveredID, false)
 			}
 		}
-		msgs, err = q.xreadgroup(ctx, tx, p, group, consumer, ">", limit.count(largest), -1)
+		var read *redis.XStreamSliceCmd
+		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+			read = pl.XReadGroup(ctx, q.readGroupArgs(p, group, consumer, ">", limit.count(largest), -1))
+			return nil
+		})
+		if errors.Is(err, redis.TxFailedErr) {
+			return err
+		}
+		msgs, err = messages(read.Result())
 		return err
 	}
 	err := q.rdb.Watch(ctx, watched, q.keys.Large(p))
 	if errors.Is(err, redis.TxFailedErr) {
 		// A large entry came in between: read as if the largest possible
 		// is among them.
-		return q.xreadgroup(ctx, q.rdb, p, group, consumer, ">", limit.count(limit.Largest), -1)
+		return q.xreadgroup(ctx, p, group, consumer, ">", limit.count(limit.Largest), -1)
 	}
 	return msgs, err
 }
 
-// xreadgroup runs one XREADGROUP of partition p; on a *redis.Tx it runs in
-// MULTI/EXEC, so it fails with redis.TxFailedErr if a watched key changed.
-// block < 0 does not wait.
-func (q *Queue) xreadgroup(ctx context.Context, c redis.Cmdable, p int, group, consumer, after string, count int64, block time.Duration) ([]redis.XMessage, error) {
-	args := &redis.XReadGroupArgs{
+// xreadgroup runs one XREADGROUP of partition p; block < 0 does not wait.
+func (q *Queue) xreadgroup(ctx context.Context, p int, group, consumer, after string, count int64, block time.Duration) ([]redis.XMessage, error) {
+	return messages(q.rdb.XReadGroup(ctx, q.readGroupArgs(p, group, consumer, after, count, block)).Result())
+}
+
+func (q *Queue) readGroupArgs(p int, group, consumer, after string, count int64, block time.Duration) *redis.XReadGroupArgs {
+	return &redis.XReadGroupArgs{
 		Group:    group,
 		Consumer: consumer,
 		Streams:  []string{q.keys.Stream(p), after},
 		Count:    count,
 		Block:    block,
 	}
-	var res []redis.XStream
-	var err error
-	if tx, ok := c.(*redis.Tx); ok {
-		var cmd *redis.XStreamSliceCmd
-		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
-			cmd = pl.XReadGroup(ctx, args)
-			return nil
-		})
-		if cmd != nil && !errors.Is(err, redis.TxFailedErr) {
-			res, err = cmd.Result()
-		}
-	} else {
-		res, err = c.XReadGroup(ctx, args).Result()
-	}
+}
+
+// messages returns the entries of a one-stream XREADGROUP answer; none
+// (redis.Nil) is no error.
+func messages(res []redis.XStream, err error) ([]redis.XMessage, error) {
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
