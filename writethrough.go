@@ -22,7 +22,7 @@ func WithPostgres(pool *pgxpool.Pool) WriterOption {
 		if err != nil {
 			return err
 		}
-		if err := w.q.LoadReadScripts(ctx); err != nil {
+		if err := w.q.LoadScripts(ctx); err != nil {
 			return err
 		}
 		w.through = s

@@ -16,11 +16,11 @@ import (
 var (
 	//go:embed deadletter.lua
 	deadLetterSource string
-	deadLetterScript = redis.NewScript(deadLetterSource)
+	deadLetterScript = newScript(deadLetterSource)
 
 	//go:embed replay.lua
 	replaySource string
-	replayScript = redis.NewScript(largeSource + replaySource)
+	replayScript = newScript(replaySource)
 )
 
 // Letter is an entry to dead-letter and why.

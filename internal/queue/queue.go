@@ -17,23 +17,13 @@ import (
 )
 
 var (
-	// versionSource is the version rule, prepended to the scripts that
-	// take versions.
-	//go:embed version.lua
-	versionSource string
-
-	// largeSource marks large entries, prepended to the scripts that add
-	// entries to a partition stream.
-	//go:embed large.lua
-	largeSource string
-
 	//go:embed write.lua
 	writeSource string
-	writeScript = redis.NewScript(versionSource + largeSource + writeSource)
+	writeScript = newScript(writeSource)
 
 	//go:embed ack.lua
 	ackSource string
-	ackScript = redis.NewScript(ackSource)
+	ackScript = newScript(ackSource)
 )
 
 // ErrPartitionMismatch is returned when the namespace was created with another
@@ -109,17 +99,6 @@ func (q *Queue) keyBeyond(ctx context.Context) (string, error) {
 		}
 	}
 	return "", iter.Err()
-}
-
-// LoadScripts makes sure the scripts are cached by Redis, so pipelines can
-// call them by hash.
-func (q *Queue) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{writeScript, ackScript} {
-		if err := s.Load(ctx, q.rdb).Err(); err != nil {
-			return fmt.Errorf("load script: %w", err)
-		}
-	}
-	return nil
 }
 
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,116 +13,26 @@ import (
 var (
 	//go:embed lease.lua
 	leaseSource string
-	leaseScript = redis.NewScript(leaseSource)
+	leaseScript = newScript(leaseSource)
 
 	//go:embed cas.lua
 	casSource string
-	casScript = redis.NewScript(casSource)
+	casScript = newScript(casSource)
 
 	//go:embed drop.lua
 	dropSource string
-	dropScript = redis.NewScript(dropSource)
+	dropScript = newScript(dropSource)
 
 	//go:embed cutoff.lua
 	cutoffSource string
-	cutoffScript = redis.NewScript(cutoffSource)
+	cutoffScript = newScript(cutoffSource)
 )
-
-// readScripts are the scripts of the read path and of write-through.
-var readScripts = []*redis.Script{leaseScript, casScript, dropScript, cutoffScript, throughBeginScript, throughFinishScript, throughAbortScript}
-
-// FillMeta is what the read path stores after the version of a Filled or
-// Negative value, so every reader can tell how old the fill is and when to
-// refresh it early. Times are Unix microseconds.
-type FillMeta struct {
-	// Stamp is when the load that produced the value started: a value
-	// loaded before an entity's invalidation cut-off is stale.
-	Stamp int64
-	// Delta is how long the load took, for early refresh (XFetch).
-	Delta int64
-	// Expire is when the value expires; 0 never.
-	Expire int64
-}
-
-// metaLen is the fixed width of FillMeta: 16 + 10 + 16 digits.
-const metaLen = 42
-
-// fillHeaderLen is the state byte, version and FillMeta.
-const fillHeaderLen = headerLen + metaLen
-
-func parseRead(st State, s string) (Cached, error) {
-	v, err := strconv.ParseInt(s[1:headerLen], 10, 64)
-	if err != nil {
-		return Cached{}, fmt.Errorf("%w: version: %v", ErrCorruptValue, err)
-	}
-	c := Cached{State: st, Version: v}
-	if st == Leased {
-		return c, nil
-	}
-	if len(s) < fillHeaderLen {
-		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
-	}
-	var m [3]int64
-	for i, r := range [][2]int{{20, 36}, {36, 46}, {46, 62}} {
-		if m[i], err = strconv.ParseInt(s[r[0]:r[1]], 10, 64); err != nil {
-			return Cached{}, fmt.Errorf("%w: fill metadata: %v", ErrCorruptValue, err)
-		}
-	}
-	c.Meta = FillMeta{Stamp: m[0], Delta: m[1], Expire: m[2]}
-	if st == Filled {
-		c.Data = []byte(s[fillHeaderLen:])
-	}
-	return c, nil
-}
-
-// FreshStamp is the time a cached value counts from when it is compared to an
-// entity's invalidation cut-off: its load start for values the read path
-// filled, its version (the hybrid clock, in microseconds) for values the
-// flusher marked clean. Unflushed values and leases return MaxInt64: they
-// are never stale.
-func (c Cached) FreshStamp() int64 {
-	switch c.State {
-	case Filled, Negative:
-		return c.Meta.Stamp
-	case Clean, CleanTombstone:
-		return c.Version
-	}
-	return 1<<63 - 1
-}
-
-// FillHeader renders the header of a Filled or Negative value; the refresh
-// of a value compares it to make sure the value is still the one it replaces.
-func FillHeader(st State, version int64, m FillMeta) string {
-	return fmt.Sprintf("%c%019d%016d%010d%016d", st, version, m.Stamp, m.Delta, m.Expire)
-}
-
-// EncodeFill renders a value loaded by the read path: Filled with data when
-// found, Negative otherwise.
-func EncodeFill(found bool, version int64, m FillMeta, data []byte) string {
-	if !found {
-		return FillHeader(Negative, version, m)
-	}
-	return FillHeader(Filled, version, m) + string(data)
-}
-
-// LeaseValue is what a lease with token leaves in the key.
-func LeaseValue(token int64) string { return fmt.Sprintf("%c%019d", Leased, token) }
 
 // Cutoff is the key holding an entity's invalidation cut-off.
 func (k Keys) Cutoff(entity string) string { return k.ns + ":cutoff:" + entity }
 
 func (q *Queue) valueKey(entity, id string) string {
 	return q.keys.Value(q.Partition(entity, id), entity, id)
-}
-
-// LoadReadScripts makes sure the read path's scripts are cached by Redis.
-func (q *Queue) LoadReadScripts(ctx context.Context) error {
-	for _, s := range readScripts {
-		if err := s.Load(ctx, q.rdb).Err(); err != nil {
-			return fmt.Errorf("load script: %w", err)
-		}
-	}
-	return nil
 }
 
 // GetMany returns the cached values of ids of one entity, in order: one MGET

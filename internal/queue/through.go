@@ -5,8 +5,6 @@ import (
 	_ "embed"
 	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // A write-through writes PostgreSQL first and the cache after, so without
@@ -19,15 +17,15 @@ import (
 var (
 	//go:embed through_begin.lua
 	throughBeginSource string
-	throughBeginScript = redis.NewScript(versionSource + throughBeginSource)
+	throughBeginScript = newScript(throughBeginSource)
 
 	//go:embed through_finish.lua
 	throughFinishSource string
-	throughFinishScript = redis.NewScript(throughFinishSource)
+	throughFinishScript = newScript(throughFinishSource)
 
 	//go:embed through_abort.lua
 	throughAbortSource string
-	throughAbortScript = redis.NewScript(throughAbortSource)
+	throughAbortScript = newScript(throughAbortSource)
 )
 
 // BeginThrough takes the next version of a key from its partition clock, as a

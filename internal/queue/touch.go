@@ -4,14 +4,12 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-
-	"github.com/redis/go-redis/v9"
 )
 
 var (
 	//go:embed touch.lua
 	touchSource string
-	touchScript = redis.NewScript(touchSource)
+	touchScript = newScript(touchSource)
 )
 
 // Touch resets the idle time of the entries of partition p that consumer

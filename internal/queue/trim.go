@@ -5,18 +5,16 @@ import (
 	_ "embed"
 	"fmt"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 var (
 	//go:embed trim.lua
 	trimSource string
-	trimScript = redis.NewScript(trimSource)
+	trimScript = newScript(trimSource)
 
 	//go:embed idle.lua
 	idleSource string
-	idleScript = redis.NewScript(idleSource)
+	idleScript = newScript(idleSource)
 )
 
 // Trim removes the entries of partition p that every consumer group has

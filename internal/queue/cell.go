@@ -1,0 +1,270 @@
+package queue
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+// A cell is the cached value of one document, as Redis holds it: a state
+// byte, a version in 19 zero-padded digits, then what the state carries.
+// Every field sits at a fixed offset, so the scripts read and compare them
+// without parsing: this file owns the layout, and renders it for the scripts
+// as the prelude cellPrelude.
+//
+//	D|T version data           unflushed put (data) or delete
+//	C|X version data           flushed put or delete, with the clean TTL
+//	F|N version stamp delta expire data
+//	                           filled by the read path (found or not)
+//	L token                    a reader's lease
+//	W version deadline prior   a write-through committing; prior is a cell
+//
+// Cached is the decoded cell.
+
+// State is the first byte of a cell: whether it holds data or a tombstone,
+// and whether PostgreSQL has it yet.
+type State byte
+
+const (
+	// Dirty is a value written but not yet flushed: it never expires.
+	Dirty State = 'D'
+	// Clean is a flushed value: it carries the clean TTL.
+	Clean State = 'C'
+	// DirtyTombstone is a delete not yet flushed: reads see "not found".
+	DirtyTombstone State = 'T'
+	// CleanTombstone is a flushed delete, kept for the clean TTL as a
+	// cached "not found".
+	CleanTombstone State = 'X'
+	// Filled is a clean value the read path loaded and stored, with its
+	// fill stamp, load time and expiry (see FillMeta).
+	Filled State = 'F'
+	// Negative is a cached "not found" the read path stored, with the same
+	// fill metadata as Filled; any write replaces it.
+	Negative State = 'N'
+	// Leased marks a key a reader is loading: the 19 digits are its token.
+	// Any write replaces it, and a fill succeeds only while it is there.
+	Leased State = 'L'
+	// Writing marks a key whose write-through is committing to PostgreSQL:
+	// the version is the write's, then come its deadline and the value the
+	// key held before (Prior), which reads answer with until the write
+	// finishes. No lease or fill replaces it.
+	Writing State = 'W'
+)
+
+// flushed is the state machine of a flush: what the ack script makes of a
+// cell that still holds the op flushed. Every other state is left as it is
+// by a flush; writes replace any state with D or T, reads fill only over a
+// lease (F, N), and only where no write came since.
+var flushed = map[State]State{Dirty: Clean, DirtyTombstone: CleanTombstone}
+
+// The layout: widths and offsets (0-based) of the fields.
+const (
+	versionDigits = 19
+	// headerLen is the state byte and the version.
+	headerLen = 1 + versionDigits
+	// A Writing cell: its deadline (Unix µs), then the prior cell.
+	deadlineDigits = 16
+	markLen        = headerLen + deadlineDigits
+	// A Filled or Negative cell: FillMeta, then the data.
+	stampDigits, deltaDigits, expireDigits = 16, 10, 16
+	stampAt                                = headerLen
+	deltaAt                                = stampAt + stampDigits
+	expireAt                               = deltaAt + deltaDigits
+	fillHeaderLen                          = expireAt + expireDigits
+)
+
+// cellPrelude renders the layout for the scripts: state letters, the flush
+// table, and accessors of a cell string (1-based, as Lua's string.sub) and
+// of a key holding one (0-based, as GETRANGE).
+func cellPrelude() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- The cell layout (cell.go).\n")
+	fmt.Fprintf(&b, "local DIRTY, CLEAN, DIRTY_TOMBSTONE, CLEAN_TOMBSTONE = '%c', '%c', '%c', '%c'\n", Dirty, Clean, DirtyTombstone, CleanTombstone)
+	fmt.Fprintf(&b, "local FILLED, NEGATIVE, LEASED, WRITING = '%c', '%c', '%c', '%c'\n", Filled, Negative, Leased, Writing)
+	fmt.Fprintf(&b, "local FLUSHED = {%c = '%c', %c = '%c'}\n", Dirty, flushed[Dirty], DirtyTombstone, flushed[DirtyTombstone])
+	fmt.Fprintf(&b, "local HEADER_LEN, MARK_LEN = %d, %d\n", headerLen, markLen)
+	fmt.Fprintf(&b, "local function cell_state(v) return string.sub(v, 1, 1) end\n")
+	fmt.Fprintf(&b, "local function cell_version(v) return string.sub(v, 2, %d) end\n", headerLen)
+	fmt.Fprintf(&b, "local function cell_header(v) return string.sub(v, 1, %d) end\n", headerLen)
+	fmt.Fprintf(&b, "local function cell_deadline(v) return tonumber(string.sub(v, %d, %d)) end\n", headerLen+1, markLen)
+	fmt.Fprintf(&b, "local function cell_mark(v) return string.sub(v, 1, %d) end\n", markLen)
+	fmt.Fprintf(&b, "local function cell_prior(v) return string.sub(v, %d) end\n", markLen+1)
+	fmt.Fprintf(&b, "local function cell_stamp(v) return tonumber(string.sub(v, %d, %d)) end\n", stampAt+1, stampAt+stampDigits)
+	fmt.Fprintf(&b, "local function cell_deadline_of(deadline) return string.format('%%0%dd', tonumber(deadline)) end\n", deadlineDigits)
+	fmt.Fprintf(&b, "local function key_state(key) return redis.call('GETRANGE', key, 0, 0) end\n")
+	fmt.Fprintf(&b, "local function key_header(key) return redis.call('GETRANGE', key, 0, %d) end\n", headerLen-1)
+	fmt.Fprintf(&b, "local function key_mark(key) return redis.call('GETRANGE', key, 0, %d) end\n", markLen-1)
+	fmt.Fprintf(&b, "local function key_prior_header(key) return redis.call('GETRANGE', key, %d, %d) end\n", markLen, markLen+headerLen-1)
+	fmt.Fprintf(&b, "local function set_key_state(key, st) redis.call('SETRANGE', key, 0, st) end\n")
+	fmt.Fprintf(&b, "local function set_key_prior_state(key, st) redis.call('SETRANGE', key, %d, st) end\n", markLen)
+	fmt.Fprintf(&b, "local function unflushed(st) return FLUSHED[st] ~= nil end\n")
+	fmt.Fprintf(&b, "local function written(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE end\n")
+	return b.String()
+}
+
+// Cached is one decoded cell.
+type Cached struct {
+	State State
+	// Version is the version of the op or row the cell holds; for a lease,
+	// its token.
+	Version int64
+	// Data is the JSON object; nil for tombstones.
+	Data []byte
+	// Meta is set for Filled and Negative values.
+	Meta FillMeta
+	// Deadline (Unix microseconds) and Prior are set for Writing values:
+	// past the deadline the writer is taken to have died; Prior is nil
+	// when the key held nothing a read can answer with.
+	Deadline int64
+	Prior    *Cached
+}
+
+// FillMeta is what the read path stores after the version of a Filled or
+// Negative value, so every reader can tell how old the fill is and when to
+// refresh it early. Times are Unix microseconds.
+type FillMeta struct {
+	// Stamp is when the load that produced the value started: a value
+	// loaded before an entity's invalidation cut-off is stale.
+	Stamp int64
+	// Delta is how long the load took, for early refresh (XFetch).
+	Delta int64
+	// Expire is when the value expires; 0 never.
+	Expire int64
+}
+
+// Found reports whether the cached value says the document exists.
+func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.State == Filled }
+
+// FreshStamp is the time a cached value counts from when it is compared to an
+// entity's invalidation cut-off: its load start for values the read path
+// filled, its version (the hybrid clock, in microseconds) for values the
+// flusher marked clean. Unflushed values and leases return MaxInt64: they
+// are never stale.
+func (c Cached) FreshStamp() int64 {
+	switch c.State {
+	case Filled, Negative:
+		return c.Meta.Stamp
+	case Clean, CleanTombstone:
+		return c.Version
+	}
+	return 1<<63 - 1
+}
+
+// header renders the first headerLen bytes of a cell: the state and the
+// version.
+func header(st State, v int64) string {
+	var b [headerLen]byte
+	b[0] = byte(st)
+	for i := headerLen - 1; i > 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[:])
+}
+
+// formatVersion renders a version the way scripts store and compare it.
+func formatVersion(v int64) string { return header(0, v)[1:] }
+
+// dirtyHeader is the header the cell of o holds until o is flushed.
+func dirtyHeader(o op.Op) string {
+	if o.Kind == op.Delete {
+		return header(DirtyTombstone, o.Version)
+	}
+	return header(Dirty, o.Version)
+}
+
+// FillHeader renders the header of a Filled or Negative cell; the refresh
+// of a value compares it to make sure the value is still the one it replaces.
+func FillHeader(st State, version int64, m FillMeta) string {
+	return fmt.Sprintf("%s%0*d%0*d%0*d", header(st, version), stampDigits, m.Stamp, deltaDigits, m.Delta, expireDigits, m.Expire)
+}
+
+// EncodeFill renders a value loaded by the read path: Filled with data when
+// found, Negative otherwise.
+func EncodeFill(found bool, version int64, m FillMeta, data []byte) string {
+	if !found {
+		return FillHeader(Negative, version, m)
+	}
+	return FillHeader(Filled, version, m) + string(data)
+}
+
+// LeaseValue is what a lease with token leaves in the key.
+func LeaseValue(token int64) string { return header(Leased, token) }
+
+// ErrCorruptValue is returned for a cached value this package did not write.
+var ErrCorruptValue = fmt.Errorf("queue: corrupt cached value")
+
+func parseCached(s string) (Cached, error) {
+	if len(s) < headerLen {
+		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
+	}
+	v, err := strconv.ParseInt(s[1:headerLen], 10, 64)
+	if err != nil {
+		return Cached{}, fmt.Errorf("%w: version: %v", ErrCorruptValue, err)
+	}
+	c := Cached{State: State(s[0]), Version: v}
+	switch c.State {
+	case Dirty, Clean:
+		c.Data = []byte(s[headerLen:])
+	case DirtyTombstone, CleanTombstone, Leased:
+	case Filled, Negative:
+		return parseFill(c, s)
+	case Writing:
+		return parseMark(c, s)
+	default:
+		return Cached{}, fmt.Errorf("%w: state %q", ErrCorruptValue, s[0])
+	}
+	return c, nil
+}
+
+// digits parses the n digits of s at offset at.
+func digits(s string, at, n int, what string) (int64, error) {
+	v, err := strconv.ParseInt(s[at:at+n], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrCorruptValue, what, err)
+	}
+	return v, nil
+}
+
+func parseFill(c Cached, s string) (Cached, error) {
+	if len(s) < fillHeaderLen {
+		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
+	}
+	var err error
+	if c.Meta.Stamp, err = digits(s, stampAt, stampDigits, "fill stamp"); err != nil {
+		return Cached{}, err
+	}
+	if c.Meta.Delta, err = digits(s, deltaAt, deltaDigits, "fill delta"); err != nil {
+		return Cached{}, err
+	}
+	if c.Meta.Expire, err = digits(s, expireAt, expireDigits, "fill expiry"); err != nil {
+		return Cached{}, err
+	}
+	if c.State == Filled {
+		c.Data = []byte(s[fillHeaderLen:])
+	}
+	return c, nil
+}
+
+func parseMark(c Cached, s string) (Cached, error) {
+	if len(s) < markLen {
+		return Cached{}, fmt.Errorf("%w: write-through mark of %d bytes", ErrCorruptValue, len(s))
+	}
+	var err error
+	if c.Deadline, err = digits(s, headerLen, deadlineDigits, "deadline"); err != nil {
+		return Cached{}, err
+	}
+	if len(s) > markLen {
+		prior, err := parseCached(s[markLen:])
+		if err != nil {
+			return Cached{}, err
+		}
+		if prior.State == Writing || prior.State == Leased {
+			return Cached{}, fmt.Errorf("%w: write-through mark over %q", ErrCorruptValue, prior.State)
+		}
+		c.Prior = &prior
+	}
+	return c, nil
+}
