@@ -9,8 +9,8 @@
 --
 -- A value is marked clean only while it still holds the flushed version: a
 -- newer write made since stays dirty and without TTL until its own flush.
--- Under a write-through's mark (W, 36 bytes of header) the value it covers
--- is marked clean the same way, without TTL: should the write-through fail,
+-- Under a write-through's mark the value it covers (its prior) is marked
+-- clean the same way, without TTL: should the write-through fail,
 -- the mark is removed and the next read loads what PostgreSQL has.
 local n = tonumber(ARGV[3])
 local acked = 0
@@ -21,16 +21,13 @@ local m = #KEYS - 1
 local ttl = tonumber(ARGV[2])
 for i = 2, #KEYS do
   local dirty = ARGV[2 + n + i]
-  if redis.call('GETRANGE', KEYS[i], 0, 0) == 'W' then
-    if redis.call('GETRANGE', KEYS[i], 36, 55) == dirty then
-      redis.call('SETRANGE', KEYS[i], 36, string.byte(dirty) == 68 and 'C' or 'X')
+  local clean = FLUSHED[cell_state(dirty)]
+  if key_state(KEYS[i]) == WRITING then
+    if key_prior_header(KEYS[i]) == dirty then
+      set_key_prior_state(KEYS[i], clean)
     end
-  elseif redis.call('GETRANGE', KEYS[i], 0, 19) == dirty then
-    if string.byte(dirty) == 68 then -- 'D'
-      redis.call('SETRANGE', KEYS[i], 0, 'C')
-    else
-      redis.call('SETRANGE', KEYS[i], 0, 'X')
-    end
+  elseif key_header(KEYS[i]) == dirty then
+    set_key_state(KEYS[i], clean)
     local own = ARGV[2 + n + m + i]
     if own then ttl = tonumber(own) end
     if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end

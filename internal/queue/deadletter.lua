@@ -9,12 +9,12 @@
 --
 -- Only an entry still pending for the group is moved: one that another
 -- consumer flushed or moved meanwhile is left alone, so a move can be retried.
--- The dead-letter entry holds the original fields, then reason,
--- source_stream, source_id, deliveries and time, in that order. A cached
+-- The dead-letter entry holds the original fields, then LETTER_FIELDS:
+-- reason, source stream, source id, deliveries and time. A cached
 -- value still holding the op unflushed is deleted: PostgreSQL never got it,
 -- so reads go back to what PostgreSQL has; a newer write is left alone. A
--- write-through's mark (36 bytes of header) covering it keeps its header
--- and drops what it covers.
+-- write-through's mark covering it keeps its own header and drops what it
+-- covers.
 local moved = 0
 for i = 3, #ARGV, 4 do
   local id, reason, key, dirty = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
@@ -25,22 +25,16 @@ for i = 3, #ARGV, 4 do
     if #entry == 1 then
       fields = entry[1][2]
     end
-    fields[#fields + 1] = 'reason'
-    fields[#fields + 1] = reason
-    fields[#fields + 1] = 'source_stream'
-    fields[#fields + 1] = KEYS[1]
-    fields[#fields + 1] = 'source_id'
-    fields[#fields + 1] = id
-    fields[#fields + 1] = 'deliveries'
-    fields[#fields + 1] = tostring(pending[1][4])
-    fields[#fields + 1] = 'time'
-    fields[#fields + 1] = ARGV[2]
+    for j, value in ipairs({reason, KEYS[1], id, tostring(pending[1][4]), ARGV[2]}) do
+      fields[#fields + 1] = LETTER_FIELDS[j]
+      fields[#fields + 1] = value
+    end
     redis.call('XADD', KEYS[2], '*', unpack(fields))
     moved = moved + redis.call('XACK', KEYS[1], ARGV[1], id)
-    if key > 0 and redis.call('GETRANGE', KEYS[key], 0, 19) == dirty then
+    if key > 0 and key_header(KEYS[key]) == dirty then
       redis.call('DEL', KEYS[key])
-    elseif key > 0 and redis.call('GETRANGE', KEYS[key], 0, 0) == 'W' and redis.call('GETRANGE', KEYS[key], 36, 55) == dirty then
-      redis.call('SET', KEYS[key], redis.call('GETRANGE', KEYS[key], 0, 35))
+    elseif key > 0 and key_state(KEYS[key]) == WRITING and key_prior_header(KEYS[key]) == dirty then
+      redis.call('SET', KEYS[key], key_mark(KEYS[key]))
     end
   end
 end

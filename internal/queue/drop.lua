@@ -6,8 +6,8 @@
 -- PostgreSQL does not have them yet. So do write-through marks (W): their
 -- writer replaces them once PostgreSQL committed. A lease goes too, so a load that
 -- started before the invalidation cannot fill.
-local st = redis.call('GETRANGE', KEYS[1], 0, 0)
-if st == '' or st == 'D' or st == 'T' or st == 'W' then
+local st = key_state(KEYS[1])
+if st == '' or unflushed(st) or st == WRITING then
   return 0
 end
 return redis.call('DEL', KEYS[1])

@@ -1,7 +1,7 @@
 -- Leaves a reader's lease in a key it is about to load, unless the key holds
 -- something a load must not replace.
 -- KEYS[1] cached value
--- ARGV[1] lease value ("L" .. token)  ARGV[2] lease TTL in ms
+-- ARGV[1] lease value (LEASED .. token)  ARGV[2] lease TTL in ms
 -- ARGV[3] the entity's invalidation cut-off, Unix microseconds
 -- ARGV[4] "1" to replace any clean value (a refresh), else "0"
 -- returns: 1 if the lease was left, else the value the key holds
@@ -17,15 +17,15 @@ if cur == ARGV[1] then
 end
 local take = not cur
 if cur then
-  local st = string.sub(cur, 1, 1)
-  if st == 'D' or st == 'T' or st == 'W' or (st == 'L' and ARGV[4] ~= '1') then
+  local st = cell_state(cur)
+  if unflushed(st) or st == WRITING or (st == LEASED and ARGV[4] ~= '1') then
     return cur
   end
   local stamp = 0
-  if st == 'F' or st == 'N' then
-    stamp = tonumber(string.sub(cur, 21, 36)) or 0
-  elseif st == 'C' or st == 'X' then
-    stamp = tonumber(string.sub(cur, 2, 20)) or 0
+  if st == FILLED or st == NEGATIVE then
+    stamp = cell_stamp(cur) or 0
+  elseif st == CLEAN or st == CLEAN_TOMBSTONE then
+    stamp = tonumber(cell_version(cur)) or 0
   end
   take = ARGV[4] == '1' or stamp < tonumber(ARGV[3])
 end

@@ -12,8 +12,8 @@
 -- false when there is no such dead letter
 --
 -- The op keeps its version, so the flushers' version guard still keeps it
--- from overwriting anything written since. The five fields the move appended
--- (reason, source_stream, source_id, deliveries, time) are dropped. The
+-- from overwriting anything written since. The LETTER_FIELDS the move
+-- appended are dropped. The
 -- cached value becomes the op, unflushed, unless it holds a newer version:
 -- the move deleted it, and reads must not serve the older row while the op
 -- waits for its flush. A large entry is marked, as in write.lua.
@@ -22,7 +22,7 @@ if #entry == 0 then
   return false
 end
 local fields = entry[1][2]
-local n = #fields - 10
+local n = #fields - 2 * #LETTER_FIELDS
 if n < 2 then
   -- The original entry was gone when it was moved: nothing to replay.
   redis.call('XDEL', KEYS[1], ARGV[1])
@@ -32,22 +32,22 @@ local op = {}
 for i = 1, n, 2 do
   op[fields[i]] = fields[i + 1]
 end
-local ver = op['v']
-if KEYS[4] and ver and #ver == 19 then
+local ver = op[F_VERSION]
+if KEYS[4] and ver and #ver == HEADER_LEN - 1 then
   if ver <= ARGV[2] then
     redis.call('XDEL', KEYS[1], ARGV[1])
     return 'superseded'
   end
-  local head = redis.call('GETRANGE', KEYS[4], 0, 19)
-  if head == '' or string.sub(head, 1, 1) == 'L' or string.sub(head, 2) < ver then
-    if op['k'] == 'p' then
-      redis.call('SET', KEYS[4], 'D' .. ver .. (op['d'] or ''))
-    elseif op['k'] == 'd' then
-      redis.call('SET', KEYS[4], 'T' .. ver)
+  local head = key_header(KEYS[4])
+  if head == '' or cell_state(head) == LEASED or cell_version(head) < ver then
+    if op[F_KIND] == KIND_PUT then
+      redis.call('SET', KEYS[4], DIRTY .. ver .. (op[F_DATA] or ''))
+    elseif op[F_KIND] == KIND_DELETE then
+      redis.call('SET', KEYS[4], DIRTY_TOMBSTONE .. ver)
     end
   end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
-mark_large(KEYS[3], id, #(op['e'] or '') + #(op['i'] or '') + #(op['d'] or ''), ARGV[3])
+mark_large(KEYS[3], id, #(op[F_ENTITY] or '') + #(op[F_ID] or '') + #(op[F_DATA] or ''), ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id

@@ -11,15 +11,14 @@
 -- next read loads what PostgreSQL holds, which is right whether the failed
 -- commit happened or not.
 local cur = redis.call('GET', KEYS[1])
-if not cur or string.sub(cur, 1, 20) ~= 'W' .. ARGV[1] then
+if not cur or cell_header(cur) ~= WRITING .. ARGV[1] then
   return 0
 end
-if ARGV[2] ~= '0' and tonumber(string.sub(cur, 21, 36)) >= tonumber(ARGV[2]) then
+if ARGV[2] ~= '0' and cell_deadline(cur) >= tonumber(ARGV[2]) then
   return 0
 end
-local prior = string.sub(cur, 37)
-local st = string.sub(prior, 1, 1)
-if st == 'D' or st == 'T' then
+local prior = cell_prior(cur)
+if unflushed(cell_state(prior)) then
   redis.call('SET', KEYS[1], prior)
 else
   redis.call('DEL', KEYS[1])

@@ -7,8 +7,8 @@
 -- returns: the version, 19 zero-padded digits, or the error "CLOCKSKEW ..."
 -- (nothing written), as write.lua
 --
--- The mark is "W", the version, the deadline (16 digits) and the value the
--- key held before (its prior), which reads keep answering with until the
+-- The mark is WRITING, the version, the deadline and the value the key held
+-- before (its prior), which reads keep answering with until the
 -- write-through finishes: the write is not visible before then. A lease is
 -- not kept (its fill must fail: the table is about to change) and the prior
 -- of an earlier mark is kept as it is. No lease can be taken and no fill can
@@ -20,11 +20,11 @@ if not ver then
 end
 redis.call('SET', KEYS[2], ver)
 local prior = redis.call('GET', KEYS[1]) or ''
-local st = string.sub(prior, 1, 1)
-if st == 'W' then
-  prior = string.sub(prior, 37)
-elseif st == 'L' then
+local st = cell_state(prior)
+if st == WRITING then
+  prior = cell_prior(prior)
+elseif st == LEASED then
   prior = ''
 end
-redis.call('SET', KEYS[1], 'W' .. ver .. string.format('%016d', tonumber(ARGV[2])) .. prior)
+redis.call('SET', KEYS[1], WRITING .. ver .. cell_deadline_of(ARGV[2]) .. prior)
 return ver

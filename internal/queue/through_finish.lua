@@ -1,8 +1,8 @@
 -- Finishes a write-through once PostgreSQL committed it: makes the row the
 -- transaction left (its own op, or a newer one it lost to) visible.
 -- KEYS[1] cached value
--- ARGV[1] the row's version, 19 digits  ARGV[2] the row as a cached value (F
--- or N)  ARGV[3] TTL in ms (0: none)
+-- ARGV[1] the row's version, 19 digits  ARGV[2] the row as a cell (FILLED or
+-- NEGATIVE)  ARGV[3] TTL in ms (0: none)
 -- returns: 1 if the row replaced the key's value, 2 if a newer
 -- write-through's mark stopped answering with what it covers, 0 if the key
 -- was left alone
@@ -20,19 +20,17 @@ local cur = redis.call('GET', KEYS[1])
 if not cur then
   return 0
 end
-local st = string.sub(cur, 1, 1)
-local ver = string.sub(cur, 2, 20)
-local function written(s)
-  return s == 'D' or s == 'T' or s == 'C' or s == 'X'
-end
-if st == 'W' and ver > ARGV[1] then
-  if #cur > 36 and not (written(string.sub(cur, 37, 37)) and string.sub(cur, 38, 56) >= ARGV[1]) then
-    redis.call('SET', KEYS[1], string.sub(cur, 1, 36))
+local st = cell_state(cur)
+local ver = cell_version(cur)
+if st == WRITING and ver > ARGV[1] then
+  local prior = cell_prior(cur)
+  if prior ~= '' and not (written(cell_state(prior)) and cell_version(prior) >= ARGV[1]) then
+    redis.call('SET', KEYS[1], cell_mark(cur))
     return 2
   end
   return 0
 end
-if st ~= 'W' and not (written(st) and ver < ARGV[1]) then
+if st ~= WRITING and not (written(st) and ver < ARGV[1]) then
   return 0
 end
 if tonumber(ARGV[3]) > 0 then

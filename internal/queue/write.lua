@@ -2,7 +2,7 @@
 -- partition stream in one atomic step.
 -- KEYS[1] cached value  KEYS[2] partition stream  KEYS[3] partition clock
 -- KEYS[4] partition's large-entry mark
--- ARGV[1] kind ("p" put, "d" delete)  ARGV[2] entity  ARGV[3] id
+-- ARGV[1] kind (KIND_PUT, KIND_DELETE)  ARGV[2] entity  ARGV[3] id
 -- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
 -- ARGV[6] most entries the partition stream may hold (0: no limit)
 -- ARGV[7] the most a version may be ahead of Redis's clock, in microseconds
@@ -47,12 +47,12 @@ end
 -- The XADD goes first: it is the one command that can fail (the stream key
 -- holds another type, or its last id is the largest), and a script is not
 -- undone by an error, so nothing readers see may change before it.
-local id = redis.call('XADD', KEYS[2], '*', 'k', ARGV[1], 'e', ARGV[2], 'i', ARGV[3], 'v', ver, 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[2], '*', F_KIND, ARGV[1], F_ENTITY, ARGV[2], F_ID, ARGV[3], F_VERSION, ver, F_DATA, ARGV[4])
 mark_large(KEYS[4], id, #ARGV[2] + #ARGV[3] + #ARGV[4], ARGV[8])
 redis.call('SET', KEYS[3], ver)
-if ARGV[1] == 'p' then
-  redis.call('SET', KEYS[1], 'D' .. ver .. ARGV[4])
+if ARGV[1] == KIND_PUT then
+  redis.call('SET', KEYS[1], DIRTY .. ver .. ARGV[4])
 else
-  redis.call('SET', KEYS[1], 'T' .. ver)
+  redis.call('SET', KEYS[1], DIRTY_TOMBSTONE .. ver)
 end
 return ver
