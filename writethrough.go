@@ -96,8 +96,8 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	if row.Version == v {
 		data = vo.Data // the caller's bytes, as Put caches them
 	}
-	val := queue.EncodeFill(row.Found(), row.Version, m, data)
-	if _, err := w.q.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, row.Version, val, ttl); err != nil {
+	fill := queue.Fill{Found: row.Found(), Version: row.Version, Meta: m, Data: data}
+	if _, err := w.q.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, fill, ttl); err != nil {
 		return v, fmt.Errorf("%w: version %d: %v", ErrCacheNotUpdated, v, err)
 	}
 	return v, nil

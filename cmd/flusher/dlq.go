@@ -76,7 +76,7 @@ func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer)
 	}
 	for _, l := range letters {
 		fmt.Fprintf(stdout, "%d %s %s %s/%s v%s deliveries=%d source=%s reason=%q\n",
-			l.Partition, l.ID, l.Time.Format("2006-01-02T15:04:05Z"), orDash(l.Fields["e"]), orDash(l.Fields["i"]), orDash(l.Fields["v"]),
+			l.Partition, l.ID, l.Time.Format("2006-01-02T15:04:05Z"), orDash(l.Fields[queue.FieldEntity]), orDash(l.Fields[queue.FieldID]), orDash(l.Fields[queue.FieldVersion]),
 			l.Deliveries, l.SourceID, l.Reason)
 	}
 	fmt.Fprintf(stdout, "%d dead letters\n", len(letters))
@@ -139,7 +139,7 @@ func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, p in
 // its key.
 func replayOne(ctx context.Context, s *sink.Sink, q *queue.Queue, l queue.DeadLetter) (string, error) {
 	var stored int64
-	if entity, key := l.Fields["e"], l.Fields["i"]; s.Knows(entity) && key != "" {
+	if entity, key := l.Fields[queue.FieldEntity], l.Fields[queue.FieldID]; s.Knows(entity) && key != "" {
 		var err error
 		if stored, err = s.StoredVersion(ctx, entity, key); err != nil {
 			return "", fmt.Errorf("version in PostgreSQL: %w", err)

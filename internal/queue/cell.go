@@ -107,9 +107,10 @@ func cellPrelude() string {
 // Cached is one decoded cell.
 type Cached struct {
 	State State
-	// Version is the version of the op or row the cell holds; for a lease,
-	// its token.
+	// Version is the version of the op or row the cell holds.
 	Version int64
+	// Token is a lease's.
+	Token int64
 	// Data is the JSON object; nil for tombstones.
 	Data []byte
 	// Meta is set for Filled and Negative values.
@@ -175,23 +176,30 @@ func dirtyHeader(o op.Op) string {
 	return header(Dirty, o.Version)
 }
 
-// FillHeader renders the header of a Filled or Negative cell; the refresh
-// of a value compares it to make sure the value is still the one it replaces.
-func FillHeader(st State, version int64, m FillMeta) string {
+// Fill is a row the read path or a write-through stores: Filled with Data
+// when Found, Negative otherwise.
+type Fill struct {
+	Found   bool
+	Version int64
+	Meta    FillMeta
+	Data    []byte
+}
+
+func (f Fill) encode() string {
+	if !f.Found {
+		return fillHeader(Negative, f.Version, f.Meta)
+	}
+	return fillHeader(Filled, f.Version, f.Meta) + string(f.Data)
+}
+
+// fillHeader renders the header of a Filled or Negative cell; a refresh
+// compares it to make sure the value is still the one it replaces.
+func fillHeader(st State, version int64, m FillMeta) string {
 	return fmt.Sprintf("%s%0*d%0*d%0*d", header(st, version), stampDigits, m.Stamp, deltaDigits, m.Delta, expireDigits, m.Expire)
 }
 
-// EncodeFill renders a value loaded by the read path: Filled with data when
-// found, Negative otherwise.
-func EncodeFill(found bool, version int64, m FillMeta, data []byte) string {
-	if !found {
-		return FillHeader(Negative, version, m)
-	}
-	return FillHeader(Filled, version, m) + string(data)
-}
-
-// LeaseValue is what a lease with token leaves in the key.
-func LeaseValue(token int64) string { return header(Leased, token) }
+// leaseCell is what a lease with token leaves in the key.
+func leaseCell(token int64) string { return header(Leased, token) }
 
 // ErrCorruptValue is returned for a cached value this package did not write.
 var ErrCorruptValue = fmt.Errorf("queue: corrupt cached value")
@@ -208,7 +216,9 @@ func parseCached(s string) (Cached, error) {
 	switch c.State {
 	case Dirty, Clean:
 		c.Data = []byte(s[headerLen:])
-	case DirtyTombstone, CleanTombstone, Leased:
+	case Leased:
+		c.Token, c.Version = v, 0
+	case DirtyTombstone, CleanTombstone:
 	case Filled, Negative:
 		return parseFill(c, s)
 	case Writing:

@@ -30,9 +30,9 @@ func TestCellLayoutAgreesInGoAndLua(t *testing.T) {
 		{"clean", header(Clean, 42) + `{}`, Cached{State: Clean, Version: 42, Data: []byte(`{}`)}},
 		{"dirty tombstone", dirtyHeader(op.Op{Kind: op.Delete, Version: 43}), Cached{State: DirtyTombstone, Version: 43}},
 		{"clean tombstone", header(CleanTombstone, 44), Cached{State: CleanTombstone, Version: 44}},
-		{"filled", EncodeFill(true, 45, m, []byte(`{"b":2}`)), Cached{State: Filled, Version: 45, Meta: m, Data: []byte(`{"b":2}`)}},
-		{"negative", EncodeFill(false, 0, m, nil), Cached{State: Negative, Meta: m}},
-		{"lease", LeaseValue(987654321), Cached{State: Leased, Version: 987654321}},
+		{"filled", Fill{Found: true, Version: 45, Meta: m, Data: []byte(`{"b":2}`)}.encode(), Cached{State: Filled, Version: 45, Meta: m, Data: []byte(`{"b":2}`)}},
+		{"negative", Fill{Meta: m}.encode(), Cached{State: Negative, Meta: m}},
+		{"lease", leaseCell(987654321), Cached{State: Leased, Token: 987654321}},
 		{"mark over dirty", header(Writing, 46) + "0001700000000009" + dirty,
 			Cached{State: Writing, Version: 46, Deadline: 1_700_000_000_009, Prior: &Cached{State: Dirty, Version: 41, Data: []byte(`{"a":1}`)}}},
 		{"mark over nothing", header(Writing, 47) + "0001700000000009", Cached{State: Writing, Version: 47, Deadline: 1_700_000_000_009}},
@@ -63,7 +63,11 @@ return out`)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		want := []string{string(got.State), formatVersion(got.Version), header(got.State, got.Version),
+		v := got.Version
+		if got.State == Leased {
+			v = got.Token
+		}
+		want := []string{string(got.State), formatVersion(v), header(got.State, v),
 			strconv.FormatBool(flushed[got.State] != 0), ""}
 		if to, ok := flushed[got.State]; ok {
 			want[4] = string(to)

@@ -38,8 +38,8 @@ type DeadLetter struct {
 	// Partition and ID locate the dead letter itself.
 	Partition int    `json:"partition"`
 	ID        string `json:"id"`
-	// Fields are the original entry's fields (k, e, i, v, d when it was a
-	// well-formed op).
+	// Fields are the original entry's fields (FieldKind, FieldEntity, ...
+	// when it was a well-formed op).
 	Fields map[string]string `json:"fields"`
 	// Reason says why it could not be flushed.
 	Reason string `json:"reason"`
@@ -112,15 +112,15 @@ func decodeDeadLetter(p int, m redis.XMessage) DeadLetter {
 	for k, v := range m.Values {
 		s, _ := v.(string)
 		switch k {
-		case "reason":
+		case letterReason:
 			d.Reason = s
-		case "source_stream":
+		case letterSourceStream:
 			d.SourceStream = s
-		case "source_id":
+		case letterSourceID:
 			d.SourceID = s
-		case "deliveries":
+		case letterDeliveries:
 			d.Deliveries, _ = strconv.ParseInt(s, 10, 64)
-		case "time":
+		case letterTime:
 			ms, _ := strconv.ParseInt(s, 10, 64)
 			d.Time = time.UnixMilli(ms).UTC()
 		default:
@@ -143,7 +143,7 @@ var ErrSuperseded = errors.New("superseded by a newer version in PostgreSQL")
 func (q *Queue) Replay(ctx context.Context, l DeadLetter, stored int64) (string, error) {
 	p := l.Partition
 	keys := []string{q.keys.DeadLetter(p), q.keys.Stream(p), q.keys.Large(p)}
-	if e, id := l.Fields["e"], l.Fields["i"]; e != "" && id != "" {
+	if e, id := l.Fields[FieldEntity], l.Fields[FieldID]; e != "" && id != "" {
 		keys = append(keys, q.keys.Value(p, e, id))
 	}
 	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, formatVersion(stored), smallPayloadBytes).Text()

@@ -31,10 +31,18 @@ const (
 	kindDelete = string(op.Delete)
 )
 
-// letterFields are the fields the move to the dead-letter stream appends to
-// an entry's own, in this order: why, where from, how often delivered, when
+// The fields the move to the dead-letter stream appends to an entry's own,
+// in the order of letterFields: why, where from, how often delivered, when
 // (Unix ms).
-var letterFields = []string{"reason", "source_stream", "source_id", "deliveries", "time"}
+const (
+	letterReason       = "reason"
+	letterSourceStream = "source_stream"
+	letterSourceID     = "source_id"
+	letterDeliveries   = "deliveries"
+	letterTime         = "time"
+)
+
+var letterFields = []string{letterReason, letterSourceStream, letterSourceID, letterDeliveries, letterTime}
 
 // entryPrelude renders the entry's fields for the scripts.
 func entryPrelude() string {

@@ -106,7 +106,7 @@ func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens [
 	}
 	calls := make([]call, len(ids))
 	for i, id := range ids {
-		calls[i] = call{keys: []string{q.valueKey(entity, id)}, args: []any{LeaseValue(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+		calls[i] = call{keys: []string{q.valueKey(entity, id)}, args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
 	}
 	cmds, err := q.run(ctx, leaseScript, calls)
 	if err != nil {
@@ -131,23 +131,32 @@ func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens [
 	return out, nil
 }
 
-// Swap is one compare-and-set for CompareAndSet.
+// Swap is one compare-and-set for CompareAndSet: it applies only while the
+// key still holds what the caller left or saw there, the lease of token
+// Lease or, with Lease 0, the filled cell Refreshing.
 type Swap struct {
-	ID string
-	// Expect is the prefix the key must hold: a LeaseValue, or a
-	// FillHeader for a refresh.
-	Expect string
-	// Value replaces it; "" deletes the key.
-	Value string
+	ID         string
+	Lease      int64
+	Refreshing Cached
+	// Value replaces it; nil deletes the key.
+	Value *Fill
 	// TTL of the new value; 0 none.
 	TTL time.Duration
-	// Check only tells whether the key still starts with Expect; Value and
-	// TTL are ignored.
+	// Check only tells whether the key still holds what is expected; Value
+	// and TTL are ignored.
 	Check bool
 }
 
+// expect is the prefix of the cell the swap expects.
+func (s Swap) expect() string {
+	if s.Lease != 0 {
+		return leaseCell(s.Lease)
+	}
+	return fillHeader(s.Refreshing.State, s.Refreshing.Version, s.Refreshing.Meta)
+}
+
 // CompareAndSet applies each swap only where its key still starts with
-// Expect, and reports which were applied. A fill uses it with its lease, so
+// what it expects, and reports which were applied. A fill uses it with its lease, so
 // a write (which replaces the lease) always wins over a fill, and an owner
 // releases its lease with it.
 func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
@@ -157,7 +166,11 @@ func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 		if s.Check {
 			check = "1"
 		}
-		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.Expect, s.Value, s.TTL.Milliseconds(), check}}
+		value := ""
+		if s.Value != nil {
+			value = s.Value.encode()
+		}
+		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
 	}
 	cmds, err := q.run(ctx, casScript, calls)
 	if err != nil {

@@ -20,12 +20,16 @@ func TestReadScripts(t *testing.T) {
 	ctx := context.Background()
 	q := New(rdb, ns, 1)
 	m := FillMeta{Stamp: 100, Delta: 5, Expire: 0}
-	filled := EncodeFill(true, 7, m, []byte(`{"a":1}`))
-	negative := EncodeFill(false, 0, m, nil)
+	fill := Fill{Found: true, Version: 7, Meta: m, Data: []byte(`{"a":1}`)}
+	filled := fill.encode()
+	negFill := Fill{Meta: m}
+	negative := negFill.encode()
+	// row is a row a write-through committed, as it finishes with it.
+	row := func(v int64) Fill { return Fill{Found: true, Version: v, Data: []byte(`{"row":1}`)} }
 	dirty := "D" + formatVersion(7) + `{"a":2}`
 	clean := "C" + formatVersion(7) + `{"a":3}`
-	lease := LeaseValue(42)
-	other := LeaseValue(43)
+	lease := leaseCell(42)
+	other := leaseCell(43)
 
 	type result struct {
 		After string
@@ -49,36 +53,36 @@ func TestReadScripts(t *testing.T) {
 		{"lease keeps clean newer than cut-off", clean, leaseRun(q, 7, false), result{clean, clean}},
 		{"lease takes clean older than cut-off", clean, leaseRun(q, 8, false), result{lease, true}},
 		{"refresh takes fresh clean", clean, leaseRun(q, 0, true), result{lease, true}},
-		{"fill with own lease", lease, casRun(q, lease, filled), result{filled, true}},
-		{"fill after a write", dirty, casRun(q, lease, filled), result{dirty, false}},
-		{"fill after another lease", other, casRun(q, lease, filled), result{other, false}},
-		{"fill of an expired key", "", casRun(q, lease, filled), result{"", false}},
-		{"release own lease", lease, casRun(q, lease, ""), result{"", true}},
-		{"refresh of the same fill", filled, casRun(q, FillHeader(Filled, 7, m), negative), result{negative, true}},
-		{"refresh after a change", EncodeFill(true, 8, m, []byte(`{}`)), casRun(q, FillHeader(Filled, 7, m), negative), result{EncodeFill(true, 8, m, []byte(`{}`)), false}},
+		{"fill with own lease", lease, casRun(q, Swap{Lease: 42, Value: &fill}), result{filled, true}},
+		{"fill after a write", dirty, casRun(q, Swap{Lease: 42, Value: &fill}), result{dirty, false}},
+		{"fill after another lease", other, casRun(q, Swap{Lease: 42, Value: &fill}), result{other, false}},
+		{"fill of an expired key", "", casRun(q, Swap{Lease: 42, Value: &fill}), result{"", false}},
+		{"release own lease", lease, casRun(q, Swap{Lease: 42}), result{"", true}},
+		{"refresh of the same fill", filled, casRun(q, Swap{Refreshing: Cached{State: Filled, Version: 7, Meta: m}, Value: &negFill}), result{negative, true}},
+		{"refresh after a change", Fill{Found: true, Version: 8, Meta: m, Data: []byte(`{}`)}.encode(), casRun(q, Swap{Refreshing: Cached{State: Filled, Version: 7, Meta: m}, Value: &negFill}), result{Fill{Found: true, Version: 8, Meta: m, Data: []byte(`{}`)}.encode(), false}},
 		{"drop clean", clean, dropRun(q), result{"", nil}},
 		{"drop lease", lease, dropRun(q), result{"", nil}},
 		{"drop keeps dirty", dirty, dropRun(q), result{dirty, nil}},
 		{"lease keeps write-through mark", markOver(8, dirty), leaseRun(q, 1<<60, true), result{markOver(8, dirty), markOver(8, dirty)}},
-		{"fill after a write-through began", markOver(8, ""), casRun(q, lease, filled), result{markOver(8, ""), false}},
-		{"check of a lease still there", other, checkRun(q, other), result{other, true}},
-		{"check of a lease a write replaced", dirty, checkRun(q, other), result{dirty, false}},
+		{"fill after a write-through began", markOver(8, ""), casRun(q, Swap{Lease: 42, Value: &fill}), result{markOver(8, ""), false}},
+		{"check of a lease still there", other, checkRun(q, 43), result{other, true}},
+		{"check of a lease a write replaced", dirty, checkRun(q, 43), result{dirty, false}},
 		{"drop keeps write-through mark", markOver(8, clean), dropRun(q), result{markOver(8, clean), nil}},
 		{"begin covers a clean value", clean, beginRun(q, 8), result{markOver(8, clean), int64(8)}},
 		{"begin drops a lease", lease, beginRun(q, 8), result{markOver(8, ""), int64(8)}},
 		{"begin over a mark keeps its prior", markOver(8, dirty), beginRun(q, 9), result{markOver(9, dirty), int64(9)}},
-		{"finish replaces own mark", markOver(8, dirty), finishRun(q, 8, "F8"), result{"F8", true}},
-		{"finish after losing shows the newer row", markOver(8, clean), finishRun(q, 9, "F9"), result{"F9", true}},
-		{"finish under a newer mark stops it answering with an older value", markOver(9, clean), finishRun(q, 8, "F8"), result{markOver(9, ""), true}},
-		{"finish under a newer mark stops it answering with a fill", markOver(9, EncodeFill(false, 0, m, nil)), finishRun(q, 8, "F8"), result{markOver(9, ""), true}},
-		{"finish keeps a newer mark over nothing", markOver(9, ""), finishRun(q, 8, "F8"), result{markOver(9, ""), false}},
-		{"finish keeps a newer prior", markOver(9, "C"+formatVersion(9)), finishRun(q, 8, "F8"), result{markOver(9, "C"+formatVersion(9)), false}},
-		{"finish replaces older value", dirty, finishRun(q, 8, "F8"), result{"F8", true}},
-		{"finish keeps newer dirty", dirty, finishRun(q, 6, "F6"), result{dirty, false}},
-		{"finish keeps the same version", clean, finishRun(q, 7, "F7"), result{clean, false}},
-		{"finish keeps a fill whatever its version", negative, finishRun(q, 8, "F8"), result{negative, false}},
-		{"finish keeps a lease", lease, finishRun(q, 8, "F8"), result{lease, false}},
-		{"finish keeps absent key", "", finishRun(q, 8, "F8"), result{"", false}},
+		{"finish replaces own mark", markOver(8, dirty), finishRun(q, row(8)), result{row(8).encode(), true}},
+		{"finish after losing shows the newer row", markOver(8, clean), finishRun(q, row(9)), result{row(9).encode(), true}},
+		{"finish under a newer mark stops it answering with an older value", markOver(9, clean), finishRun(q, row(8)), result{markOver(9, ""), true}},
+		{"finish under a newer mark stops it answering with a fill", markOver(9, Fill{Meta: m}.encode()), finishRun(q, row(8)), result{markOver(9, ""), true}},
+		{"finish keeps a newer mark over nothing", markOver(9, ""), finishRun(q, row(8)), result{markOver(9, ""), false}},
+		{"finish keeps a newer prior", markOver(9, "C"+formatVersion(9)), finishRun(q, row(8)), result{markOver(9, "C"+formatVersion(9)), false}},
+		{"finish replaces older value", dirty, finishRun(q, row(8)), result{row(8).encode(), true}},
+		{"finish keeps newer dirty", dirty, finishRun(q, row(6)), result{dirty, false}},
+		{"finish keeps the same version", clean, finishRun(q, row(7)), result{clean, false}},
+		{"finish keeps a fill whatever its version", negative, finishRun(q, row(8)), result{negative, false}},
+		{"finish keeps a lease", lease, finishRun(q, row(8)), result{lease, false}},
+		{"finish keeps absent key", "", finishRun(q, row(8)), result{"", false}},
 		{"abort restores dirty prior", markOver(8, dirty), abortRun(q, 8), result{dirty, nil}},
 		{"abort drops clean prior", markOver(8, clean), abortRun(q, 8), result{"", nil}},
 		{"abort keeps another mark", markOver(9, dirty), abortRun(q, 8), result{markOver(9, dirty), nil}},
@@ -115,9 +119,10 @@ func leaseRun(q *Queue, cutoff int64, force bool) func(string) any {
 	}
 }
 
-func casRun(q *Queue, expect, value string) func(string) any {
+func casRun(q *Queue, sw Swap) func(string) any {
 	return func(id string) any {
-		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Expect: expect, Value: value}})
+		sw.ID = id
+		done, err := q.CompareAndSet(context.Background(), "user", []Swap{sw})
 		if err != nil {
 			return err.Error()
 		}
@@ -142,9 +147,9 @@ func markOver(version int64, prior string) string {
 	return fmt.Sprintf("W%019d%016d%s", version, markDeadline, prior)
 }
 
-func checkRun(q *Queue, expect string) func(string) any {
+func checkRun(q *Queue, lease int64) func(string) any {
 	return func(id string) any {
-		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Expect: expect, Check: true}})
+		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Lease: lease, Check: true}})
 		if err != nil {
 			return err.Error()
 		}
@@ -165,9 +170,9 @@ func beginRun(q *Queue, version int64) func(string) any {
 	}
 }
 
-func finishRun(q *Queue, rowVersion int64, value string) func(string) any {
+func finishRun(q *Queue, row Fill) func(string) any {
 	return func(id string) any {
-		ok, err := q.FinishThrough(context.Background(), "user", id, rowVersion, value, 0)
+		ok, err := q.FinishThrough(context.Background(), "user", id, row, 0)
 		if err != nil {
 			return err.Error()
 		}

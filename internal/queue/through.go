@@ -37,12 +37,11 @@ func (q *Queue) BeginThrough(ctx context.Context, entity, id string, now, deadli
 }
 
 // FinishThrough makes the row a write-through's transaction committed (its
-// own op's or a newer one's, of rowVersion) visible: value is the row as
-// EncodeFill renders it. It reports whether the cache changed; it does not
-// when the key already holds something newer.
-func (q *Queue) FinishThrough(ctx context.Context, entity, id string, rowVersion int64, value string, ttl time.Duration) (bool, error) {
+// own op's or a newer one's) visible. It reports whether the cache changed;
+// it does not when the key already holds something newer.
+func (q *Queue) FinishThrough(ctx context.Context, entity, id string, row Fill, ttl time.Duration) (bool, error) {
 	n, err := throughFinishScript.Run(ctx, q.rdb, []string{q.valueKey(entity, id)},
-		formatVersion(rowVersion), value, ttl.Milliseconds()).Int64()
+		formatVersion(row.Version), row.encode(), ttl.Milliseconds()).Int64()
 	return n > 0, err
 }
 

@@ -164,8 +164,7 @@ func (c *Core) directMany(ctx context.Context, entity string, ids []string, caus
 // served. Readers of the same value share one refresh: each of them read
 // that value before the swap could replace it.
 func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cached, cur Value) Value {
-	hdr := queue.FillHeader(cv.State, cv.Version, cv.Meta)
-	v, _, _ := c.early.Do(entity+"\x00"+id+"\x00"+hdr, func() (any, error) {
+	v, _, _ := c.early.Do(fmt.Sprintf("%s\x00%s\x00%c%d %+v", entity, id, cv.State, cv.Version, cv.Meta), func() (any, error) {
 		c.refreshes.Add(1)
 		start := c.opt.Now()
 		vals, took, err := c.loadTimed(ctx, entity, []string{id})
@@ -174,10 +173,7 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cac
 			return cur, nil
 		}
 		enc, ttl, ok := c.encode(entity, vals[0], start, took)
-		sw := queue.Swap{ID: id, Expect: hdr, Value: enc, TTL: ttl}
-		if !ok {
-			sw.Value = ""
-		}
+		sw := queue.Swap{ID: id, Refreshing: cv, Value: enc, TTL: ttl}
 		done, err := c.q.CompareAndSet(ctx, entity, []queue.Swap{sw})
 		if err != nil || !done[0] {
 			return cur, nil
@@ -196,10 +192,9 @@ type Lease struct {
 	Entity, ID string
 	// token is the lease left in the key; held another reader's lease
 	// found there instead (see slot).
-	token int64
-	held  string
-	start time.Time
-	cut   int64
+	token, held int64
+	start       time.Time
+	cut         int64
 }
 
 // Lookup is read-aside Get: the cached answer, or ok false and a Lease for
@@ -235,7 +230,7 @@ func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool,
 // with a fresh lease (or another reader's).
 func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lease, error) {
 	s := &slot{id: l.ID}
-	for round := 0; !s.done && s.token == 0 && s.held == ""; round++ {
+	for round := 0; !s.done && s.token == 0 && s.held == 0; round++ {
 		if round == maxRounds {
 			return Value{}, false, *l, fmt.Errorf("%w: %s %q", ErrContended, l.Entity, l.ID)
 		}
@@ -262,14 +257,14 @@ func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lea
 // and the cache has no answer): l is then renewed, and the caller loads
 // again and fills again.
 func (c *Core) Fill(ctx context.Context, l *Lease, v Value) (Value, bool, error) {
-	if l.token == 0 && l.held == "" {
+	if l.token == 0 && l.held == 0 {
 		return v, true, nil
 	}
-	sw := queue.Swap{ID: l.ID, Expect: l.held, Check: true}
+	sw := queue.Swap{ID: l.ID, Lease: l.held, Check: true}
 	cacheable := false
 	if l.token != 0 {
 		enc, ttl, ok := c.encode(l.Entity, v, l.start, c.opt.Now().Sub(l.start))
-		sw = queue.Swap{ID: l.ID, Expect: queue.LeaseValue(l.token), Value: enc, TTL: ttl}
+		sw = queue.Swap{ID: l.ID, Lease: l.token, Value: enc, TTL: ttl}
 		cacheable = ok
 	}
 	done, err := c.q.CompareAndSet(ctx, l.Entity, []queue.Swap{sw})

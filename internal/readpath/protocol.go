@@ -35,7 +35,7 @@ type slot struct {
 	token int64
 	// held is the lease of another reader the key held when this read
 	// missed: a load made meanwhile is valid while it is still there.
-	held string
+	held int64
 	// mark is the version of the write-through the key was committing when
 	// this read missed; the read waits for it to finish.
 	mark int64
@@ -79,7 +79,7 @@ func (c *Core) resolve(ctx context.Context, entity string, slots []*slot, cut in
 		}
 		var loads []*slot
 		for _, s := range todo {
-			if !s.done && (s.token != 0 || s.held != "") {
+			if !s.done && (s.token != 0 || s.held != 0) {
 				loads = append(loads, s)
 			}
 		}
@@ -110,7 +110,7 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 		var marked, held []*slot
 		for i, r := range res {
 			s := todo[i]
-			s.token, s.held, s.mark = 0, "", 0
+			s.token, s.held, s.mark = 0, 0, 0
 			if r.Granted {
 				s.token = tokens[i]
 				continue
@@ -124,7 +124,7 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 				s.mark = r.Cached.Version
 				marked = append(marked, s)
 			case queue.Leased:
-				s.held = queue.LeaseValue(r.Cached.Version)
+				s.held = r.Cached.Token
 				held = append(held, s)
 			}
 		}
@@ -163,12 +163,12 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 	cacheable := make([]bool, len(loads))
 	for k, s := range loads {
 		if s.token == 0 {
-			swaps[k] = queue.Swap{ID: s.id, Expect: s.held, Check: true}
+			swaps[k] = queue.Swap{ID: s.id, Lease: s.held, Check: true}
 			continue
 		}
 		enc, ttl, ok := c.encode(entity, vals[k], start, took)
 		// Not cached (negative caching off): the lease is just released.
-		swaps[k] = queue.Swap{ID: s.id, Expect: queue.LeaseValue(s.token), Value: enc, TTL: ttl}
+		swaps[k] = queue.Swap{ID: s.id, Lease: s.token, Value: enc, TTL: ttl}
 		cacheable[k] = ok
 	}
 	done, err := c.q.CompareAndSet(ctx, entity, swaps)
@@ -190,7 +190,7 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 				n++
 			}
 		}
-		s.token, s.held = 0, ""
+		s.token, s.held = 0, 0
 	}
 	c.filled(n)
 	return nil
@@ -202,7 +202,7 @@ func (c *Core) release(ctx context.Context, entity string, slots []*slot) {
 	var swaps []queue.Swap
 	for _, s := range slots {
 		if s.token != 0 {
-			swaps = append(swaps, queue.Swap{ID: s.id, Expect: queue.LeaseValue(s.token)})
+			swaps = append(swaps, queue.Swap{ID: s.id, Lease: s.token})
 			s.token = 0
 		}
 	}
@@ -233,14 +233,14 @@ func (c *Core) loadUnchecked(ctx context.Context, entity string, slots []*slot, 
 func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut int64) error {
 	return c.poll(ctx, entity, held, c.opt.LockWait, func(s *slot, cv queue.Cached, found bool) bool {
 		if !found {
-			s.held = ""
+			s.held = 0
 			return false
 		}
 		if v, hit := answer(cv, cut); hit {
-			s.val, s.done, s.held = v, true, ""
+			s.val, s.done, s.held = v, true, 0
 			return false
 		}
-		return cv.State == queue.Leased && queue.LeaseValue(cv.Version) == s.held
+		return cv.State == queue.Leased && cv.Token == s.held
 	})
 }
 

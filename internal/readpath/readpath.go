@@ -265,19 +265,19 @@ func (c *Core) refreshDue(cv queue.Cached) bool {
 // token returns a fresh lease token.
 func token() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
-// encode renders a loaded value for the cache and returns its TTL; ok is
+// encode makes a loaded value the cell to cache and returns its TTL; ok is
 // false when such a value is not cached (negative caching off).
-func (c *Core) encode(entity string, v Value, start time.Time, took time.Duration) (string, time.Duration, bool) {
+func (c *Core) encode(entity string, v Value, start time.Time, took time.Duration) (*queue.Fill, time.Duration, bool) {
 	ttl := c.opt.TTL(entity)
 	if !v.Found {
 		ttl = c.opt.NegativeTTL
 		if ttl <= 0 {
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
 	m := queue.FillMeta{Stamp: start.UnixMicro(), Delta: took.Microseconds()}
 	if ttl > 0 {
 		m.Expire = start.Add(took + ttl).UnixMicro()
 	}
-	return queue.EncodeFill(v.Found, v.Version, m, v.Data), ttl, true
+	return &queue.Fill{Found: v.Found, Version: v.Version, Meta: m, Data: v.Data}, ttl, true
 }
