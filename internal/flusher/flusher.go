@@ -328,6 +328,7 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 	f.opt.Metrics.Read(len(entries))
 	good, dead := sortOut(entries, f.sink.Knows, f.opt.Now().Add(f.opt.MaxClockSkew).UnixMicro())
 	start := time.Now()
+	log = log.With().Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).Logger()
 
 	// While the batch is written and retried, its entries must not look
 	// idle to the other flushers' claims.
@@ -357,30 +358,39 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 		} else {
 			unclassified = 0
 		}
-		ev := log.Warn()
-		switch {
-		case sink.IsMissingTable(err):
-			ev = log.Error().Str("hint", "run `flusher migrate`")
-		case sink.IsConnection(err):
-			ev = log.Error()
-		}
-		ev.Err(err).Dur("retry_in", d).Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).
-			Msg("flushing batch failed; retrying, nothing acknowledged")
+		logRetry(log, err, d)
 	})
 	if err != nil {
-		log.Error().Err(err).Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).
-			Msg("batch not flushed; left pending")
+		log.Error().Err(err).Msg("batch not flushed; left pending")
 		return
 	}
+	f.record(res, time.Since(start), log)
+}
+
+// logRetry says why a batch is tried again: as an error when the operator
+// must act (a missing table, PostgreSQL unreachable).
+func logRetry(log zerolog.Logger, err error, wait time.Duration) {
+	ev := log.Warn()
+	switch {
+	case sink.IsMissingTable(err):
+		ev = log.Error().Str("hint", "run `flusher migrate`")
+	case sink.IsConnection(err):
+		ev = log.Error()
+	}
+	ev.Err(err).Dur("retry_in", wait).Msg("flushing batch failed; retrying, nothing acknowledged")
+}
+
+// record counts a flushed batch in the stats, the metrics and the log.
+func (f *Flusher) record(res outcome, took time.Duration, log zerolog.Logger) {
 	var changed int64
 	for _, n := range res.rows {
 		changed += n
 	}
 	f.ops.Add(int64(len(res.ack)))
 	f.rows.Add(changed)
-	f.opt.Metrics.Batch(len(res.ack), len(res.written), res.rows, time.Since(start))
-	log.Debug().Int("entries", len(res.ack)).Int("keys", len(res.written)).Int64("rows", changed).
-		Dur("took", time.Since(start)).Msg("batch flushed")
+	f.opt.Metrics.Batch(len(res.ack), len(res.written), res.rows, took)
+	log.Debug().Int("acknowledged", len(res.ack)).Int("keys", len(res.written)).Int64("rows", changed).
+		Dur("took", took).Msg("batch flushed")
 }
 
 // probeAfter is how many times a batch fails with an unclassified error

@@ -97,7 +97,16 @@ func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo
 	}
 	info.Pending = g.Pending
 	info.Lag = lag(info.Length, info.LastID, *g)
+	if err := q.inspectGroup(ctx, p, group, now, &info); err != nil {
+		return info, fmt.Errorf("partition %d: %w", p, err)
+	}
+	return info, nil
+}
 
+// inspectGroup adds to info what the group holds pending on partition p:
+// its oldest entry (aged by Redis's clock, now) and its consumers.
+func (q *Queue) inspectGroup(ctx context.Context, p int, group string, now *redis.TimeCmd, info *PartitionInfo) error {
+	stream := q.keys.Stream(p)
 	var (
 		oldest    *redis.XPendingExtCmd
 		consumers *redis.XInfoConsumersCmd
@@ -108,10 +117,10 @@ func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo
 		return nil
 	})
 	if err := oldest.Err(); err != nil {
-		return info, fmt.Errorf("partition %d: pending: %w", p, err)
+		return fmt.Errorf("pending: %w", err)
 	}
 	if err := consumers.Err(); err != nil {
-		return info, fmt.Errorf("partition %d: consumers: %w", p, err)
+		return fmt.Errorf("consumers: %w", err)
 	}
 	if o := oldest.Val(); len(o) > 0 {
 		info.OldestPendingID = o[0].ID
@@ -126,7 +135,7 @@ func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo
 	for _, c := range consumers.Val() {
 		info.Consumers = append(info.Consumers, ConsumerInfo{Name: c.Name, Pending: c.Pending, Idle: c.Idle})
 	}
-	return info, nil
+	return nil
 }
 
 // InspectAll returns Inspect of every partition, in order.
