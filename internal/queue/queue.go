@@ -108,57 +108,20 @@ func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 }
 
 // Write applies ops (their Version is ignored) and returns the version each
-// got, or its error. One op is a single script call; more are pipelined. A
-// pipeline that meets a Redis without the script (restarted, failed over)
-// loads it and runs again the ops that did not run.
+// got, or its error. One op is a single script call; more are pipelined
+// (with the WAIT of WB_WAIT_REPLICAS at the end).
 func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
+	calls := make([]call, len(ops))
+	for i, o := range ops {
+		calls[i].keys, calls[i].args = q.writeArgs(o, now)
+	}
+	cmds, waits := q.run(ctx, writeScript, calls, q.waitReplicas > 0)
 	versions := make([]int64, len(ops))
 	errs := make([]error, len(ops))
-	if len(ops) == 1 && q.waitReplicas == 0 {
-		keys, args := q.writeArgs(ops[0], now)
-		versions[0], errs[0] = parseVersion(writeScript.Run(ctx, q.rdb, keys, args...))
-		return versions, errs
-	}
-	todo := make([]int, len(ops))
-	for i := range todo {
-		todo[i] = i
-	}
-	for attempt := 0; len(todo) > 0; attempt++ {
-		cmds := make([]*redis.Cmd, len(todo))
-		var wait *redis.Cmd
-		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range todo {
-				keys, args := q.writeArgs(ops[i], now)
-				cmds[j] = writeScript.EvalSha(ctx, p, keys, args...)
-			}
-			q.waitInPipeline(ctx, p, &wait)
-			return nil
-		})
-		// From the first op that met NOSCRIPT on, every op runs again, in
-		// order: the script may have come back midway (another client
-		// loaded it), and running only the failed ops again would give an
-		// earlier op on a key a higher version than a later one. An op that
-		// had succeeded is written twice, the second time with a higher
-		// version: the version guard makes that harmless.
-		var again []int
-		for j, i := range todo {
-			versions[i], errs[i] = parseVersion(cmds[j])
-			if errs[i] == nil {
-				errs[i] = q.checkReplicated(wait)
-			}
-			if attempt == 0 && again == nil && redis.HasErrorPrefix(errs[i], "NOSCRIPT") {
-				again = todo[j:]
-			}
+	for i, c := range cmds {
+		if versions[i], errs[i] = parseVersion(c); errs[i] == nil {
+			errs[i] = q.checkReplicated(waits[i])
 		}
-		if len(again) > 0 {
-			if err := writeScript.Load(ctx, q.rdb).Err(); err != nil {
-				for _, i := range again {
-					errs[i] = fmt.Errorf("load script: %w", err)
-				}
-				break
-			}
-		}
-		todo = again
 	}
 	return versions, errs
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -108,10 +107,7 @@ func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens [
 	for i, id := range ids {
 		calls[i] = call{keys: []string{q.valueKey(entity, id)}, args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
 	}
-	cmds, err := q.run(ctx, leaseScript, calls)
-	if err != nil {
-		return nil, err
-	}
+	cmds, _ := q.run(ctx, leaseScript, calls, false)
 	out := make([]LeaseResult, len(ids))
 	for i, c := range cmds {
 		v, err := c.Result()
@@ -172,10 +168,7 @@ func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 		}
 		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
 	}
-	cmds, err := q.run(ctx, casScript, calls)
-	if err != nil {
-		return nil, err
-	}
+	cmds, _ := q.run(ctx, casScript, calls, false)
 	out := make([]bool, len(swaps))
 	for i, c := range cmds {
 		n, err := c.Int64()
@@ -194,10 +187,7 @@ func (q *Queue) Drop(ctx context.Context, entity string, ids []string) error {
 	for i, id := range ids {
 		calls[i] = call{keys: []string{q.valueKey(entity, id)}}
 	}
-	cmds, err := q.run(ctx, dropScript, calls)
-	if err != nil {
-		return err
-	}
+	cmds, _ := q.run(ctx, dropScript, calls, false)
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err
@@ -220,38 +210,4 @@ func (q *Queue) Cutoff(ctx context.Context, entity string) (int64, error) {
 // it: every clean value stamped before it counts as a miss.
 func (q *Queue) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
 	return cutoffScript.Run(ctx, q.rdb, []string{q.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
-}
-
-type call struct {
-	keys []string
-	args []any
-}
-
-// run calls script once per call: directly for one, pipelined for more,
-// loading the script again where Redis lost it.
-func (q *Queue) run(ctx context.Context, s *redis.Script, calls []call) ([]*redis.Cmd, error) {
-	if len(calls) == 1 {
-		return []*redis.Cmd{s.Run(ctx, q.rdb, calls[0].keys, calls[0].args...)}, nil
-	}
-	cmds := make([]*redis.Cmd, len(calls))
-	for attempt := 0; ; attempt++ {
-		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, c := range calls {
-				cmds[i] = s.EvalSha(ctx, p, c.keys, c.args...)
-			}
-			return nil
-		})
-		noscript := false
-		for _, c := range cmds {
-			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				noscript = true
-			}
-		}
-		if !noscript || attempt > 0 {
-			return cmds, nil
-		}
-		if err := s.Load(ctx, q.rdb).Err(); err != nil {
-			return nil, fmt.Errorf("load script: %w", err)
-		}
-	}
 }
