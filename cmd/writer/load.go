@@ -78,23 +78,25 @@ func load(ctx context.Context, args []string, stdout io.Writer) error {
 	start := time.Now()
 	for g := range spec.concurrency {
 		wg.Go(func() {
-			lat := make([]time.Duration, 0, spec.ops/spec.concurrency+1)
-			for {
-				n := next.Add(1)
-				if n > int64(spec.ops) || ctx.Err() != nil {
-					break
-				}
+			// put writes op n, reporting whether to go on.
+			put := func(n int64) bool {
 				id := strconv.Itoa(rand.IntN(spec.keys))
 				value := `{"n":` + strconv.FormatInt(n, 10) + `,"pad":"` + pad + `"}`
 				t := time.Now()
 				if _, err := w.Put(ctx, spec.entity, id, []byte(value)); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					next.Store(int64(spec.ops))
-					break
+					return false
 				}
-				lat = append(lat, time.Since(t))
+				latencies[g] = append(latencies[g], time.Since(t))
+				return true
 			}
-			latencies[g] = lat
+			latencies[g] = make([]time.Duration, 0, spec.ops/spec.concurrency+1)
+			for {
+				if n := next.Add(1); n > int64(spec.ops) || ctx.Err() != nil || !put(n) {
+					return
+				}
+			}
 		})
 	}
 	wg.Wait()
