@@ -24,7 +24,7 @@ var (
 	ErrPartitionMismatch = queue.ErrPartitionMismatch
 	// ErrInvalidConfig: a configuration value breaks its rule; the message
 	// names the variable.
-	ErrInvalidConfig = errors.New("invalid configuration")
+	ErrInvalidConfig = errors.New("writebehind: invalid configuration")
 	// ErrBackpressure: the op's partition already holds WB_MAX_BACKLOG
 	// entries, because the flushers are behind (PostgreSQL down or slow).
 	// Nothing was written; retry later.
