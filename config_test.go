@@ -53,7 +53,7 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 			if !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("err = %v, want ErrInvalidConfig", err)
 			}
-			if !strings.HasPrefix(err.Error(), "invalid configuration: "+tt.name+": ") || strings.Contains(err.Error(), "\n") {
+			if !strings.HasPrefix(err.Error(), "writebehind: invalid configuration: "+tt.name+": ") || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error %q does not name %s on one line", err, tt.name)
 			}
 		})

@@ -21,24 +21,35 @@ var (
 	ErrValueTooLarge = errors.New("writebehind: value too large")
 	// ErrPartitionMismatch: Redis holds data written with another partition
 	// count; changing it would split a key's ops over two streams.
-	ErrPartitionMismatch = queue.ErrPartitionMismatch
+	ErrPartitionMismatch = errPartitionMismatch // "writebehind: partition count differs from the one stored in Redis"
 	// ErrInvalidConfig: a configuration value breaks its rule; the message
 	// names the variable.
-	ErrInvalidConfig = errors.New("invalid configuration")
+	ErrInvalidConfig = errors.New("writebehind: invalid configuration")
 	// ErrBackpressure: the op's partition already holds WB_MAX_BACKLOG
 	// entries, because the flushers are behind (PostgreSQL down or slow).
 	// Nothing was written; retry later.
-	ErrBackpressure = queue.ErrBackpressure
+	ErrBackpressure = errBackpressure // "writebehind: backlog full"
 	// ErrNotReplicated: the op was written but fewer than WB_WAIT_REPLICAS
 	// replicas acknowledged it within WB_WAIT_TIMEOUT.
-	ErrNotReplicated = queue.ErrNotReplicated
+	ErrNotReplicated = errNotReplicated // "writebehind: not acknowledged by enough replicas"
 	// ErrClockSkew: the op's version would be more than WB_MAX_CLOCK_SKEW
 	// ahead of Redis's clock (this process's clock runs ahead, or the
 	// partition clock was set ahead). Nothing was written: such a version
 	// would win over every later write of the key.
-	ErrClockSkew = queue.ErrClockSkew
+	ErrClockSkew = errClockSkew // "writebehind: clock skew"
 	// ErrReadContended: a read's key changed during each of its loads (32
 	// in a row): writes to it come faster than a load from PostgreSQL
 	// takes. Nothing older than those writes was returned; retry.
-	ErrReadContended = readpath.ErrContended
+	ErrReadContended = errReadContended // "writebehind: key changed during every load of a read"
+)
+
+// The internal packages make the errors they return, so that errors.Is
+// matches them wherever they arise; the exported names above are these
+// values, their messages given beside them.
+var (
+	errPartitionMismatch = queue.ErrPartitionMismatch
+	errBackpressure      = queue.ErrBackpressure
+	errNotReplicated     = queue.ErrNotReplicated
+	errClockSkew         = queue.ErrClockSkew
+	errReadContended     = readpath.ErrContended
 )

@@ -111,4 +111,4 @@ func (a *ReadAside) InvalidateEntity(ctx context.Context, entity string) error {
 }
 
 // Stats returns what the read path has done so far.
-func (a *ReadAside) Stats() ReadStats { return a.core.Stats() }
+func (a *ReadAside) Stats() ReadStats { return readStats(a.core.Stats()) }

@@ -49,8 +49,42 @@ type Loader func(ctx context.Context, id string) (Item, error)
 // per id, in the order of ids.
 type BatchLoader func(ctx context.Context, ids []string) ([]Item, error)
 
-// ReadStats count what a Reader has done; see Reader.Stats.
-type ReadStats = readpath.Stats
+// ReadStats count what a Reader, and the ReadAside of it, have done since
+// the Reader was made; see Reader.Stats.
+type ReadStats struct {
+	// Hits are reads the cache answered, cached "not found" answers
+	// included.
+	Hits int64
+	// Misses are reads the cache could not answer.
+	Misses int64
+	// Fills are loaded values stored in the cache.
+	Fills int64
+	// Loads are loader calls; a batch load counts once.
+	Loads int64
+	// LoadErrors are the loader calls that failed.
+	LoadErrors int64
+	// LoadTime is the time the loader calls took, all added up.
+	LoadTime time.Duration
+	// Refreshes are early refreshes (XFetch) of clean values about to
+	// expire.
+	Refreshes int64
+	// Fallbacks are reads the loader served because Redis failed.
+	Fallbacks int64
+}
+
+// readStats converts the read path's counts.
+func readStats(s readpath.Stats) ReadStats {
+	return ReadStats{
+		Hits:       s.Hits,
+		Misses:     s.Misses,
+		Fills:      s.Fills,
+		Loads:      s.Loads,
+		LoadErrors: s.LoadErrors,
+		LoadTime:   s.LoadTime,
+		Refreshes:  s.Refreshes,
+		Fallbacks:  s.Fallbacks,
+	}
+}
 
 // ErrCacheMiss is returned by ReadAside.Get when the cache has no answer: the
 // caller loads the document and hands it to ReadAside.Fill.
@@ -325,7 +359,7 @@ func (r *Reader) Refresh(ctx context.Context, entity, id string) (Item, error) {
 
 // Stats returns what the Reader has done so far, for the app to publish or
 // log.
-func (r *Reader) Stats() ReadStats { return r.core.Stats() }
+func (r *Reader) Stats() ReadStats { return readStats(r.core.Stats()) }
 
 // Aside returns the read-aside face over the same cache and counters.
 func (r *Reader) Aside() *ReadAside { return &ReadAside{cfg: r.cfg, core: r.core} }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -26,6 +27,21 @@ func WithPostgres(pool *pgxpool.Pool) WriterOption {
 			return err
 		}
 		w.through = s
+		return nil
+	}
+}
+
+// WithWriterClock makes the Writer read the time from now instead of
+// time.Now, so tests can move time: the time a version starts from (the
+// partition clock still wins when it is ahead, and versions beyond
+// WB_MAX_CLOCK_SKEW of Redis's clock are refused with ErrClockSkew), the
+// deadline of a write-through that readers are told, and the time its
+// cached value is stamped with. A nil now keeps time.Now.
+func WithWriterClock(now func() time.Time) WriterOption {
+	return func(_ context.Context, w *Writer) error {
+		if now != nil {
+			w.now = now
+		}
 		return nil
 	}
 }
@@ -69,6 +85,7 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	now := w.now()
 	deadline := now.Add(w.cfg.WriteThroughTimeout)
 	v, err := w.q.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
@@ -77,8 +94,11 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	}
 	vo.Version = v
 	// Past the deadline readers take the mark for a dead writer's: the
-	// commit must not land after it.
-	wctx, cancel := context.WithDeadline(ctx, deadline)
+	// commit must not land after it. A context's deadline is on the real
+	// clock, so the commit's is the timeout after start, read just before
+	// now: whatever clock the Writer has, the commit ends once the timeout
+	// has passed since the deadline was set.
+	wctx, cancel := context.WithDeadline(ctx, start.Add(w.cfg.WriteThroughTimeout))
 	row, err := w.through.WriteThrough(wctx, vo)
 	cancel()
 	if err != nil {

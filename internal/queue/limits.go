@@ -12,20 +12,21 @@ import (
 // ErrBackpressure is returned for an op refused, with nothing written,
 // because its partition stream already holds the most entries allowed
 // (SetMaxBacklog): the flushers are behind, usually because PostgreSQL is
-// down.
-var ErrBackpressure = errors.New("backlog full")
+// down. The root package exports it as ErrBackpressure, hence its prefix.
+var ErrBackpressure = errors.New("writebehind: backlog full")
 
 // ErrNotReplicated is returned for an op written to the Redis primary but
 // not acknowledged by enough replicas in time (SetWaitReplicas). The op is
-// not undone: it is flushed like any other unless the primary is lost.
-var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
+// not undone: it is flushed like any other unless the primary is lost. The
+// root package exports it as ErrNotReplicated, hence its prefix.
+var ErrNotReplicated = errors.New("writebehind: not acknowledged by enough replicas")
 
 // ErrClockSkew is returned for an op refused, with nothing written, because
 // its version would be further ahead of Redis's clock than allowed
 // (SetMaxClockSkew): the writer's clock runs far ahead, or the partition
 // clock was set far ahead. Such a version would win over every later write
-// of the key.
-var ErrClockSkew = errors.New("clock skew")
+// of the key. The root package exports it as ErrClockSkew, hence its prefix.
+var ErrClockSkew = errors.New("writebehind: clock skew")
 
 // DefaultMaxClockSkew is how far ahead of Redis's clock a version may be
 // when SetMaxClockSkew was not called.

@@ -27,8 +27,9 @@ var (
 )
 
 // ErrPartitionMismatch is returned when the namespace was created with another
-// partition count: ops of one key would land in two streams.
-var ErrPartitionMismatch = errors.New("partition count differs from the one stored in Redis")
+// partition count: ops of one key would land in two streams. The root package
+// exports it as ErrPartitionMismatch, hence its prefix.
+var ErrPartitionMismatch = errors.New("writebehind: partition count differs from the one stored in Redis")
 
 // Queue is the Redis side of one namespace. It is safe for concurrent use;
 // the client stays the caller's.

@@ -20,7 +20,8 @@ import (
 // again: it now answers with the newer write, or is leased and loaded anew.
 
 // ErrContended is returned when a key changed during every one of a read's
-// loads (maxRounds of them): writes come faster than a load takes.
+// loads (maxRounds of them): writes come faster than a load takes. The root
+// package exports it as ErrReadContended, hence its prefix.
 var ErrContended = errors.New("writebehind: key changed during every load of a read")
 
 // maxRounds bounds the loads of one read that writes keep invalidating.
