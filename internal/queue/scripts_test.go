@@ -167,8 +167,9 @@ func TestWritePipelinedVersionsIncreasePerPartition(t *testing.T) {
 
 func TestWriteReloadsScriptsRedisForgot(t *testing.T) {
 	t.Parallel()
-	rdb, ns := testenv.Redis(t)
-	q := New(rdb, ns, 2)
+	// A Redis of its own: SCRIPT FLUSH would fail other tests' writes.
+	rdb := testenv.StartRedis(t).Client()
+	q := New(rdb, "t", 2)
 	ops := []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}, {Kind: op.Delete, Entity: "user", ID: "2"}}
 	// SCRIPT FLUSH is what a restarted or failed-over Redis looks like.
 	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
@@ -292,9 +293,10 @@ func TestParseCachedRejectsForeignValues(t *testing.T) {
 // again must not give the earlier op the higher version.
 func TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey(t *testing.T) {
 	ctx := context.Background()
-	rdb, ns := testenv.Redis(t)
-	other, _ := testenv.Redis(t)
-	q := New(rdb, ns, 1)
+	// A Redis of its own: SCRIPT FLUSH would fail other tests' writes.
+	srv := testenv.StartRedis(t)
+	rdb, other := srv.Client(), srv.Client()
+	q := New(rdb, "t", 1)
 	filler := `{"x":"` + strings.Repeat("f", 2000) + `"}`
 	reordered := 0
 	for try := 0; try < 20; try++ {

@@ -221,6 +221,13 @@ func (s *RedisServer) Start() {
 	})
 }
 
+// Client returns a client of the server, closed when the test ends.
+func (s *RedisServer) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // Kill stops the server with SIGKILL and waits for it to exit.
 func (s *RedisServer) Kill() {
 	s.t.Helper()
