@@ -61,6 +61,7 @@ func BenchmarkFlush(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			var ops, rows int64
 			var elapsed time.Duration
+			var split cpuSplit
 			for range b.N {
 				b.StopTimer()
 				bd := setup(b, writebehind.DefaultConfig().Partitions)
@@ -70,9 +71,10 @@ func BenchmarkFlush(b *testing.B) {
 				// Claims as often as a deployment makes them, not as often
 				// as the tests do.
 				f.opt.ClaimInterval = writebehind.DefaultConfig().ClaimInterval
-				start := time.Now()
+				start, before := time.Now(), sampleCPU(b, bd.rdb)
 				st, err := f.Drain(context.Background())
 				elapsed += time.Since(start)
+				split.add(before, sampleCPU(b, bd.rdb))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -81,11 +83,13 @@ func BenchmarkFlush(b *testing.B) {
 			}
 			b.ReportMetric(float64(ops)/elapsed.Seconds(), "ops/s")
 			b.ReportMetric(float64(ops)/float64(max(rows, 1)), "ops/row")
+			split.report(b, ops, "flusher")
 		})
 	}
 	b.Run("ceiling", func(b *testing.B) {
 		cfg := writebehind.DefaultConfig()
 		var elapsed time.Duration
+		var split cpuSplit
 		for range b.N {
 			b.StopTimer()
 			bd := setup(b, cfg.Partitions)
@@ -107,7 +111,7 @@ func BenchmarkFlush(b *testing.B) {
 			}
 			close(batches)
 			b.StartTimer()
-			start := time.Now()
+			start, before := time.Now(), sampleCPU(b, bd.rdb)
 			var wg sync.WaitGroup
 			for range cfg.Partitions {
 				wg.Go(func() {
@@ -121,7 +125,9 @@ func BenchmarkFlush(b *testing.B) {
 			}
 			wg.Wait()
 			elapsed += time.Since(start)
+			split.add(before, sampleCPU(b, bd.rdb))
 		}
 		b.ReportMetric(float64(benchOps*b.N)/elapsed.Seconds(), "ops/s")
+		split.report(b, int64(benchOps*b.N), "writer")
 	})
 }

@@ -22,11 +22,12 @@ local ttl = tonumber(ARGV[2])
 for i = 2, #KEYS do
   local dirty = ARGV[2 + n + i]
   local clean = FLUSHED[cell_state(dirty)]
-  if key_state(KEYS[i]) == WRITING then
+  local head = key_header(KEYS[i])
+  if cell_state(head) == WRITING then
     if key_prior_header(KEYS[i]) == dirty then
       set_key_prior_state(KEYS[i], clean)
     end
-  elseif key_header(KEYS[i]) == dirty then
+  elseif head == dirty then
     set_key_state(KEYS[i], clean)
     local own = ARGV[2 + n + m + i]
     if own then ttl = tonumber(own) end

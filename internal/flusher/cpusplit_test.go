@@ -1,0 +1,84 @@
+package flusher
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// cpuSample is where the machine's CPU time went up to one instant, in
+// seconds: all of it (busy and idle, from /proc/stat), this process's own
+// (the flusher, or the ceiling's writer), and Redis's (INFO cpu).
+type cpuSample struct {
+	busy, idle, self, redis float64
+}
+
+// clockTicks is the unit of /proc/stat, USER_HZ, which Linux fixes at 100.
+const clockTicks = 100
+
+func sampleCPU(tb testing.TB, rdb *redis.Client) cpuSample {
+	tb.Helper()
+	var s cpuSample
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Skipf("no /proc/stat to split CPU time by: %v", err)
+	}
+	line, _, _ := strings.Cut(string(stat), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseFloat(f, 64)
+		switch i {
+		case 3, 4: // idle, iowait
+			s.idle += n / clockTicks
+		case 0, 1, 2, 5, 6, 7: // user, nice, system, irq, softirq, steal
+			s.busy += n / clockTicks
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	s.self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			n, _ := strconv.ParseFloat(v, 64)
+			s.redis += n
+		}
+	}
+	return s
+}
+
+// cpuSplit is the CPU time of a run, split as sampleCPU sees it.
+type cpuSplit struct {
+	self, redis, rest, idle float64
+}
+
+func (s *cpuSplit) add(from, to cpuSample) {
+	self, redis := to.self-from.self, to.redis-from.redis
+	s.self += self
+	s.redis += redis
+	s.rest += max(0, to.busy-from.busy-self-redis)
+	s.idle += to.idle - from.idle
+}
+
+// report adds the split to the benchmark's figures, per op (µs of CPU): the
+// flusher (or, for the ceiling, the writer) as self, Redis, and PostgreSQL
+// with everything else on the machine as pg+rest; and the idle share of
+// the machine's time.
+func (s cpuSplit) report(b *testing.B, ops int64, self string) {
+	per := func(sec float64) float64 { return sec * 1e6 / float64(max(ops, 1)) }
+	b.ReportMetric(per(s.self), self+"-µs/op")
+	b.ReportMetric(per(s.redis), "redis-µs/op")
+	b.ReportMetric(per(s.rest), "pg+rest-µs/op")
+	if total := s.self + s.redis + s.rest + s.idle; total > 0 {
+		b.ReportMetric(100*s.idle/total, "idle-%")
+	}
+}
