@@ -25,6 +25,10 @@ const (
 	FieldData    = "d"
 )
 
+// entryFieldBytes are the bytes of an op entry besides its entity, id and
+// data: the field names, the kind and the version.
+const entryFieldBytes = len(FieldKind+FieldEntity+FieldID+FieldVersion+FieldData) + 1 + versionDigits
+
 // The values of FieldKind; they are the op.Kind letters.
 const (
 	kindPut    = string(op.Put)

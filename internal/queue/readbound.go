@@ -22,19 +22,19 @@ const (
 	entryOverhead = 512
 	// maxStreamIDBytes is the longest stream id: two 20-digit numbers.
 	maxStreamIDBytes = 41
-	// entryFieldBytes are the bytes of an op entry besides its entity, id
-	// and data: the field names k e i v d, the kind and the version.
-	entryFieldBytes = 5 + 1 + 19
+	// payloadOverhead is the most an op entry counts for besides its
+	// entity, id and data (its payload).
+	payloadOverhead = entryOverhead + maxStreamIDBytes + entryFieldBytes
 	// smallPayloadBytes is the most entity, id and data of a small entry
 	// hold together; the scripts mark an entry holding more.
-	smallPayloadBytes = SmallEntryBytes - entryOverhead - maxStreamIDBytes - entryFieldBytes
+	smallPayloadBytes = SmallEntryBytes - payloadOverhead
 )
 
 // LargestEntry is the most an entry counts for when writers accept ids of
 // up to maxID bytes and values of up to maxValue bytes.
 func LargestEntry(maxID, maxValue int) int64 {
 	const maxEntityBytes = 63
-	return int64(entryOverhead + maxStreamIDBytes + entryFieldBytes + maxEntityBytes + maxID + maxValue)
+	return int64(payloadOverhead + maxEntityBytes + maxID + maxValue)
 }
 
 // entryBytes is what a stream entry counts for.
@@ -101,5 +101,5 @@ func (m largeMark) largest(bound string, inclusive bool) int64 {
 	if c := compareIDs(m.id, bound); m.id == "" || c < 0 || c == 0 && !inclusive {
 		return SmallEntryBytes
 	}
-	return m.payload + entryOverhead + maxStreamIDBytes + entryFieldBytes
+	return m.payload + payloadOverhead
 }
