@@ -101,5 +101,5 @@ func (m largeMark) largest(bound string, inclusive bool) int64 {
 	if c := compareIDs(m.id, bound); m.id == "" || c < 0 || c == 0 && !inclusive {
 		return SmallEntryBytes
 	}
-	return m.payload + payloadOverhead
+	return m.payload + int64(payloadOverhead)
 }
