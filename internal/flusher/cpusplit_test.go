@@ -21,7 +21,7 @@ type cpuSample struct {
 // clockTicks is the unit of /proc/stat, USER_HZ, which Linux fixes at 100.
 const clockTicks = 100
 
-func sampleCPU(tb testing.TB, rdb *redis.Client) cpuSample {
+func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 	tb.Helper()
 	var s cpuSample
 	stat, err := os.ReadFile("/proc/stat")

@@ -26,7 +26,7 @@ import (
 // bundle is one test's deployment: its own namespace and schema.
 type bundle struct {
 	cfg    writebehind.Config
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	pool   *pgxpool.Pool
 	schema string
 	w      *writebehind.Writer
@@ -37,6 +37,13 @@ type bundle struct {
 func setup(t testing.TB, partitions int) bundle {
 	t.Helper()
 	rdb, ns := testenv.Redis(t)
+	return setupOn(t, rdb, ns, partitions)
+}
+
+// setupOn is setup on the Redis of rdb (a single server or a cluster),
+// under namespace ns.
+func setupOn(t testing.TB, rdb redis.UniversalClient, ns string, partitions int) bundle {
+	t.Helper()
 	pool, schema := testenv.Postgres(t)
 	cfg := writebehind.DefaultConfig()
 	cfg.Namespace = ns
@@ -228,7 +235,13 @@ func (b bundle) writeRandom(t testing.TB, m *model, n, keys, writers int) {
 
 func TestRandomWritesConvergeToLastWrite(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 4)
+	randomWritesConverge(t, setup(t, 4))
+}
+
+// randomWritesConverge writes random puts and deletes over hot keys while a
+// flusher runs, drains, and checks that every row and cached value is its
+// key's last write.
+func randomWritesConverge(t *testing.T, b bundle) {
 	ctx, stop := context.WithCancel(context.Background())
 	running := make(chan struct{})
 	go func() {
@@ -245,7 +258,13 @@ func TestRandomWritesConvergeToLastWrite(t *testing.T) {
 
 func TestTwoFlushersConvergeWithoutDeadlock(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 2)
+	twoFlushersConverge(t, setup(t, 2))
+}
+
+// twoFlushersConverge runs two flushers of one group, in small batches,
+// while random writes go on, and checks they both flushed and the table
+// converged without a deadlock.
+func twoFlushersConverge(t *testing.T, b bundle) {
 	b.cfg.BatchSize = 50
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

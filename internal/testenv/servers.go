@@ -190,6 +190,8 @@ type RedisServer struct {
 	dir  string
 	t    testing.TB
 	proc *Process
+	// args are more arguments of redis-server.
+	args []string
 }
 
 // StartRedis starts a Redis server of the test's own; it skips the test if
@@ -199,7 +201,11 @@ func StartRedis(t testing.TB) *RedisServer {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed: cannot run a Redis of the test's own")
 	}
-	s := &RedisServer{Port: FreePort(t), dir: t.TempDir(), t: t}
+	return startRedis(t)
+}
+
+func startRedis(t testing.TB, args ...string) *RedisServer {
+	s := &RedisServer{Port: FreePort(t), dir: t.TempDir(), t: t, args: args}
 	s.Start()
 	return s
 }
@@ -211,9 +217,9 @@ func (s *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 // until it answers.
 func (s *RedisServer) Start() {
 	s.t.Helper()
-	s.proc = Start(s.t, nil, "redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+	s.proc = Start(s.t, nil, "redis-server", append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--maxmemory-policy", "noeviction")
+		"--maxmemory-policy", "noeviction"}, s.args...)...)
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
 	defer c.Close()
 	WaitFor(s.t, 10*time.Second, "redis-server to answer", func() bool {

@@ -1,0 +1,67 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Cluster is a Redis Cluster of a test's own: three primaries with a
+// replica each, every node a RedisServer on a free port.
+type Cluster struct {
+	Nodes []*RedisServer
+	t     testing.TB
+}
+
+// StartCluster starts a cluster and waits until every slot is served; it
+// skips the test if redis-server or redis-cli is not installed.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed: cannot run a Redis Cluster of the test's own", bin)
+		}
+	}
+	c := &Cluster{t: t}
+	var addrs []string
+	for range 6 {
+		n := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		c.Nodes = append(c.Nodes, n)
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	}
+	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	clients := make([]*redis.Client, len(c.Nodes))
+	for i, n := range c.Nodes {
+		clients[i] = n.Client()
+	}
+	WaitFor(t, 30*time.Second, "the cluster to serve every slot on every node", func() bool {
+		for _, n := range clients {
+			info, err := n.ClusterInfo(context.Background()).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+		}
+		return true
+	})
+	return c
+}
+
+// Client returns a cluster client seeded with every node, closed when the
+// test ends.
+func (c *Cluster) Client() *redis.ClusterClient {
+	var addrs []string
+	for _, n := range c.Nodes {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 128})
+	c.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
