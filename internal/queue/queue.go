@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -90,16 +91,34 @@ func (q *Queue) VerifyPartitions(ctx context.Context) error {
 	return fmt.Errorf("%w: configured %d, stored %d in %s", ErrPartitionMismatch, q.partitions, n, q.keys.Meta())
 }
 
-// keyBeyond returns a stream, clock or dead-letter key of a partition at or
-// above the count, or "". It scans the namespace's partition keys, once.
+// keyBeyond returns a partition's own key (stream, clock, dead letters, ...)
+// of a partition at or above the count, or "". It scans the namespace's
+// partition keys once, on every primary of a cluster.
 func (q *Queue) keyBeyond(ctx context.Context) (string, error) {
-	iter := q.rdb.Scan(ctx, 0, q.keys.ns+":{"+q.keys.ns+":*}:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		if p, ok := q.keys.partitionOf(iter.Val()); ok && p >= q.partitions {
-			return iter.Val(), nil
+	var mu sync.Mutex
+	var found string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, q.keys.ns+":{"+q.keys.ns+":*}:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if p, ok := q.keys.partitionOf(iter.Val()); ok && p >= q.partitions {
+				mu.Lock()
+				found = iter.Val()
+				mu.Unlock()
+				return nil
+			}
 		}
+		return iter.Err()
 	}
-	return "", iter.Err()
+	var err error
+	switch c := q.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		err = scan(ctx, c)
+	default:
+		return "", fmt.Errorf("cannot scan the keys through a %T", q.rdb)
+	}
+	return found, err
 }
 
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {

@@ -243,10 +243,23 @@ func TestAckScript(t *testing.T) {
 	}
 }
 
+// TestCheckPartitions, on one server and on a cluster, where the keys of a
+// namespace lie on several primaries.
 func TestCheckPartitions(t *testing.T) {
 	t.Parallel()
+	t.Run("server", func(t *testing.T) {
+		t.Parallel()
+		rdb, ns := testenv.Redis(t)
+		checkPartitions(t, rdb, ns)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		checkPartitions(t, testenv.StartCluster(t).Client(), testenv.Name("t"))
+	})
+}
+
+func checkPartitions(t *testing.T, rdb redis.UniversalClient, ns string) {
 	ctx := context.Background()
-	rdb, ns := testenv.Redis(t)
 	if err := New(rdb, ns, 4).CheckPartitions(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -71,17 +71,15 @@ func (redisLog) Printf(_ context.Context, format string, v ...any) {
 	}
 }
 
-// Redis returns a client for cfg.RedisURL with room for poolSize connections
-// (0: the go-redis default). It does not connect yet.
-func Redis(cfg writebehind.Config, poolSize int) (*redis.Client, error) {
-	opts, err := redis.ParseURL(cfg.RedisURL)
+// Redis returns a client for cfg.RedisURL (one server, a cluster or a
+// primary under Sentinel: ParseRedisURL) with room for poolSize connections
+// per node (0: the go-redis default). It does not connect yet.
+func Redis(cfg writebehind.Config, poolSize int) (redis.UniversalClient, error) {
+	t, err := ParseRedisURL(cfg.RedisURL)
 	if err != nil {
-		return nil, fmt.Errorf("WB_REDIS_URL: %w", RedactError(err, cfg.RedisURL))
+		return nil, fmt.Errorf("WB_REDIS_URL: %w", err)
 	}
-	if poolSize > 0 {
-		opts.PoolSize = poolSize
-	}
-	return redis.NewClient(opts), nil
+	return t.Client(poolSize), nil
 }
 
 // Postgres returns a pool for cfg.PostgresURL. It connects on first use, so

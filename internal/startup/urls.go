@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/writebehind/writebehind"
 )
@@ -13,8 +12,8 @@ import (
 // configuration error naming its variable (without its password) before
 // anything runs.
 func checkURLs(cfg writebehind.Config) error {
-	if _, err := redis.ParseURL(cfg.RedisURL); err != nil {
-		return fmt.Errorf("%w: WB_REDIS_URL: %w", writebehind.ErrInvalidConfig, RedactError(err, cfg.RedisURL))
+	if _, err := ParseRedisURL(cfg.RedisURL); err != nil {
+		return fmt.Errorf("%w: WB_REDIS_URL: %w", writebehind.ErrInvalidConfig, err)
 	}
 	if _, err := pgxpool.ParseConfig(cfg.PostgresURL); err != nil {
 		return fmt.Errorf("%w: WB_POSTGRES_URL: %w", writebehind.ErrInvalidConfig, RedactError(err, cfg.PostgresURL))

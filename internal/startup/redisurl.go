@@ -1,0 +1,114 @@
+package startup
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisTarget is what WB_REDIS_URL names: one server (redis://,
+// rediss://), a Redis Cluster seeded by one or more of its nodes
+// (redis+cluster://host:port[,host:port...]), or a primary found through
+// Sentinel (redis+sentinel://host:port[,host:port...]/MASTER[/db]); the
+// rediss+ forms use TLS. User and password are the data nodes'. Query
+// options are go-redis's, in snake case (dial_timeout=3s, pool_size=50).
+type RedisTarget struct {
+	single   *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
+}
+
+// ParseRedisURL parses WB_REDIS_URL; errors do not repeat the password.
+func ParseRedisURL(raw string) (RedisTarget, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return RedisTarget{}, RedactError(fmt.Errorf("no scheme"), raw)
+	}
+	base, kind, _ := strings.Cut(scheme, "+")
+	if base != "redis" && base != "rediss" {
+		return RedisTarget{}, RedactError(fmt.Errorf("scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme), raw)
+	}
+	var t RedisTarget
+	var err error
+	switch kind {
+	case "":
+		t.single, err = redis.ParseURL(raw)
+	case "cluster":
+		var u string
+		if u, err = seeded(base, rest, ""); err == nil {
+			t.cluster, err = redis.ParseClusterURL(u)
+		}
+	case "sentinel":
+		var u string
+		if u, err = seeded(base, rest, "master"); err == nil {
+			t.failover, err = redis.ParseFailoverURL(u)
+		}
+		if err == nil {
+			// The userinfo is the data nodes' (go-redis gives it to the
+			// sentinels): the sentinels are asked without.
+			t.failover.Username, t.failover.Password = t.failover.SentinelUsername, t.failover.SentinelPassword
+			t.failover.SentinelUsername, t.failover.SentinelPassword = "", ""
+		}
+	default:
+		err = fmt.Errorf("scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme)
+	}
+	if err != nil {
+		return RedisTarget{}, RedactError(err, raw)
+	}
+	return t, nil
+}
+
+// seeded rewrites the list of nodes of a cluster or sentinel URL (after its
+// scheme) into the form go-redis parses: the first node as the host, the
+// others as addr options; for Sentinel the master name, the first part of
+// the path, becomes the master_name option.
+func seeded(base, rest, master string) (string, error) {
+	u, err := url.Parse(base + "://" + rest)
+	if err != nil {
+		return "", err
+	}
+	nodes := strings.Split(u.Host, ",")
+	if nodes[0] == "" {
+		return "", fmt.Errorf("no node to connect to")
+	}
+	q := u.Query()
+	for _, n := range nodes[1:] {
+		q.Add("addr", n)
+	}
+	u.Host = nodes[0]
+	if master != "" {
+		name, db, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+		if name == "" {
+			return "", fmt.Errorf("no master name: want redis+sentinel://host:port/MASTER")
+		}
+		q.Set("master_name", name)
+		u.Path = "/" + db
+	} else if strings.Trim(u.Path, "/") != "" {
+		return "", fmt.Errorf("a cluster has no database number: %q", u.Path)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Client returns a client of the target with room for poolSize connections
+// per node (0: the go-redis default). It does not connect yet.
+func (t RedisTarget) Client(poolSize int) redis.UniversalClient {
+	switch {
+	case t.cluster != nil:
+		if poolSize > 0 {
+			t.cluster.PoolSize = poolSize
+		}
+		return redis.NewClusterClient(t.cluster)
+	case t.failover != nil:
+		if poolSize > 0 {
+			t.failover.PoolSize = poolSize
+		}
+		return redis.NewFailoverClient(t.failover)
+	}
+	if poolSize > 0 {
+		t.single.PoolSize = poolSize
+	}
+	return redis.NewClient(t.single)
+}
