@@ -3,7 +3,9 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,4 +66,35 @@ func (c *Cluster) Client() *redis.ClusterClient {
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 128})
 	c.t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
+}
+
+// Sentinel is a Redis Sentinel of a test's own, watching one primary under
+// the name SentinelMaster.
+type Sentinel struct {
+	Port int
+}
+
+// SentinelMaster is the name a Sentinel of StartSentinel knows its primary
+// by.
+const SentinelMaster = "wbprimary"
+
+// StartSentinel starts a Sentinel watching primary and waits until it knows
+// it.
+func StartSentinel(t testing.TB, primary *RedisServer) *Sentinel {
+	t.Helper()
+	s := &Sentinel{Port: FreePort(t)}
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 1000\n",
+		s.Port, SentinelMaster, primary.Port, SentinelMaster)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Start(t, nil, "redis-server", conf, "--sentinel")
+	c := redis.NewSentinelClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
+	defer c.Close()
+	WaitFor(t, 20*time.Second, "the sentinel to know its primary", func() bool {
+		addr, err := c.GetMasterAddrByName(context.Background(), SentinelMaster).Result()
+		return err == nil && len(addr) == 2 && addr[1] == fmt.Sprint(primary.Port)
+	})
+	return s
 }
