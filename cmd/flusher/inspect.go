@@ -109,10 +109,20 @@ func summarize(group string, infos []queue.PartitionInfo) inspectReport {
 
 func writeInspect(w io.Writer, rep inspectReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tLENGTH\tLAST-ID\tLAG\tPENDING\tOLDEST-PENDING\tAGE\tDEAD-LETTERS")
+	// On a cluster, a last column says which primary serves each partition.
+	cluster := len(rep.Partitions) > 0 && rep.Partitions[0].Node != ""
+	header := "PARTITION\tLENGTH\tLAST-ID\tLAG\tPENDING\tOLDEST-PENDING\tAGE\tDEAD-LETTERS"
+	if cluster {
+		header += "\tNODE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, in := range rep.Partitions {
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%d\n", in.Partition, in.Length, orDash(in.LastID),
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%d", in.Partition, in.Length, orDash(in.LastID),
 			in.Lag, in.Pending, orDash(in.OldestPendingID), age(in.OldestPendingID != "", in.OldestPendingAge), in.DeadLetters)
+		if cluster {
+			fmt.Fprintf(tw, "\t%s", in.Node)
+		}
+		fmt.Fprintln(tw)
 	}
 	t := rep.Totals
 	fmt.Fprintf(tw, "total\t%d\t\t%d\t%d\t\t%s\t%d\n", t.Length, t.Lag, t.Pending, age(t.Pending > 0, t.OldestPendingAge), t.DeadLetters)

@@ -61,8 +61,19 @@ func TestCommandsOnClusterAndSentinel(t *testing.T) {
 			if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+schema+`.users WHERE NOT deleted`).Scan(&n); err != nil || n != 19 {
 				t.Fatalf("%d rows (%v), want 19", n, err)
 			}
-			if out := must(flusher, "inspect", "--json"); !strings.Contains(out, `"partition"`) {
-				t.Fatalf("inspect --json printed %q", out)
+			var report struct {
+				Partitions []struct {
+					Partition int
+					Node      string
+				}
+			}
+			if err := json.Unmarshal([]byte(must(flusher, "inspect", "--json")), &report); err != nil || len(report.Partitions) != 8 {
+				t.Fatalf("inspect --json: %+v (%v), want 8 partitions", report, err)
+			}
+			for _, p := range report.Partitions {
+				if (p.Node != "") != (name == "cluster") {
+					t.Fatalf("partition %d: node %q on a %s", p.Partition, p.Node, name)
+				}
 			}
 		})
 	}

@@ -16,6 +16,9 @@ import (
 // PartitionInfo is what an operator wants to know about one partition.
 type PartitionInfo struct {
 	Partition int `json:"partition"`
+	// Node is the address of the cluster primary serving the partition (""
+	// on one server).
+	Node string `json:"node,omitempty"`
 	// Length is the number of entries in the stream.
 	Length int64 `json:"length"`
 	// LastID is the id of the newest entry ever added ("" for none).
@@ -50,6 +53,13 @@ type ConsumerInfo struct {
 func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo, error) {
 	stream := q.keys.Stream(p)
 	info := PartitionInfo{Partition: p, Consumers: []ConsumerInfo{}}
+	if c, ok := q.rdb.(*redis.ClusterClient); ok {
+		node, err := c.MasterForKey(ctx, stream)
+		if err != nil {
+			return info, fmt.Errorf("partition %d: %w", p, err)
+		}
+		info.Node = node.Options().Addr
+	}
 	var (
 		exists *redis.IntCmd
 		sinfo  *redis.XInfoStreamCmd
