@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,5 +95,66 @@ func TestFailureConfig(t *testing.T) {
 				t.Fatalf("%s=%s: %v, want ErrInvalidConfig naming it", c.name, c.value, err)
 			}
 		})
+	}
+}
+
+// TestWaitReplicasOnACluster: on a Redis Cluster, WB_WAIT_REPLICAS waits for
+// the replica of the primary that took the write, not of whichever node a
+// keyless WAIT would be sent to: with that replica paused, the write is
+// written but reported not replicated, while writes on other primaries are.
+func TestWaitReplicasOnACluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster := testenv.StartCluster(t)
+	rdb := cluster.Client()
+	cfg := writebehind.DefaultConfig()
+	cfg.Namespace = testenv.Name("w")
+	cfg.WaitReplicas = 1
+	cfg.WaitTimeout = 300 * time.Millisecond
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pause the replica of the primary serving key 1.
+	key := fmt.Sprintf("%s:{%s:%d}:v:user:1", cfg.Namespace, cfg.Namespace, op.Partition("user", "1", cfg.Partitions))
+	primary, err := rdb.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := primary.Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paused *testenv.RedisServer
+	for _, n := range cluster.Nodes {
+		if strings.Contains(info, fmt.Sprintf("port=%d,", n.Port)) {
+			paused = n
+		}
+	}
+	if paused == nil {
+		t.Fatalf("no replica of %s among the nodes:\n%s", primary.Options().Addr, info)
+	}
+	paused.Signal(syscall.SIGSTOP)
+	defer paused.Signal(syscall.SIGCONT)
+
+	for range 3 {
+		if _, err := w.Put(ctx, "user", "1", []byte(`{"n":1}`)); !errors.Is(err, writebehind.ErrNotReplicated) {
+			t.Fatalf("put with the primary's replica paused: err = %v, want ErrNotReplicated", err)
+		}
+	}
+	// A key on another primary is replicated as usual.
+	for i := 2; ; i++ {
+		id := fmt.Sprint(i)
+		other, err := rdb.MasterForKey(ctx, fmt.Sprintf("%s:{%s:%d}:v:user:%s", cfg.Namespace, cfg.Namespace, op.Partition("user", id, cfg.Partitions), id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other.Options().Addr == primary.Options().Addr {
+			continue
+		}
+		if _, err := w.Put(ctx, "user", id, []byte(`{"n":1}`)); err != nil {
+			t.Fatalf("put on another primary: %v", err)
+		}
+		break
 	}
 }

@@ -44,24 +44,53 @@ type call struct {
 // run calls script s once per call and returns each call's answer: one call
 // directly (EVALSHA, then EVAL if Redis lost the script), more in one
 // pipeline, with WAIT after them if wait is set (waits holds, per call, the
-// WAIT of its pipeline). A pipeline that meets a Redis without the script
-// (restarted, failed over) loads it and runs again every call from the first
-// that met NOSCRIPT on, in order: the script may have come back midway, and
-// running only the calls that failed could apply calls on one key out of
-// order. The scripts are safe to run twice (the version guard, leases that
-// are already the caller's, compare-and-set).
+// WAIT of its pipeline). WAIT counts the replicas that caught up with the
+// connection it is sent on, so on a cluster each primary gets its calls and
+// its WAIT in a pipeline of its own.
 func (q *Queue) run(ctx context.Context, s *redis.Script, calls []call, wait bool) (cmds, waits []*redis.Cmd) {
 	cmds, waits = make([]*redis.Cmd, len(calls)), make([]*redis.Cmd, len(calls))
 	if len(calls) == 1 && !wait {
 		cmds[0] = s.Run(ctx, q.rdb, calls[0].keys, calls[0].args...)
 		return cmds, waits
 	}
-	todo, from := calls, 0
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	cluster, ok := q.rdb.(*redis.ClusterClient)
+	if !wait || !ok {
+		q.runOn(ctx, q.rdb, s, calls, all, wait, cmds, waits)
+		return cmds, waits
+	}
+	byNode := map[*redis.Client][]int{}
+	for _, i := range all {
+		node, err := cluster.MasterForKey(ctx, calls[i].keys[0])
+		if err != nil {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
+			continue
+		}
+		byNode[node] = append(byNode[node], i)
+	}
+	for node, idx := range byNode {
+		q.runOn(ctx, node, s, calls, idx, wait, cmds, waits)
+	}
+	return cmds, waits
+}
+
+// runOn runs the calls of idx through c in one pipeline, as run describes.
+// A pipeline that meets a Redis without the script (restarted, failed over)
+// loads it and runs again every call from the first that met NOSCRIPT on, in
+// order: the script may have come back midway, and running only the calls
+// that failed could apply calls on one key out of order. The scripts are
+// safe to run twice (the version guard, leases that are already the
+// caller's, compare-and-set).
+func (q *Queue) runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []call, idx []int, wait bool, cmds, waits []*redis.Cmd) {
 	for attempt := 0; ; attempt++ {
 		var w *redis.Cmd
-		_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, c := range todo {
-				cmds[from+i] = s.EvalSha(ctx, p, c.keys, c.args...)
+		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range idx {
+				cmds[i] = s.EvalSha(ctx, p, calls[i].keys, calls[i].args...)
 			}
 			if wait {
 				q.waitInPipeline(ctx, p, &w)
@@ -69,24 +98,23 @@ func (q *Queue) run(ctx context.Context, s *redis.Script, calls []call, wait boo
 			return nil
 		})
 		again := -1
-		for i := range todo {
-			waits[from+i] = w
-			if again < 0 && redis.HasErrorPrefix(cmds[from+i].Err(), "NOSCRIPT") {
-				again = i
+		for k, i := range idx {
+			waits[i] = w
+			if again < 0 && redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = k
 			}
 		}
 		if again < 0 || attempt > 0 {
-			break
+			return
 		}
-		if err := s.Load(ctx, q.rdb).Err(); err != nil {
-			for _, c := range cmds[from+again:] {
-				c.SetErr(fmt.Errorf("load script: %w", err))
+		if err := s.Load(ctx, c).Err(); err != nil {
+			for _, i := range idx[again:] {
+				cmds[i].SetErr(fmt.Errorf("load script: %w", err))
 			}
-			break
+			return
 		}
-		from, todo = from+again, todo[again:]
+		idx = idx[again:]
 	}
-	return cmds, waits
 }
 
 // LoadScripts makes sure every script is cached by Redis, so pipelines can

@@ -32,7 +32,8 @@ func StartCluster(t testing.TB) *Cluster {
 	c := &Cluster{t: t}
 	var addrs []string
 	for range 6 {
-		n := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		n := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+			"--repl-diskless-sync-delay", "0")
 		c.Nodes = append(c.Nodes, n)
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
 	}
@@ -44,14 +45,22 @@ func StartCluster(t testing.TB) *Cluster {
 	for i, n := range c.Nodes {
 		clients[i] = n.Client()
 	}
-	WaitFor(t, 30*time.Second, "the cluster to serve every slot on every node", func() bool {
+	WaitFor(t, 30*time.Second, "the cluster to serve every slot on every node, each primary with its replica in sync", func() bool {
+		synced := 0
 		for _, n := range clients {
 			info, err := n.ClusterInfo(context.Background()).Result()
 			if err != nil || !strings.Contains(info, "cluster_state:ok") {
 				return false
 			}
+			repl, err := n.Info(context.Background(), "replication").Result()
+			if err != nil {
+				return false
+			}
+			if strings.Contains(repl, "role:master") && strings.Contains(repl, "state=online") {
+				synced++
+			}
 		}
-		return true
+		return synced == 3
 	})
 	return c
 }

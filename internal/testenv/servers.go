@@ -234,6 +234,12 @@ func (s *RedisServer) Client() *redis.Client {
 	return c
 }
 
+// Signal sends sig to the server: SIGSTOP and SIGCONT pause and resume it.
+func (s *RedisServer) Signal(sig os.Signal) {
+	s.t.Helper()
+	s.proc.Signal(s.t, sig)
+}
+
 // Kill stops the server with SIGKILL and waits for it to exit.
 func (s *RedisServer) Kill() {
 	s.t.Helper()
