@@ -1,0 +1,203 @@
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/testenv"
+)
+
+// keyHistory is what one writer did to one key, in order: the values it
+// wrote, and whether each write was acknowledged (nil error) or may or may
+// not have happened.
+type keyHistory struct {
+	values []int
+	acked  []bool
+}
+
+// allowed reports whether n may be the key's final value: the last
+// acknowledged write, or a later write whose outcome is unknown.
+func (h keyHistory) allowed(n int) bool {
+	last := -1
+	for i, a := range h.acked {
+		if a {
+			last = i
+		}
+	}
+	for i := max(last, 0); i < len(h.values); i++ {
+		if h.values[i] == n && (i == last || !h.acked[i] || last < 0) {
+			return true
+		}
+	}
+	return last < 0 && n == absent
+}
+
+// absent stands for a key with no row.
+const absent = math.MinInt
+
+// TestPrimaryKilledUnderLoadOnACluster: with WB_WAIT_REPLICAS=1, a primary
+// of a Redis Cluster is SIGKILLed while writers write and a flusher flushes;
+// its replica is promoted, writers and flusher go on, and once drained every
+// key holds its last acknowledged write (or a later one whose outcome its
+// writer could not know): nothing acknowledged is lost.
+func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster := testenv.StartCluster(t)
+	rdb := cluster.Client()
+	pool, schema := testenv.Postgres(t)
+	cfg := writebehind.DefaultConfig()
+	cfg.Namespace = testenv.Name("t")
+	cfg.Partitions = 6
+	cfg.Entities = writebehind.Entities{"user": schema + ".users"}
+	cfg.WaitReplicas = 1
+	cfg.WaitTimeout = time.Second
+	s, err := sink.New(pool, cfg.Entities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	newFlusher := func(consumer string) *flusher.Flusher {
+		return flusher.New(q, s, flusher.Options{Group: cfg.Group, Consumer: consumer, BatchSize: 100,
+			Block: 50 * time.Millisecond, ClaimMinIdle: time.Second, ClaimInterval: 100 * time.Millisecond,
+			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel), LargestEntry: cfg.LargestEntry()})
+	}
+	runCtx, stopFlusher := context.WithCancel(ctx)
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); _ = newFlusher("during").Run(runCtx) }()
+
+	// Each writer owns its keys, so each key's writes have one order.
+	const writers, keysEach = 6, 20
+	histories := make([]map[string]*keyHistory, writers)
+	stopWriting := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range writers {
+		histories[g] = map[string]*keyHistory{}
+		wg.Go(func() {
+			for n := 1; ; n++ {
+				select {
+				case <-stopWriting:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%d-k%d", g, n%keysEach)
+				h := histories[g][id]
+				if h == nil {
+					h = &keyHistory{}
+					histories[g][id] = h
+				}
+				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := w.Put(wctx, "user", id, []byte(fmt.Sprintf(`{"n":%d}`, n)))
+				cancel()
+				h.values, h.acked = append(h.values, n), append(h.acked, err == nil)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		})
+	}
+
+	// Kill the primary of partition 0 under load, then wait for its replica
+	// to take over and for writes to it to be acknowledged again.
+	time.Sleep(time.Second)
+	primary, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var killed *testenv.RedisServer
+	for _, n := range cluster.Nodes {
+		if primary.Options().Addr == fmt.Sprintf("127.0.0.1:%d", n.Port) {
+			killed = n
+		}
+	}
+	killed.Kill()
+	testenv.WaitFor(t, 30*time.Second, "the killed primary's replica to take over its slots", func() bool {
+		rdb.ReloadState(ctx)
+		node, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
+		return err == nil && node.Options().Addr != primary.Options().Addr && node.Ping(ctx).Err() == nil
+	})
+	// The killed node comes back, as a replica of the new primary: writes
+	// there can be replicated again.
+	killed.Start()
+	testenv.WaitFor(t, 30*time.Second, "a write to the killed primary's slots to be acknowledged again", func() bool {
+		rdb.ReloadState(ctx)
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("probe-%d", i)
+			if op.Partition("user", id, cfg.Partitions) == 0 {
+				_, err := w.Put(ctx, "user", id, []byte(`{"n":-1}`))
+				if err != nil {
+					return false
+				}
+				histories[0][id] = &keyHistory{values: []int{-1}, acked: []bool{true}}
+				return true
+			}
+		}
+	})
+	time.Sleep(time.Second)
+	close(stopWriting)
+	wg.Wait()
+	stopFlusher()
+	<-flushed
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := newFlusher("after").Drain(dctx); err != nil {
+		t.Fatalf("drain after the failover: %v", err)
+	}
+
+	rows := map[string]int{}
+	r, err := pool.Query(ctx, `SELECT id, (data->>'n')::int FROM `+schema+`.users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var id string
+		var n int
+		if err := r.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		rows[id] = n
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	acked, lost := 0, 0
+	for _, hs := range histories {
+		for id, h := range hs {
+			for _, a := range h.acked {
+				if a {
+					acked++
+				}
+			}
+			n, ok := rows[id]
+			if !ok {
+				n = absent
+			}
+			if !h.allowed(n) {
+				lost++
+				t.Errorf("%s: row holds %d (present %v); writes %v, acknowledged %v", id, n, ok, h.values, h.acked)
+			}
+		}
+	}
+	if acked == 0 || lost > 0 {
+		t.Fatalf("%d acknowledged writes, %d keys lost their last acknowledged write", acked, lost)
+	}
+	t.Logf("%d acknowledged writes over %d keys survived the failover", acked, len(rows))
+}
