@@ -115,6 +115,14 @@ ensure_redis() {
 	die "redis did not answer on $HOST:$REDIS_PORT within ${WAIT_SECONDS}s, see $dir/redis.log"
 }
 
+# ensure_redis_binaries: the tests start Redis servers, a cluster and a
+# Sentinel of their own, whatever Redis already runs.
+ensure_redis_binaries() {
+	if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+		apt_install redis-server redis-tools
+	fi
+}
+
 # ----------------------------------------------------------- PostgreSQL
 
 pg_ready() {
@@ -265,6 +273,7 @@ case "${1:-start}" in
 start)
 	mkdir -p "$SERVICES_DIR"
 	ensure_redis
+	ensure_redis_binaries
 	ensure_postgres
 	;;
 stop)
