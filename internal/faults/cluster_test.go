@@ -86,7 +86,10 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 
 	// Each writer owns its keys, so each key's writes have one order.
 	const writers, keysEach = 6, 20
-	histories := make([]map[string]*keyHistory, writers)
+	// The last history is the probes' below: the writers own theirs.
+	histories := make([]map[string]*keyHistory, writers+1)
+	probes := map[string]*keyHistory{}
+	histories[writers] = probes
 	stopWriting := make(chan struct{})
 	var wg sync.WaitGroup
 	for g := range writers {
@@ -146,7 +149,7 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 				if err != nil {
 					return false
 				}
-				histories[0][id] = &keyHistory{values: []int{-1}, acked: []bool{true}}
+				probes[id] = &keyHistory{values: []int{-1}, acked: []bool{true}}
 				return true
 			}
 		}
