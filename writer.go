@@ -31,10 +31,9 @@ func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config, op
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	q := queue.New(client, cfg.Namespace, cfg.Partitions)
-	q.SetMaxBacklog(cfg.MaxBacklog)
-	q.SetMaxClockSkew(cfg.MaxClockSkew)
-	q.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
+	q := queue.New(client, cfg.Namespace, cfg.Partitions).WithLimits(queue.Limits{
+		MaxBacklog: cfg.MaxBacklog, MaxClockSkew: cfg.MaxClockSkew, WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout,
+	})
 	if err := q.CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
