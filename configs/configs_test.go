@@ -26,6 +26,7 @@ import (
 	"github.com/writebehind/writebehind/internal/flusher"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -117,13 +118,17 @@ func kind(t *testing.T, all map[string][]any, path, k string) []any {
 	return found
 }
 
-// variables returns the configuration's WB_ variables.
+// variables returns the WB_ variables of every component's configuration.
 func variables() map[string]bool {
 	vars := map[string]bool{}
-	rt := reflect.TypeFor[writebehind.Config]()
-	for i := range rt.NumField() {
-		if key := rt.Field(i).Tag.Get("envconfig"); key != "" {
-			vars["WB_"+key] = true
+	for _, rt := range []reflect.Type{
+		reflect.TypeFor[writebehind.WriterConfig](), reflect.TypeFor[writebehind.ReaderConfig](),
+		reflect.TypeFor[startup.FlusherConfig](), reflect.TypeFor[startup.Settings](),
+	} {
+		for _, f := range reflect.VisibleFields(rt) {
+			if key := f.Tag.Get("envconfig"); key != "" {
+				vars["WB_"+key] = true
+			}
 		}
 	}
 	return vars
