@@ -79,3 +79,24 @@ func TestConfigErrorsSayWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestWithDefaults: a configuration given only its entities is valid once
+// WithDefaults filled it, and fields set, or zero and meaningful, stay.
+func TestWithDefaults(t *testing.T) {
+	t.Parallel()
+	store := Store{Entities: Entities{"user": "users"}}
+	w := WriterConfig{Store: store, MaxIDBytes: 8}.WithDefaults()
+	if err := w.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if w.MaxIDBytes != 8 || w.Namespace != "wb" || w.Partitions != 16 || w.Entities.String() != "user=users" || w.MaxBacklog != 0 || w.CleanTTL != 0 {
+		t.Errorf("writer %+v", w)
+	}
+	r := ReaderConfig{Store: store}.WithDefaults()
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if r.MaxIDBytes != 256 || r.NegativeTTL != 0 || r.XFetchBeta != 0 {
+		t.Errorf("reader %+v", r)
+	}
+}

@@ -64,3 +64,14 @@ func TestLoadConfigNamesTheBadVariable(t *testing.T) {
 		})
 	}
 }
+
+func TestFlusherConfigWithDefaults(t *testing.T) {
+	t.Parallel()
+	c := FlusherConfig{Store: writebehind.Store{Entities: writebehind.Entities{"user": "users"}}, BatchSize: 7}.WithDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.BatchSize != 7 || c.Group != "flushers" || c.Consumer == "" || c.MetricsAddr != "" || c.ConsumerIdleTimeout != 0 {
+		t.Errorf("%+v", c)
+	}
+}
