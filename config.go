@@ -40,11 +40,8 @@ type WriterConfig struct {
 	MaxIDBytes int `envconfig:"MAX_ID_BYTES" default:"256" desc:"longest id accepted, in bytes"`
 	// MaxValueBytes bounds a value.
 	MaxValueBytes int `envconfig:"MAX_VALUE_BYTES" default:"1048576" desc:"largest value accepted, in bytes"`
-	// CleanTTL is the TTL of flushed cached values (for a Writer, of the
-	// values its write-throughs cache); 0 keeps them.
-	CleanTTL time.Duration `envconfig:"CLEAN_TTL" default:"10m" desc:"TTL of cached values once flushed (0: keep)"`
-	// EntityTTLs overrides CleanTTL per entity, for fills and flushes.
-	EntityTTLs EntityTTLs `envconfig:"ENTITY_TTLS" desc:"entity=duration pairs overriding WB_CLEAN_TTL, comma-separated"`
+	// CleanTTLs are given to the values write-throughs cache.
+	CleanTTLs
 	// MaxBacklog is the most entries a partition stream may hold before
 	// writes are refused with ErrBackpressure; 0 disables the check.
 	MaxBacklog int64 `envconfig:"MAX_BACKLOG" default:"1000000" desc:"entries per partition stream before writes are refused (0: no limit)"`
@@ -70,10 +67,8 @@ type ReaderConfig struct {
 	Store
 	// MaxIDBytes bounds an id.
 	MaxIDBytes int `envconfig:"MAX_ID_BYTES" default:"256" desc:"longest id accepted, in bytes"`
-	// CleanTTL is the TTL of the values fills cache; 0 keeps them.
-	CleanTTL time.Duration `envconfig:"CLEAN_TTL" default:"10m" desc:"TTL of cached values once flushed (0: keep)"`
-	// EntityTTLs overrides CleanTTL per entity, for fills and flushes.
-	EntityTTLs EntityTTLs `envconfig:"ENTITY_TTLS" desc:"entity=duration pairs overriding WB_CLEAN_TTL, comma-separated"`
+	// CleanTTLs are given to the values fills cache.
+	CleanTTLs
 	// NegativeTTL is how long a "not found" stays cached.
 	NegativeTTL time.Duration `envconfig:"NEGATIVE_TTL" default:"30s" desc:"TTL of cached not-found answers"`
 	// XFetchBeta scales early refresh of clean values (XFetch); 0 disables it.
@@ -83,6 +78,39 @@ type ReaderConfig struct {
 	ReadLock bool `envconfig:"READ_LOCK" default:"false" desc:"wait for another process loading the same key"`
 	// ReadLockWait bounds that wait; then the reader loads itself.
 	ReadLockWait time.Duration `envconfig:"READ_LOCK_WAIT" default:"200ms" desc:"longest wait for another process's load"`
+}
+
+// CleanTTLs are the TTLs of cached values PostgreSQL has: flushed, filled or
+// written through.
+type CleanTTLs struct {
+	// CleanTTL is the TTL of flushed cached values; 0 keeps them.
+	CleanTTL time.Duration `envconfig:"CLEAN_TTL" default:"10m" desc:"TTL of cached values once flushed (0: keep)"`
+	// EntityTTLs overrides CleanTTL per entity, for fills and flushes.
+	EntityTTLs EntityTTLs `envconfig:"ENTITY_TTLS" desc:"entity=duration pairs overriding WB_CLEAN_TTL, comma-separated"`
+}
+
+// TTL returns the clean TTL of entity: its own, or CleanTTL.
+func (t CleanTTLs) TTL(entity string) time.Duration {
+	if d, ok := t.EntityTTLs[entity]; ok {
+		return d
+	}
+	return t.CleanTTL
+}
+
+// Validate checks the rules of the TTLs of entities.
+func (t CleanTTLs) Validate(entities Entities) error {
+	if t.CleanTTL < 0 || !config.WholeMillis(t.CleanTTL) {
+		return config.Bad("CLEAN_TTL", "must be 0 (keep) or a whole number of milliseconds", t.CleanTTL)
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.EntityTTLs)) {
+		if _, ok := entities[name]; !ok {
+			return config.Bad("ENTITY_TTLS", "names an entity not in WB_ENTITIES", fmt.Sprintf("%q", name))
+		}
+		if t.EntityTTLs[name] < 0 || !config.WholeMillis(t.EntityTTLs[name]) {
+			return config.Bad("ENTITY_TTLS", "entity "+name+": must be 0 (keep) or a whole number of milliseconds", t.EntityTTLs[name])
+		}
+	}
+	return nil
 }
 
 // EntityTTLs maps entity names to clean TTLs. It decodes from
@@ -113,19 +141,6 @@ func (e *EntityTTLs) Decode(s string) error {
 	}
 	*e = m
 	return nil
-}
-
-// TTL returns the clean TTL of entity: its own, or CleanTTL.
-func (c WriterConfig) TTL(entity string) time.Duration { return ttl(c.EntityTTLs, c.CleanTTL, entity) }
-
-// TTL returns the clean TTL of entity: its own, or CleanTTL.
-func (c ReaderConfig) TTL(entity string) time.Duration { return ttl(c.EntityTTLs, c.CleanTTL, entity) }
-
-func ttl(ttls EntityTTLs, clean time.Duration, entity string) time.Duration {
-	if t, ok := ttls[entity]; ok {
-		return t
-	}
-	return clean
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -169,73 +184,36 @@ func (e Entities) String() string {
 
 // DefaultWriterConfig returns the Writer's configuration with every
 // default applied, as LoadWriterConfig reads it with no WB_ variable set.
-func DefaultWriterConfig() WriterConfig {
-	var c WriterConfig
-	config.Defaults(&c)
-	return c
-}
+func DefaultWriterConfig() WriterConfig { return config.Defaults[WriterConfig]() }
 
 // DefaultReaderConfig returns the Reader's configuration with every default
 // applied, as LoadReaderConfig reads it with no WB_ variable set.
-func DefaultReaderConfig() ReaderConfig {
-	var c ReaderConfig
-	config.Defaults(&c)
-	return c
-}
+func DefaultReaderConfig() ReaderConfig { return config.Defaults[ReaderConfig]() }
 
 // LoadWriterConfig reads the Writer's configuration from WB_ environment
 // variables and validates it. Its errors wrap ErrInvalidConfig and name the
 // variable.
-func LoadWriterConfig() (WriterConfig, error) {
-	var c WriterConfig
-	if err := config.Load(&c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
-}
+func LoadWriterConfig() (WriterConfig, error) { return config.Load[WriterConfig]() }
 
 // LoadReaderConfig reads the configuration of a Reader or ReadAside from WB_
 // environment variables and validates it. Its errors wrap ErrInvalidConfig
 // and name the variable.
-func LoadReaderConfig() (ReaderConfig, error) {
-	var c ReaderConfig
-	if err := config.Load(&c); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
-}
+func LoadReaderConfig() (ReaderConfig, error) { return config.Load[ReaderConfig]() }
 
 // WithDefaults returns s with its zero fields set to their defaults.
-func (s Store) WithDefaults() Store {
-	d := DefaultWriterConfig().Store
-	config.Fill(&s.Namespace, d.Namespace)
-	config.Fill(&s.Partitions, d.Partitions)
-	if len(s.Entities) == 0 {
-		s.Entities = d.Entities
-	}
-	return s
-}
+func (s Store) WithDefaults() Store { return config.WithDefaults(s) }
 
-// WithDefaults returns c with the zero fields that 0 means nothing for set
-// to their defaults: a zero MaxBacklog, WaitReplicas or CleanTTL stays.
+// WithDefaults returns c with its zero fields set to their defaults, but for
+// those 0 means something for: a zero MaxBacklog or CleanTTL stays.
 func (c WriterConfig) WithDefaults() WriterConfig {
-	d := DefaultWriterConfig()
-	c.Store = c.Store.WithDefaults()
-	config.Fill(&c.MaxIDBytes, d.MaxIDBytes)
-	config.Fill(&c.MaxValueBytes, d.MaxValueBytes)
-	config.Fill(&c.WaitTimeout, d.WaitTimeout)
-	config.Fill(&c.MaxClockSkew, d.MaxClockSkew)
-	config.Fill(&c.WriteThroughTimeout, d.WriteThroughTimeout)
-	return c
+	return config.WithDefaults(c, "MaxBacklog", "CleanTTL")
 }
 
-// WithDefaults returns c with the zero fields that 0 means nothing for set
-// to their defaults: a zero CleanTTL, NegativeTTL, XFetchBeta or
+// WithDefaults returns c with its zero fields set to their defaults, but for
+// those 0 means something for: a zero CleanTTL, NegativeTTL, XFetchBeta or
 // ReadLockWait stays.
 func (c ReaderConfig) WithDefaults() ReaderConfig {
-	c.Store = c.Store.WithDefaults()
-	config.Fill(&c.MaxIDBytes, DefaultReaderConfig().MaxIDBytes)
-	return c
+	return config.WithDefaults(c, "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")
 }
 
 var (
@@ -281,7 +259,7 @@ func (s Store) Validate() error {
 // one.
 func (c WriterConfig) Validate() error {
 	for _, err := range []error{c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes),
-		config.CleanTTL(c.CleanTTL), config.EntityTTLs(c.EntityTTLs, c.Entities)} {
+		c.CleanTTLs.Validate(c.Entities)} {
 		if err != nil {
 			return err
 		}
@@ -305,7 +283,7 @@ func (c WriterConfig) Validate() error {
 // one.
 func (c ReaderConfig) Validate() error {
 	for _, err := range []error{c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes),
-		config.CleanTTL(c.CleanTTL), config.EntityTTLs(c.EntityTTLs, c.Entities)} {
+		c.CleanTTLs.Validate(c.Entities)} {
 		if err != nil {
 			return err
 		}

@@ -96,7 +96,7 @@ func TestWithDefaults(t *testing.T) {
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if r.MaxIDBytes != 256 || r.NegativeTTL != 0 || r.XFetchBeta != 0 {
+	if r.MaxIDBytes != 256 || r.Partitions != 16 || r.CleanTTL != 0 || r.NegativeTTL != 0 || r.XFetchBeta != 0 || r.ReadLockWait != 0 {
 		t.Errorf("reader %+v", r)
 	}
 }

@@ -155,7 +155,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopServer()
 	}
-	f := flusher.New(q, s, options(cfg, log, m))
+	f := flusher.New(q, s, flusher.Options{
+		Group:               cfg.Group,
+		Consumer:            cfg.Consumer,
+		BatchSize:           cfg.BatchSize,
+		ClaimMinIdle:        cfg.ClaimMinIdle,
+		ClaimInterval:       cfg.ClaimInterval,
+		CleanTTL:            cfg.CleanTTL,
+		Log:                 log,
+		Metrics:             m,
+		EntityTTLs:          cfg.EntityTTLs,
+		FinishTimeout:       cfg.ShutdownTimeout,
+		MaxDeliveries:       cfg.MaxDeliveries,
+		TrimInterval:        cfg.TrimInterval,
+		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
+		MaxClockSkew:        cfg.MaxClockSkew,
+		MaxBatchBytes:       cfg.MaxBatchBytes,
+		MaxInflightBytes:    cfg.MaxInflightBytes,
+		LargestEntry:        cfg.LargestEntry(),
+	})
 
 	if cmd == "drain" {
 		return drain(ctx, f, drainTimeout, stdout, log)
@@ -183,29 +201,6 @@ func loadConfig() config {
 	var c config
 	c.Settings = startup.Config("flusher", &c.FlusherConfig)
 	return c
-}
-
-// options maps the configuration onto the flusher's options.
-func options(cfg config, log zerolog.Logger, m *metrics.Flusher) flusher.Options {
-	return flusher.Options{
-		Group:               cfg.Group,
-		Consumer:            cfg.Consumer,
-		BatchSize:           cfg.BatchSize,
-		ClaimMinIdle:        cfg.ClaimMinIdle,
-		ClaimInterval:       cfg.ClaimInterval,
-		CleanTTL:            cfg.CleanTTL,
-		Log:                 log,
-		Metrics:             m,
-		EntityTTLs:          cfg.EntityTTLs,
-		FinishTimeout:       cfg.ShutdownTimeout,
-		MaxDeliveries:       cfg.MaxDeliveries,
-		TrimInterval:        cfg.TrimInterval,
-		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
-		MaxClockSkew:        cfg.MaxClockSkew,
-		MaxBatchBytes:       cfg.MaxBatchBytes,
-		MaxInflightBytes:    cfg.MaxInflightBytes,
-		LargestEntry:        cfg.LargestEntry(),
-	}
 }
 
 // Exit codes of drain besides 0 (everything flushed) and 1 (stopped before

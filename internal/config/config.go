@@ -5,7 +5,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"reflect"
 	"regexp"
@@ -25,18 +24,48 @@ func Bad(name, rule string, got any) error {
 	return fmt.Errorf("%w: WB_%s: %s, got %v", ErrInvalid, name, rule, got)
 }
 
-// Defaults sets every field of the struct spec points to to its default.
-func Defaults(spec any) {
+// Defaults returns a T with every field at its default.
+func Defaults[T any]() T {
+	var c T
 	// With no WB_ variables set, Process only applies the defaults; it
 	// cannot fail on them.
-	if err := envconfig.Process("WB_DEFAULTS_ONLY_", spec); err != nil {
+	if err := envconfig.Process("WB_DEFAULTS_ONLY_", &c); err != nil {
 		panic(err)
+	}
+	return c
+}
+
+// WithDefaults returns c with its zero fields, and those of the structs it
+// embeds, set to their defaults, but for the fields named in keep: their
+// zero means something.
+func WithDefaults[T any](c T, keep ...string) T {
+	fill(reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]()), keep)
+	return c
+}
+
+func fill(v, d reflect.Value, keep []string) {
+	for i := range v.NumField() {
+		switch f := v.Type().Field(i); {
+		case f.Anonymous && f.Type.Kind() == reflect.Struct:
+			fill(v.Field(i), d.Field(i), keep)
+		case v.Field(i).IsZero() && !slices.Contains(keep, f.Name):
+			v.Field(i).Set(d.Field(i))
+		}
 	}
 }
 
-// Load reads the struct spec points to from WB_ environment variables,
+// Load reads a T from WB_ environment variables and validates it.
+func Load[T interface{ Validate() error }]() (T, error) {
+	var c T
+	if err := Read(&c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Read reads the struct spec points to from WB_ environment variables,
 // without validating it. Its errors wrap ErrInvalid and name the variable.
-func Load(spec any) error {
+func Read(spec any) error {
 	if err := decimalOnly(reflect.TypeOf(spec).Elem()); err != nil {
 		return err
 	}
@@ -100,14 +129,6 @@ func expected(typeName string) string {
 	return typeName
 }
 
-// Fill sets *v to d if it is zero.
-func Fill[T comparable](v *T, d T) {
-	var zero T
-	if *v == zero {
-		*v = d
-	}
-}
-
 // The upper bounds of WB_MAX_ID_BYTES and WB_MAX_VALUE_BYTES: an id or value
 // above what PostgreSQL can store would be acknowledged, then dead-lettered.
 // A btree index entry holds about 2.7 kB on 8 kB pages.
@@ -135,24 +156,3 @@ func MaxValueBytes(n int) error {
 // WholeMillis reports whether d is a whole number of milliseconds: Redis
 // TTLs are, and 500µs would round to 0, which means no TTL at all.
 func WholeMillis(d time.Duration) bool { return d%time.Millisecond == 0 }
-
-// CleanTTL checks WB_CLEAN_TTL.
-func CleanTTL(d time.Duration) error {
-	if d < 0 || !WholeMillis(d) {
-		return Bad("CLEAN_TTL", "must be 0 (keep) or a whole number of milliseconds", d)
-	}
-	return nil
-}
-
-// EntityTTLs checks WB_ENTITY_TTLS against the entities.
-func EntityTTLs(ttls map[string]time.Duration, entities map[string]string) error {
-	for _, name := range slices.Sorted(maps.Keys(ttls)) {
-		if _, ok := entities[name]; !ok {
-			return Bad("ENTITY_TTLS", "names an entity not in WB_ENTITIES", fmt.Sprintf("%q", name))
-		}
-		if ttls[name] < 0 || !WholeMillis(ttls[name]) {
-			return Bad("ENTITY_TTLS", "entity "+name+": must be 0 (keep) or a whole number of milliseconds", ttls[name])
-		}
-	}
-	return nil
-}

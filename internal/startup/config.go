@@ -31,11 +31,7 @@ type Settings struct {
 }
 
 // DefaultSettings returns the settings with every default applied.
-func DefaultSettings() Settings {
-	var s Settings
-	config.Defaults(&s)
-	return s
-}
+func DefaultSettings() Settings { return config.Defaults[Settings]() }
 
 // Validate checks every rule, then parses the connection URLs, so a
 // malformed one is a configuration error naming its variable (without its
@@ -73,10 +69,8 @@ type FlusherConfig struct {
 	ClaimMinIdle time.Duration `envconfig:"CLAIM_MIN_IDLE" default:"30s" desc:"idle time after which pending entries are reclaimed"`
 	// ClaimInterval is how often a flusher looks for entries to reclaim.
 	ClaimInterval time.Duration `envconfig:"CLAIM_INTERVAL" default:"5s" desc:"how often to look for entries to reclaim"`
-	// CleanTTL is the TTL of flushed cached values; 0 keeps them.
-	CleanTTL time.Duration `envconfig:"CLEAN_TTL" default:"10m" desc:"TTL of cached values once flushed (0: keep)"`
-	// EntityTTLs overrides CleanTTL per entity, for fills and flushes.
-	EntityTTLs writebehind.EntityTTLs `envconfig:"ENTITY_TTLS" desc:"entity=duration pairs overriding WB_CLEAN_TTL, comma-separated"`
+	// CleanTTLs are given to the values flushed.
+	writebehind.CleanTTLs
 	// MaxIDBytes and MaxValueBytes are the writers' bounds, for the largest
 	// entry.
 	MaxIDBytes    int `envconfig:"MAX_ID_BYTES" default:"256" desc:"longest id accepted, in bytes"`
@@ -109,35 +103,16 @@ type FlusherConfig struct {
 
 // DefaultFlusherConfig returns the flusher's configuration with every
 // default applied, the consumer named for the host.
-func DefaultFlusherConfig() FlusherConfig {
-	var c FlusherConfig
-	config.Defaults(&c)
-	return c.WithDefaults()
-}
+func DefaultFlusherConfig() FlusherConfig { return config.Defaults[FlusherConfig]().WithDefaults() }
 
-// WithDefaults returns c with the zero fields that 0 means nothing for set
-// to their defaults (the consumer to the host name): a zero CleanTTL,
-// ConsumerIdleTimeout or MetricsAddr stays.
+// WithDefaults returns c with its zero fields set to their defaults (the
+// consumer's to the host name), but for those 0 means something for: a zero
+// CleanTTL, ConsumerIdleTimeout or MetricsAddr stays.
 func (c FlusherConfig) WithDefaults() FlusherConfig {
 	if c.Consumer == "" {
 		c.Consumer, _ = os.Hostname()
 	}
-	var d FlusherConfig
-	config.Defaults(&d)
-	c.Store = c.Store.WithDefaults()
-	config.Fill(&c.Group, d.Group)
-	config.Fill(&c.BatchSize, d.BatchSize)
-	config.Fill(&c.ClaimMinIdle, d.ClaimMinIdle)
-	config.Fill(&c.ClaimInterval, d.ClaimInterval)
-	config.Fill(&c.MaxIDBytes, d.MaxIDBytes)
-	config.Fill(&c.MaxValueBytes, d.MaxValueBytes)
-	config.Fill(&c.MaxBatchBytes, d.MaxBatchBytes)
-	config.Fill(&c.MaxInflightBytes, d.MaxInflightBytes)
-	config.Fill(&c.MaxDeliveries, d.MaxDeliveries)
-	config.Fill(&c.ShutdownTimeout, d.ShutdownTimeout)
-	config.Fill(&c.TrimInterval, d.TrimInterval)
-	config.Fill(&c.MaxClockSkew, d.MaxClockSkew)
-	return c
+	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
 }
 
 // LargestEntry is the most one stream entry counts for in a flusher's
@@ -163,7 +138,7 @@ func (c FlusherConfig) Validate() error {
 	case c.ClaimInterval < 10*time.Millisecond:
 		return bad("CLAIM_INTERVAL", "must be at least 10ms", c.ClaimInterval)
 	}
-	for _, err := range []error{config.CleanTTL(c.CleanTTL), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)} {
+	for _, err := range []error{c.CleanTTLs.Validate(c.Entities), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)} {
 		if err != nil {
 			return err
 		}
@@ -186,9 +161,6 @@ func (c FlusherConfig) Validate() error {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !validPort(port) {
 			return bad("METRICS_ADDR", "must be host:port or :port, or empty to disable", fmt.Sprintf("%q", c.MetricsAddr))
 		}
-	}
-	if err := config.EntityTTLs(c.EntityTTLs, c.Entities); err != nil {
-		return err
 	}
 	if c.MaxClockSkew < time.Millisecond {
 		return bad("MAX_CLOCK_SKEW", "must be at least 1ms", c.MaxClockSkew)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/writebehind/writebehind"
 )
@@ -71,7 +72,7 @@ func TestFlusherConfigWithDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.BatchSize != 7 || c.Group != "flushers" || c.Consumer == "" || c.MetricsAddr != "" || c.ConsumerIdleTimeout != 0 {
+	if c.BatchSize != 7 || c.Group != "flushers" || c.Consumer == "" || c.MetricsAddr != "" || c.ConsumerIdleTimeout != 0 || c.CleanTTL != 0 || c.ShutdownTimeout != 30*time.Second {
 		t.Errorf("%+v", c)
 	}
 }

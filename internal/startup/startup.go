@@ -41,7 +41,7 @@ func Config(name string, cfgs ...Validator) Settings {
 // variables and validates it, as Config does, and returns the first error.
 func Load(cfgs ...Validator) error {
 	for _, c := range cfgs {
-		if err := config.Load(c); err != nil {
+		if err := config.Read(c); err != nil {
 			return err
 		}
 		if f, ok := c.(*FlusherConfig); ok && f.Consumer == "" {
