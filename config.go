@@ -258,11 +258,8 @@ func (s Store) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c WriterConfig) Validate() error {
-	for _, err := range []error{c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes),
-		c.CleanTTLs.Validate(c.Entities)} {
-		if err != nil {
-			return err
-		}
+	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.Entities)); err != nil {
+		return err
 	}
 	switch {
 	case c.MaxBacklog < 0:
@@ -282,11 +279,8 @@ func (c WriterConfig) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c ReaderConfig) Validate() error {
-	for _, err := range []error{c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes),
-		c.CleanTTLs.Validate(c.Entities)} {
-		if err != nil {
-			return err
-		}
+	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.Entities)); err != nil {
+		return err
 	}
 	switch {
 	case c.NegativeTTL < 0 || !config.WholeMillis(c.NegativeTTL):

@@ -24,6 +24,16 @@ func Bad(name, rule string, got any) error {
 	return fmt.Errorf("%w: WB_%s: %s, got %v", ErrInvalid, name, rule, got)
 }
 
+// First returns the first error of errs that is not nil.
+func First(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Defaults returns a T with every field at its default.
 func Defaults[T any]() T {
 	var c T

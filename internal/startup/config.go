@@ -123,7 +123,7 @@ func (c FlusherConfig) LargestEntry() int64 { return queue.LargestEntry(c.MaxIDB
 // one.
 func (c FlusherConfig) Validate() error {
 	bad := config.Bad
-	if err := c.Store.Validate(); err != nil {
+	if err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.Entities), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); err != nil {
 		return err
 	}
 	switch {
@@ -137,13 +137,6 @@ func (c FlusherConfig) Validate() error {
 		return bad("CLAIM_MIN_IDLE", "must be at least 1s", c.ClaimMinIdle)
 	case c.ClaimInterval < 10*time.Millisecond:
 		return bad("CLAIM_INTERVAL", "must be at least 10ms", c.ClaimInterval)
-	}
-	for _, err := range []error{c.CleanTTLs.Validate(c.Entities), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)} {
-		if err != nil {
-			return err
-		}
-	}
-	switch {
 	case c.MaxBatchBytes < c.LargestEntry():
 		return bad("MAX_BATCH_BYTES", fmt.Sprintf("must hold the largest entry, %d bytes with WB_MAX_VALUE_BYTES=%d and WB_MAX_ID_BYTES=%d", c.LargestEntry(), c.MaxValueBytes, c.MaxIDBytes), c.MaxBatchBytes)
 	case c.MaxInflightBytes < c.MaxBatchBytes:
@@ -156,14 +149,13 @@ func (c FlusherConfig) Validate() error {
 		return bad("CONSUMER_IDLE_TIMEOUT", "must be 0 or at least WB_CLAIM_MIN_IDLE", c.ConsumerIdleTimeout)
 	case c.TrimInterval < 10*time.Millisecond:
 		return bad("TRIM_INTERVAL", "must be at least 10ms", c.TrimInterval)
+	case c.MaxClockSkew < time.Millisecond:
+		return bad("MAX_CLOCK_SKEW", "must be at least 1ms", c.MaxClockSkew)
 	}
 	if c.MetricsAddr != "" {
 		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || !validPort(port) {
 			return bad("METRICS_ADDR", "must be host:port or :port, or empty to disable", fmt.Sprintf("%q", c.MetricsAddr))
 		}
-	}
-	if c.MaxClockSkew < time.Millisecond {
-		return bad("MAX_CLOCK_SKEW", "must be at least 1ms", c.MaxClockSkew)
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 // Package startup is what both commands do before their work: read the
-// configuration, set up logging, and connect to Redis and PostgreSQL.
+// configuration (their own Settings, the library's components' and the
+// flusher's FlusherConfig), set up logging, and connect to Redis and
+// PostgreSQL.
 package startup
 
 import (
