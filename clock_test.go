@@ -22,7 +22,7 @@ func TestWriterClockAheadIsRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	cfg.Partitions = 2
 	if cfg.MaxClockSkew != time.Minute {
@@ -72,7 +72,7 @@ func TestWriterClockBehindStillIncreasesVersions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	cfg.Partitions = 1
 	behind, err := NewWriter(ctx, rdb, cfg, WithWriterClock(shifted(-time.Hour)))

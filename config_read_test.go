@@ -10,7 +10,7 @@ import (
 func TestReadConfig(t *testing.T) {
 	t.Setenv("WB_ENTITY_TTLS", "user=5m, session=30s")
 	t.Setenv("WB_XFETCH_BETA", "2.5")
-	cfg, err := LoadConfig()
+	cfg, err := LoadReaderConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestReadConfig(t *testing.T) {
 			t.Setenv("WB_ENTITY_TTLS", "")
 			t.Setenv("WB_XFETCH_BETA", "1")
 			t.Setenv(k, v)
-			_, err := LoadConfig()
+			_, err := LoadReaderConfig()
 			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), name) {
 				t.Errorf("got %v, want an error naming %s", err, name)
 			}

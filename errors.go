@@ -3,6 +3,7 @@ package writebehind
 import (
 	"errors"
 
+	"github.com/writebehind/writebehind/internal/config"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
 )
@@ -24,7 +25,7 @@ var (
 	ErrPartitionMismatch = errPartitionMismatch // "writebehind: partition count differs from the one stored in Redis"
 	// ErrInvalidConfig: a configuration value breaks its rule; the message
 	// names the variable.
-	ErrInvalidConfig = errors.New("writebehind: invalid configuration")
+	ErrInvalidConfig = errInvalidConfig // "writebehind: invalid configuration"
 	// ErrBackpressure: the op's partition already holds WB_MAX_BACKLOG
 	// entries, because the flushers are behind (PostgreSQL down or slow).
 	// Nothing was written; retry later.
@@ -52,4 +53,5 @@ var (
 	errNotReplicated     = queue.ErrNotReplicated
 	errClockSkew         = queue.ErrClockSkew
 	errReadContended     = readpath.ErrContended
+	errInvalidConfig     = config.ErrInvalid
 )

@@ -16,7 +16,7 @@ func ExampleReadAside() {
 	ctx := context.Background()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	a, err := writebehind.NewReadAside(ctx, rdb, writebehind.DefaultConfig())
+	a, err := writebehind.NewReadAside(ctx, rdb, writebehind.DefaultReaderConfig())
 	if err != nil {
 		return
 	}

@@ -17,7 +17,7 @@ func ExampleWriter() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
 
-	cfg := writebehind.DefaultConfig()
+	cfg := writebehind.DefaultWriterConfig()
 	cfg.Entities = writebehind.Entities{"user": "users"}
 	w, err := writebehind.NewWriter(ctx, rdb, cfg)
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 //		it, err = aside.Fill(ctx, l, load(id))
 //	}
 type ReadAside struct {
-	cfg  Config
+	cfg  ReaderConfig
 	core *readpath.Core
 }
 
@@ -33,7 +33,7 @@ type Lease struct {
 
 // NewReadAside returns the read-aside face over Redis alone. It checks the
 // partition count as NewReader does.
-func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg Config, opts ...ReaderOption) (*ReadAside, error) {
+func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg ReaderConfig, opts ...ReaderOption) (*ReadAside, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ import (
 // fill never replaces a newer value. It is safe for concurrent use; the
 // clients stay the caller's.
 type Reader struct {
-	cfg  Config
+	cfg  ReaderConfig
 	core *readpath.Core
 }
 
@@ -137,7 +137,7 @@ func WithReadClock(now func() time.Time) ReaderOption {
 // be nil when every entity has an app loader. Like NewWriter it fails with
 // ErrPartitionMismatch when Redis holds data of another partition count: it
 // would look for keys in the wrong partitions.
-func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.Pool, cfg Config, opts ...ReaderOption) (*Reader, error) {
+func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.Pool, cfg ReaderConfig, opts ...ReaderOption) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -225,7 +225,7 @@ func readpathOptions(o readerOptions) readpath.Options {
 	return readpath.Options{Log: o.log, Metrics: o.metrics, Now: o.now}
 }
 
-func newCore(client redis.UniversalClient, cfg Config, load readpath.LoadFunc, opt readpath.Options) *readpath.Core {
+func newCore(client redis.UniversalClient, cfg ReaderConfig, load readpath.LoadFunc, opt readpath.Options) *readpath.Core {
 	opt.TTL = cfg.TTL
 	opt.NegativeTTL = cfg.NegativeTTL
 	opt.Lock = cfg.ReadLock

@@ -13,6 +13,7 @@ import (
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ func TestWaitReplicas(t *testing.T) {
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
 
-	cfg := writebehind.DefaultConfig()
+	cfg := writebehind.DefaultWriterConfig()
 	cfg.Namespace = "w"
 	cfg.WaitReplicas = 1
 	cfg.WaitTimeout = 5 * time.Second
@@ -71,26 +72,33 @@ func TestWaitReplicas(t *testing.T) {
 	}
 }
 
-// TestFailureConfig: the new variables are read and their rules name them.
+// TestFailureConfig: the new variables are read and their rules name them,
+// in the component that reads each.
 func TestFailureConfig(t *testing.T) {
-	cfg := writebehind.DefaultConfig()
-	if cfg.MaxDeliveries != 10 || cfg.ShutdownTimeout != 30*time.Second || cfg.ConsumerIdleTimeout != time.Hour ||
-		cfg.TrimInterval != 30*time.Second || cfg.MaxBacklog != 1_000_000 || cfg.Strict || cfg.WaitReplicas != 0 ||
+	cfg, f, set := writebehind.DefaultWriterConfig(), startup.DefaultFlusherConfig(), startup.DefaultSettings()
+	if f.MaxDeliveries != 10 || f.ShutdownTimeout != 30*time.Second || f.ConsumerIdleTimeout != time.Hour ||
+		f.TrimInterval != 30*time.Second || cfg.MaxBacklog != 1_000_000 || set.Strict || cfg.WaitReplicas != 0 ||
 		cfg.WaitTimeout != time.Second {
-		t.Fatalf("defaults: %+v", cfg)
+		t.Fatalf("defaults: %+v %+v %+v", cfg, f, set)
 	}
-	for _, c := range []struct{ name, value string }{
-		{"WB_MAX_DELIVERIES", "0"},
-		{"WB_SHUTDOWN_TIMEOUT", "-1s"},
-		{"WB_CONSUMER_IDLE_TIMEOUT", "1s"},
-		{"WB_TRIM_INTERVAL", "1ms"},
-		{"WB_MAX_BACKLOG", "-1"},
-		{"WB_WAIT_REPLICAS", "-1"},
-		{"WB_STRICT", "maybe"},
+	flusher := func() error { return startup.Load(&startup.FlusherConfig{}) }
+	writer := func() error { _, err := writebehind.LoadWriterConfig(); return err }
+	settings := func() error { return startup.Load(&startup.Settings{}) }
+	for _, c := range []struct {
+		name, value string
+		load        func() error
+	}{
+		{"WB_MAX_DELIVERIES", "0", flusher},
+		{"WB_SHUTDOWN_TIMEOUT", "-1s", flusher},
+		{"WB_CONSUMER_IDLE_TIMEOUT", "1s", flusher},
+		{"WB_TRIM_INTERVAL", "1ms", flusher},
+		{"WB_MAX_BACKLOG", "-1", writer},
+		{"WB_WAIT_REPLICAS", "-1", writer},
+		{"WB_STRICT", "maybe", settings},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Setenv(c.name, c.value)
-			_, err := writebehind.LoadConfig()
+			err := c.load()
 			if !errors.Is(err, writebehind.ErrInvalidConfig) || !strings.Contains(err.Error(), c.name) {
 				t.Fatalf("%s=%s: %v, want ErrInvalidConfig naming it", c.name, c.value, err)
 			}
@@ -107,7 +115,7 @@ func TestWaitReplicasOnACluster(t *testing.T) {
 	ctx := context.Background()
 	cluster := testenv.StartCluster(t)
 	rdb := cluster.Client()
-	cfg := writebehind.DefaultConfig()
+	cfg := writebehind.DefaultWriterConfig()
 	cfg.Namespace = testenv.Name("w")
 	cfg.WaitReplicas = 1
 	cfg.WaitTimeout = 300 * time.Millisecond

@@ -17,7 +17,7 @@ import (
 // Writer records puts and deletes in Redis for the flushers to persist. It
 // is safe for concurrent use; the Redis client stays the caller's.
 type Writer struct {
-	cfg Config
+	cfg WriterConfig
 	q   *queue.Queue
 	now func() time.Time
 	// through is set by WithPostgres, for PutThrough and DeleteThrough.
@@ -27,14 +27,13 @@ type Writer struct {
 // NewWriter checks the configuration, stores the partition count in Redis on
 // first use (or fails with ErrPartitionMismatch if another one is stored) and
 // loads the scripts.
-func NewWriter(ctx context.Context, client redis.UniversalClient, cfg Config, opts ...WriterOption) (*Writer, error) {
+func NewWriter(ctx context.Context, client redis.UniversalClient, cfg WriterConfig, opts ...WriterOption) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	q := queue.New(client, cfg.Namespace, cfg.Partitions)
-	q.SetMaxBacklog(cfg.MaxBacklog)
-	q.SetMaxClockSkew(cfg.MaxClockSkew)
-	q.SetWaitReplicas(cfg.WaitReplicas, cfg.WaitTimeout)
+	q := queue.New(client, cfg.Namespace, cfg.Partitions).WithLimits(queue.Limits{
+		MaxBacklog: cfg.MaxBacklog, MaxClockSkew: cfg.MaxClockSkew, WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout,
+	})
 	if err := q.CheckPartitions(ctx); err != nil {
 		return nil, err
 	}

@@ -11,10 +11,10 @@ import (
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
-func newTestWriter(t *testing.T) (*Writer, Config, *redis.Client) {
+func newTestWriter(t *testing.T) (*Writer, WriterConfig, *redis.Client) {
 	t.Helper()
 	rdb, ns := testenv.Redis(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	cfg.Partitions = 2
 	cfg.MaxIDBytes = 8
@@ -106,7 +106,7 @@ func TestEveryFaceRefusesAnotherPartitionCount(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	if _, err := NewWriter(ctx, rdb, cfg); err != nil {
 		t.Fatal(err)
@@ -115,10 +115,10 @@ func TestEveryFaceRefusesAnotherPartitionCount(t *testing.T) {
 	if _, err := NewWriter(ctx, rdb, cfg); !errors.Is(err, ErrPartitionMismatch) {
 		t.Errorf("NewWriter: err = %v, want ErrPartitionMismatch", err)
 	}
-	if _, err := NewReader(ctx, rdb, nil, cfg); !errors.Is(err, ErrPartitionMismatch) {
+	if _, err := NewReader(ctx, rdb, nil, readerConfig(cfg)); !errors.Is(err, ErrPartitionMismatch) {
 		t.Errorf("NewReader: err = %v, want ErrPartitionMismatch", err)
 	}
-	if _, err := NewReadAside(ctx, rdb, cfg); !errors.Is(err, ErrPartitionMismatch) {
+	if _, err := NewReadAside(ctx, rdb, readerConfig(cfg)); !errors.Is(err, ErrPartitionMismatch) {
 		t.Errorf("NewReadAside: err = %v, want ErrPartitionMismatch", err)
 	}
 }

@@ -226,7 +226,7 @@ func TestReadsDuringAWriteThroughCommitDoNotGoBack(t *testing.T) {
 				b.expire(t, "1")
 				loaded, resume := make(chan struct{}), make(chan struct{})
 				var once sync.Once
-				held, err := NewReader(ctx, b.rdb, b.pool, b.cfg, WithLoader("user", func(ctx context.Context, id string) (Item, error) {
+				held, err := NewReader(ctx, b.rdb, b.pool, b.rcfg, WithLoader("user", func(ctx context.Context, id string) (Item, error) {
 					it := b.loadRow(t, id)
 					once.Do(func() {
 						close(loaded)
@@ -255,7 +255,7 @@ func TestReadsDuringAWriteThroughCommitDoNotGoBack(t *testing.T) {
 				go func() { wDone <- wt.write(ctx, w, "1", `{"n": 2}`) }()
 				<-atFinish // committed, not yet finished
 				poll := &pollHook{polled: make(chan struct{})}
-				other, err := NewReader(ctx, b.hooked(t, poll), b.pool, b.cfg)
+				other, err := NewReader(ctx, b.hooked(t, poll), b.pool, b.rcfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -321,7 +321,7 @@ func TestOlderWriteThroughLeavesALaterLeaseAlone(t *testing.T) {
 						})
 						return it
 					}
-					r, err := NewReader(ctx, b.rdb, b.pool, b.cfg, WithLoader("user", func(ctx context.Context, id string) (Item, error) {
+					r, err := NewReader(ctx, b.rdb, b.pool, b.rcfg, WithLoader("user", func(ctx context.Context, id string) (Item, error) {
 						return hold(b.loadRow(t, id)), nil
 					}), WithBatchLoader("user", func(ctx context.Context, ids []string) ([]Item, error) {
 						out := make([]Item, len(ids))

@@ -20,7 +20,8 @@ import (
 // bundle is one test's writer, reader and flusher over its own namespace
 // and schema.
 type bundle struct {
-	cfg  Config
+	cfg  WriterConfig
+	rcfg ReaderConfig
 	w    *Writer
 	r    *Reader
 	q    *queue.Queue
@@ -34,7 +35,7 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
 	pool, schema := testenv.Postgres(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	cfg.Partitions = 2
 	cfg.Entities = Entities{"user": schema + ".users", "session": schema + ".sessions"}
@@ -50,11 +51,19 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := NewReader(ctx, rdb, pool, cfg, opts...)
+	r, err := NewReader(ctx, rdb, pool, readerConfig(cfg), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{cfg: cfg, w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
+	return &bundle{cfg: cfg, rcfg: readerConfig(cfg), w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
+}
+
+// readerConfig is the Reader's configuration beside the Writer's c: the
+// same Store, id bound and clean TTLs, and the read defaults.
+func readerConfig(c WriterConfig) ReaderConfig {
+	r := DefaultReaderConfig()
+	r.Store, r.MaxIDBytes, r.CleanTTL, r.EntityTTLs = c.Store, c.MaxIDBytes, c.CleanTTL, c.EntityTTLs
+	return r
 }
 
 func (b *bundle) drain(t testing.TB) {
@@ -188,7 +197,7 @@ func TestWriteBehindThenWriteThrough(t *testing.T) {
 func TestWriteThroughNeedsPostgres(t *testing.T) {
 	t.Parallel()
 	rdb, ns := testenv.Redis(t)
-	cfg := DefaultConfig()
+	cfg := DefaultWriterConfig()
 	cfg.Namespace = ns
 	w, err := NewWriter(context.Background(), rdb, cfg)
 	if err != nil {
@@ -285,7 +294,7 @@ func TestAppsPublishReadMetrics(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
 	b := setupRead(t, WithReadMetrics(reg))
-	if _, err := NewReadAside(ctx, b.rdb, b.cfg, WithReadMetrics(reg)); err != nil {
+	if _, err := NewReadAside(ctx, b.rdb, b.rcfg, WithReadMetrics(reg)); err != nil {
 		t.Fatalf("a second face on the same registry: %v", err)
 	}
 	if _, err := b.w.Put(ctx, "user", "1", []byte(`{}`)); err != nil {
@@ -314,7 +323,7 @@ func TestReadAsideTakesLoaderOptions(t *testing.T) {
 	t.Parallel()
 	b := setupRead(t)
 	noop := func(ctx context.Context, id string) (Item, error) { return Item{}, nil }
-	if _, err := NewReadAside(context.Background(), b.rdb, b.cfg, WithLoader("user", noop)); err != nil {
+	if _, err := NewReadAside(context.Background(), b.rdb, b.rcfg, WithLoader("user", noop)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/writebehind/writebehind/internal/flusher"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -117,16 +118,42 @@ func kind(t *testing.T, all map[string][]any, path, k string) []any {
 	return found
 }
 
-// variables returns the configuration's WB_ variables.
+// components are the configurations of every component and command.
+var components = []reflect.Type{
+	reflect.TypeFor[writebehind.WriterConfig](), reflect.TypeFor[writebehind.ReaderConfig](),
+	reflect.TypeFor[startup.FlusherConfig](), reflect.TypeFor[startup.Settings](),
+}
+
+// variables returns the WB_ variables of every component's configuration.
 func variables() map[string]bool {
 	vars := map[string]bool{}
-	rt := reflect.TypeFor[writebehind.Config]()
-	for i := range rt.NumField() {
-		if key := rt.Field(i).Tag.Get("envconfig"); key != "" {
-			vars["WB_"+key] = true
+	for _, rt := range components {
+		for _, f := range reflect.VisibleFields(rt) {
+			if key := f.Tag.Get("envconfig"); key != "" {
+				vars["WB_"+key] = true
+			}
 		}
 	}
 	return vars
+}
+
+// TestVariablesAgree: a variable read by several components has one type,
+// default and meaning.
+func TestVariablesAgree(t *testing.T) {
+	t.Parallel()
+	first := map[string]reflect.StructField{}
+	for _, rt := range components {
+		for _, f := range reflect.VisibleFields(rt) {
+			key := f.Tag.Get("envconfig")
+			if key == "" {
+				continue
+			}
+			if g, ok := first[key]; ok && (g.Type != f.Type || g.Tag != f.Tag) {
+				t.Errorf("WB_%s: %s %s in one component, %s %s in %s", key, g.Type, g.Tag, f.Type, f.Tag, rt)
+			}
+			first[key] = f
+		}
+	}
 }
 
 func TestFilesParse(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"slices"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -45,7 +44,7 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 		return startup.ExitUsage
 	}
 
-	return withQueue(stderr, "dlq "+sub, func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+	return withQueue(stderr, "dlq "+sub, func(ctx context.Context, q *queue.Queue, cfg config) error {
 		switch sub {
 		case "list":
 			return dlqList(ctx, q, *asJSON, stdout)
@@ -88,8 +87,8 @@ func dlqList(ctx context.Context, q *queue.Queue, asJSON bool, stdout io.Writer)
 // dead letter whose op PostgreSQL already holds in a newer version is
 // removed instead: replaying it would change nothing. Each letter is
 // reported; one that fails is reported and the others go on.
-func dlqReplay(ctx context.Context, cfg writebehind.Config, q *queue.Queue, p int, id string, stdout io.Writer) error {
-	pool, err := startup.Postgres(ctx, cfg)
+func dlqReplay(ctx context.Context, cfg config, q *queue.Queue, p int, id string, stdout io.Writer) error {
+	pool, err := startup.Postgres(ctx, cfg.Settings)
 	if err != nil {
 		return err
 	}

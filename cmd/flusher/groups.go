@@ -8,7 +8,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
@@ -21,7 +20,7 @@ func groups(args []string, stdout, stderr io.Writer) int {
 			return usageError(stderr, "groups remove", fmt.Errorf("want the name of one group"))
 		}
 		name := args[1]
-		return withQueue(stderr, "groups remove", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+		return withQueue(stderr, "groups remove", func(ctx context.Context, q *queue.Queue, cfg config) error {
 			if name == cfg.Group {
 				return fmt.Errorf("%w: %q is WB_GROUP, the group of these flushers", errUsage, name)
 			}
@@ -42,7 +41,7 @@ func groups(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "groups", err)
 	}
-	return withQueue(stderr, "groups", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+	return withQueue(stderr, "groups", func(ctx context.Context, q *queue.Queue, cfg config) error {
 		gs, err := q.Groups(ctx)
 		if err != nil {
 			return err

@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
 )
@@ -58,7 +57,7 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "inspect", err)
 	}
-	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, cfg config) error {
 		group := cfg.Group
 		infos, err := q.InspectAll(ctx, group)
 		if err != nil {
@@ -197,11 +196,11 @@ func usageError(stderr io.Writer, cmd string, err error) int {
 // withQueue runs an ops command against the configured namespace, after
 // checking its partition count. It creates no group, stream or partition
 // count; what the command does beyond reading is its own.
-func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Queue, writebehind.Config) error) int {
-	cfg := startup.Config("flusher")
+func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Queue, config) error) int {
+	cfg := loadConfig()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	rdb, err := startup.Redis(cfg, 0)
+	rdb, err := startup.Redis(cfg.Settings, 0)
 	if err != nil {
 		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
 		return 1

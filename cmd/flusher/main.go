@@ -74,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "groups":
 		return groups(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		startup.Usage(stdout, usage)
+		startup.Usage(stdout, usage, &startup.FlusherConfig{})
 		return 0
 	default:
 		fmt.Fprintf(stderr, "flusher: unknown command %q\n%s", cmd, usage)
@@ -95,13 +95,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[1], usage)
 		return startup.ExitUsage
 	}
-	cfg := startup.Config("flusher")
-	log := startup.Logger(cfg, os.Stderr).With().Str("consumer", cfg.Consumer).Logger()
+	cfg := loadConfig()
+	log := startup.Logger(cfg.Settings, os.Stderr).With().Str("consumer", cfg.Consumer).Logger()
 
 	ctx, stop := signalContext(log)
 	defer stop()
 
-	pool, err := startup.Postgres(ctx, cfg)
+	pool, err := startup.Postgres(ctx, cfg.Settings)
 	if err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
@@ -131,7 +131,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// Every partition holds one blocking read; leave room for the rest.
-	rdb, err := startup.Redis(cfg, 2*cfg.Partitions+8)
+	rdb, err := startup.Redis(cfg.Settings, 2*cfg.Partitions+8)
 	if err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
@@ -142,7 +142,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
-	if err := startup.CheckRedis(ctx, cfg, q, log); err != nil {
+	if err := startup.CheckRedis(ctx, cfg.Settings, q, log); err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
@@ -188,6 +188,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	st := f.Stats()
 	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
 	return 0
+}
+
+// config is what the flusher command reads.
+type config struct {
+	startup.Settings
+	startup.FlusherConfig
+}
+
+// loadConfig reads the configuration; on error it exits with ExitUsage.
+func loadConfig() config {
+	var c config
+	c.Settings = startup.Config("flusher", &c.FlusherConfig)
+	return c
 }
 
 // Exit codes of drain besides 0 (everything flushed) and 1 (stopped before

@@ -26,7 +26,7 @@ func TestMigrateThenDrainFlushesEverything(t *testing.T) {
 			t.Fatalf("migrate exit %d", code)
 		}
 	}
-	cfg, err := writebehind.LoadConfig()
+	cfg, err := writebehind.LoadWriterConfig()
 	if err != nil {
 		t.Fatal(err)
 	}

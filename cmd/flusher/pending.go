@@ -8,7 +8,6 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
@@ -29,7 +28,7 @@ func pending(args []string, stdout, stderr io.Writer) int {
 	if f.Limit < 0 || f.MinIdle < 0 {
 		return usageError(stderr, "pending", fmt.Errorf("--limit and --min-idle must not be negative"))
 	}
-	return withQueue(stderr, "pending", func(ctx context.Context, q *queue.Queue, cfg writebehind.Config) error {
+	return withQueue(stderr, "pending", func(ctx context.Context, q *queue.Queue, cfg config) error {
 		group := cfg.Group
 		parts := make([]int, 0, q.Partitions())
 		switch {

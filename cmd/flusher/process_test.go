@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -106,13 +107,11 @@ func closedAddr(t *testing.T) string {
 	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
 
-// variables returns every WB_ variable of the configuration with its
-// default, read from the struct tags.
+// variables returns every WB_ variable the flusher reads with its default,
+// read from the struct tags.
 func variables() map[string]string {
 	vars := map[string]string{}
-	rt := reflect.TypeFor[writebehind.Config]()
-	for i := range rt.NumField() {
-		f := rt.Field(i)
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[config]()) {
 		if key := f.Tag.Get("envconfig"); key != "" {
 			vars["WB_"+key] = f.Tag.Get("default")
 		}
@@ -203,27 +202,49 @@ var badVariables = []struct{ name, value string }{
 	{"WB_METRICS_ADDR", ":http-alt"},
 }
 
-// TestConfigErrors runs both commands with each bad variable.
+// TestConfigErrors runs both commands with each bad variable, each command
+// that reads it.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	flusherBin, writerBin := testenv.Commands(t)
 	for _, bad := range badVariables {
+		checked := 0
 		for _, run := range []struct {
-			bin  string
-			args []string
+			bin   string
+			args  []string
+			reads []reflect.Type
 		}{
-			{flusherBin, []string{"run"}},
-			{flusherBin, []string{"inspect"}},
-			{writerBin, []string{"put", "user", "1", "{}"}},
-			{writerBin, []string{"get", "user", "1"}},
+			{flusherBin, []string{"run"}, []reflect.Type{reflect.TypeFor[config]()}},
+			{flusherBin, []string{"inspect"}, []reflect.Type{reflect.TypeFor[config]()}},
+			{writerBin, []string{"put", "user", "1", "{}"}, []reflect.Type{reflect.TypeFor[startup.Settings](), reflect.TypeFor[writebehind.WriterConfig]()}},
+			{writerBin, []string{"get", "user", "1"}, []reflect.Type{reflect.TypeFor[startup.Settings](), reflect.TypeFor[writebehind.ReaderConfig]()}},
 		} {
+			if !reads(run.reads, bad.name) {
+				continue
+			}
+			checked++
 			code, _, stderr := runBin(t, run.bin, []string{bad.name + "=" + bad.value}, run.args...)
 			if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, bad.name+":") || strings.Contains(stderr, "s3cret") {
 				t.Errorf("%s %s with %s=%q: exit %d, stderr %q; want exit 2 and one line naming %s and no password",
 					filepath.Base(run.bin), run.args[0], bad.name, bad.value, code, stderr, bad.name)
 			}
 		}
+		if checked == 0 {
+			t.Errorf("no command reads %s", bad.name)
+		}
 	}
+}
+
+// reads reports whether one of the configurations rts has the variable name.
+func reads(rts []reflect.Type, name string) bool {
+	for _, rt := range rts {
+		for _, f := range reflect.VisibleFields(rt) {
+			if key := f.Tag.Get("envconfig"); key != "" && "WB_"+key == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func TestReadyzWithoutPostgres(t *testing.T) {

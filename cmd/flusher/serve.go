@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/health"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
@@ -24,7 +23,7 @@ const scrapeTimeout = 2 * time.Second
 // the address empty it serves nothing and the metrics record nothing.
 // Readiness fails as soon as ctx is cancelled, while the batches in hand
 // are still finishing.
-func serveOps(ctx context.Context, cfg writebehind.Config, q *queue.Queue, s *sink.Sink, log zerolog.Logger) (*metrics.Flusher, func(), error) {
+func serveOps(ctx context.Context, cfg config, q *queue.Queue, s *sink.Sink, log zerolog.Logger) (*metrics.Flusher, func(), error) {
 	if cfg.MetricsAddr == "" {
 		return nil, func() {}, nil
 	}

@@ -55,7 +55,8 @@ func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int,
 
 	// A line holds at most one value, one id and the op's few fields, with
 	// room for escapes: longer ones are refused without being held whole.
-	cfg := startup.Config("writer")
+	var cfg writebehind.WriterConfig
+	startup.Config("writer", &cfg)
 	limit := cfg.MaxValueBytes + 6*cfg.MaxIDBytes + 4096
 	in := bufio.NewReader(stdin)
 	for n := 1; ctx.Err() == nil; n++ {

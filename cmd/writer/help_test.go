@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/startup"
 )
 
 func TestHelp(t *testing.T) {
@@ -22,21 +23,30 @@ func TestHelp(t *testing.T) {
 			t.Errorf("--help does not list %s:\n%s", cmd, out)
 		}
 	}
-	rt := reflect.TypeFor[writebehind.Config]()
-	for i := range rt.NumField() {
-		key := rt.Field(i).Tag.Get("envconfig")
-		if key == "" {
-			continue
+	// What writer reads: the commands' settings, a Writer's and a Reader's
+	// configuration; each variable once.
+	seen := map[string]int{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "WB_") {
+			seen[f[0]]++
 		}
-		name, def, desc := "WB_"+key, rt.Field(i).Tag.Get("default"), rt.Field(i).Tag.Get("desc")
-		found := false
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) > 0 && f[0] == name {
-				found = strings.Contains(l, " "+def+" ") && strings.HasSuffix(l, desc)
+	}
+	for _, rt := range []reflect.Type{reflect.TypeFor[startup.Settings](), reflect.TypeFor[writebehind.WriterConfig](), reflect.TypeFor[writebehind.ReaderConfig]()} {
+		for _, f := range reflect.VisibleFields(rt) {
+			key := f.Tag.Get("envconfig")
+			if key == "" {
+				continue
 			}
-		}
-		if !found {
-			t.Errorf("--help has no line for %s with default %q and %q", name, def, desc)
+			name, def, desc := "WB_"+key, f.Tag.Get("default"), f.Tag.Get("desc")
+			found := false
+			for _, l := range strings.Split(out, "\n") {
+				if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+					found = strings.Contains(l, " "+def+" ") && strings.HasSuffix(l, desc)
+				}
+			}
+			if !found || seen[name] != 1 {
+				t.Errorf("--help has no line, or more than one, for %s with default %q and %q", name, def, desc)
+			}
 		}
 	}
 }

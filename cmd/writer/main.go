@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var err error
 	switch cmd {
 	case "help", "-h", "--help":
-		startup.Usage(stdout, usage)
+		startup.Usage(stdout, usage, &writebehind.WriterConfig{}, &writebehind.ReaderConfig{})
 		return 0
 	case "put":
 		err = put(ctx, rest, stdout)
@@ -92,14 +92,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // newWriter connects the producer library.
 func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, func(), error) {
-	cfg := startup.Config("writer")
-	rdb, err := startup.Redis(cfg, poolSize)
+	var cfg writebehind.WriterConfig
+	set := startup.Config("writer", &cfg)
+	rdb, err := startup.Redis(set, poolSize)
 	if err != nil {
 		return nil, nil, err
 	}
 	w, err := writebehind.NewWriter(ctx, rdb, cfg)
 	if err == nil {
-		err = startup.CheckRedis(ctx, cfg, queue.New(rdb, cfg.Namespace, cfg.Partitions), startup.Logger(cfg, os.Stderr))
+		err = startup.CheckRedis(ctx, set, queue.New(rdb, cfg.Namespace, cfg.Partitions), startup.Logger(set, os.Stderr))
 	}
 	if err != nil {
 		rdb.Close()
@@ -146,13 +147,14 @@ func get(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) < 2 {
 		return fmt.Errorf("%w: get takes ENTITY ID [ID...]", errUsage)
 	}
-	cfg := startup.Config("writer")
-	rdb, err := startup.Redis(cfg, 0)
+	var cfg writebehind.ReaderConfig
+	set := startup.Config("writer", &cfg)
+	rdb, err := startup.Redis(set, 0)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	pool, err := startup.Postgres(ctx, cfg)
+	pool, err := startup.Postgres(ctx, set)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -57,12 +58,14 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 	cluster := testenv.StartCluster(t)
 	rdb := cluster.Client()
 	pool, schema := testenv.Postgres(t)
-	cfg := writebehind.DefaultConfig()
+	cfg := writebehind.DefaultWriterConfig()
 	cfg.Namespace = testenv.Name("t")
 	cfg.Partitions = 6
 	cfg.Entities = writebehind.Entities{"user": schema + ".users"}
 	cfg.WaitReplicas = 1
 	cfg.WaitTimeout = time.Second
+	fcfg := startup.DefaultFlusherConfig()
+	fcfg.Store = cfg.Store
 	s, err := sink.New(pool, cfg.Entities)
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +79,9 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 	}
 	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
 	newFlusher := func(consumer string) *flusher.Flusher {
-		return flusher.New(q, s, flusher.Options{Group: cfg.Group, Consumer: consumer, BatchSize: 100,
+		return flusher.New(q, s, flusher.Options{Group: fcfg.Group, Consumer: consumer, BatchSize: 100,
 			Block: 50 * time.Millisecond, ClaimMinIdle: time.Second, ClaimInterval: 100 * time.Millisecond,
-			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel), LargestEntry: cfg.LargestEntry()})
+			Log: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel), LargestEntry: fcfg.LargestEntry()})
 	}
 	runCtx, stopFlusher := context.WithCancel(ctx)
 	flushed := make(chan struct{})

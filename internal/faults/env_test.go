@@ -18,6 +18,7 @@ import (
 	"github.com/writebehind/writebehind/internal/flusher"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -35,7 +36,8 @@ type env struct {
 	pool     *pgxpool.Pool
 	pgURL    string
 	schema   string
-	cfg      writebehind.Config
+	cfg      startup.FlusherConfig
+	wcfg     writebehind.WriterConfig
 	q        *queue.Queue
 	sink     *sink.Sink
 	w        *writebehind.Writer
@@ -55,10 +57,10 @@ func setup(t *testing.T) *env {
 
 // newEnv returns an env on the given servers; configure changes the test
 // configuration before anything is made from it.
-func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string, configure ...func(*writebehind.Config)) *env {
+func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string, configure ...func(*startup.FlusherConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
-	cfg := writebehind.DefaultConfig()
+	cfg := startup.DefaultFlusherConfig()
 	cfg.Namespace = ns
 	cfg.Entities = writebehind.Entities{"user": schema + ".users"}
 	cfg.Partitions = 2
@@ -74,7 +76,9 @@ func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	wcfg := writebehind.DefaultWriterConfig()
+	wcfg.Store = cfg.Store
+	w, err := writebehind.NewWriter(ctx, rdb, wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +86,7 @@ func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.
 	if err := q.EnsureGroup(ctx, cfg.Group); err != nil {
 		t.Fatal(err)
 	}
-	return &env{rdb: rdb, redisURL: redisURL, pool: pool, pgURL: pgURL, schema: schema, cfg: cfg,
+	return &env{rdb: rdb, redisURL: redisURL, pool: pool, pgURL: pgURL, schema: schema, cfg: cfg, wcfg: wcfg,
 		q: q, sink: s, w: w, last: map[string]int{}}
 }
 

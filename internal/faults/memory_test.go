@@ -10,6 +10,7 @@ import (
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -44,7 +45,7 @@ func drainWithinLimit(t *testing.T, values, size int, killUnbounded bool) {
 	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
 	pool, schema := testenv.Postgres(t)
-	e := newEnv(t, rdb, testenv.RedisURL(), ns, pool, testenv.PostgresURL(), schema, func(c *writebehind.Config) {
+	e := newEnv(t, rdb, testenv.RedisURL(), ns, pool, testenv.PostgresURL(), schema, func(c *startup.FlusherConfig) {
 		c.Partitions, c.BatchSize = 16, 500
 	})
 	mem := testenv.NewMemoryLimit(t, flusherMemoryLimit)

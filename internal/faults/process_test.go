@@ -201,7 +201,7 @@ func TestBackpressure(t *testing.T) {
 	ctx := context.Background()
 	e := setup(t)
 	_, writerBin := testenv.Commands(t)
-	cfg := e.cfg
+	cfg := e.wcfg
 	cfg.MaxBacklog = 20
 	w, err := writebehind.NewWriter(ctx, e.rdb, cfg)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/coalesce"
 	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/startup"
 )
 
 // benchOps is the size of each flush benchmark, as the README reports it.
@@ -64,13 +65,13 @@ func BenchmarkFlush(b *testing.B) {
 			var split cpuSplit
 			for range b.N {
 				b.StopTimer()
-				bd := setup(b, writebehind.DefaultConfig().Partitions)
+				bd := setup(b, startup.DefaultFlusherConfig().Partitions)
 				bd.fill(b, benchOps, tc.keys)
 				b.StartTimer()
 				f := bd.flusher("bench")
 				// Claims as often as a deployment makes them, not as often
 				// as the tests do.
-				f.opt.ClaimInterval = writebehind.DefaultConfig().ClaimInterval
+				f.opt.ClaimInterval = startup.DefaultFlusherConfig().ClaimInterval
 				start, before := time.Now(), sampleCPU(b, bd.rdb)
 				st, err := f.Drain(context.Background())
 				elapsed += time.Since(start)
@@ -87,7 +88,7 @@ func BenchmarkFlush(b *testing.B) {
 		})
 	}
 	b.Run("ceiling", func(b *testing.B) {
-		cfg := writebehind.DefaultConfig()
+		cfg := startup.DefaultFlusherConfig()
 		var elapsed time.Duration
 		var split cpuSplit
 		for range b.N {

@@ -20,12 +20,13 @@ import (
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
 // bundle is one test's deployment: its own namespace and schema.
 type bundle struct {
-	cfg    writebehind.Config
+	cfg    startup.FlusherConfig
 	rdb    redis.UniversalClient
 	pool   *pgxpool.Pool
 	schema string
@@ -45,13 +46,15 @@ func setup(t testing.TB, partitions int) bundle {
 func setupOn(t testing.TB, rdb redis.UniversalClient, ns string, partitions int) bundle {
 	t.Helper()
 	pool, schema := testenv.Postgres(t)
-	cfg := writebehind.DefaultConfig()
+	cfg := startup.DefaultFlusherConfig()
 	cfg.Namespace = ns
 	cfg.Partitions = partitions
 	cfg.Entities = writebehind.Entities{"user": schema + ".users", "session": schema + ".sessions"}
 	cfg.ClaimMinIdle = time.Second
 	ctx := context.Background()
-	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	wcfg := writebehind.DefaultWriterConfig()
+	wcfg.Store = cfg.Store
+	w, err := writebehind.NewWriter(ctx, rdb, wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,9 @@ func sameJSON(t testing.TB, a, b string) bool {
 func (b bundle) checkConverged(t testing.TB, m *model) {
 	t.Helper()
 	ctx := context.Background()
-	reader, err := writebehind.NewReader(context.Background(), b.rdb, b.pool, b.cfg)
+	rcfg := writebehind.DefaultReaderConfig()
+	rcfg.Store = b.cfg.Store
+	reader, err := writebehind.NewReader(context.Background(), b.rdb, b.pool, rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,22 +107,20 @@ func newClient(ctx context.Context, spec clientSpec) (*client, error) {
 	if c.pool, err = pgxpool.New(ctx, spec.PostgresURL); err != nil {
 		return nil, err
 	}
-	cfg := writebehind.DefaultConfig()
-	cfg.RedisURL, cfg.PostgresURL = spec.RedisURL, spec.PostgresURL
-	cfg.Namespace = spec.Namespace
-	cfg.Partitions = spec.Partitions
-	cfg.Entities = writebehind.Entities{entity: spec.Schema + ".users"}
+	store := writebehind.Store{Namespace: spec.Namespace, Partitions: spec.Partitions, Entities: writebehind.Entities{entity: spec.Schema + ".users"}}
+	wcfg, rcfg := writebehind.DefaultWriterConfig(), writebehind.DefaultReaderConfig()
+	wcfg.Store, rcfg.Store = store, store
 	// Tiny TTLs, so flushed values and "not found" answers expire while
 	// reads are in flight: the windows where stale fills and early
 	// refreshes happen.
-	cfg.CleanTTL = 3 * time.Millisecond
-	cfg.NegativeTTL = 5 * time.Millisecond
-	cfg.XFetchBeta = 1
-	cfg.ReadLock = spec.ReadLock
-	if c.w, err = writebehind.NewWriter(ctx, c.rdb, cfg, writebehind.WithPostgres(c.pool)); err != nil {
+	wcfg.CleanTTL, rcfg.CleanTTL = 3*time.Millisecond, 3*time.Millisecond
+	rcfg.NegativeTTL = 5 * time.Millisecond
+	rcfg.XFetchBeta = 1
+	rcfg.ReadLock = spec.ReadLock
+	if c.w, err = writebehind.NewWriter(ctx, c.rdb, wcfg, writebehind.WithPostgres(c.pool)); err != nil {
 		return nil, err
 	}
-	if c.r, err = writebehind.NewReader(ctx, c.rdb, c.pool, cfg); err != nil {
+	if c.r, err = writebehind.NewReader(ctx, c.rdb, c.pool, rcfg); err != nil {
 		return nil, err
 	}
 	c.aside = c.r.Aside()

@@ -17,7 +17,7 @@ func BenchmarkWriteBacklogCheck(b *testing.B) {
 		b.Run(fmt.Sprintf("max_backlog=%d", limit), func(b *testing.B) {
 			rdb, ns := testenv.Redis(b)
 			q := New(rdb, ns, 16)
-			q.SetMaxBacklog(limit)
+			q = q.WithLimits(Limits{MaxBacklog: limit})
 			ctx := context.Background()
 			ops := []op.Op{{Kind: op.Put, Entity: "user", Data: []byte(`{"n":1}`)}}
 			for i := 0; b.Loop(); i++ {

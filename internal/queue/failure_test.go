@@ -243,7 +243,7 @@ func TestWriteRefusesOverTheBacklog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	q, rdb := newQueue(t)
-	q.SetMaxBacklog(5)
+	q = q.WithLimits(Limits{MaxBacklog: 5})
 	if err := q.EnsureGroup(ctx, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestAbandonedGroupIsNamedAndRemovable(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	q, _ := newQueue(t)
-	q.SetMaxBacklog(5)
+	q = q.WithLimits(Limits{MaxBacklog: 5})
 	for _, g := range []string{"flushers", "flushrs"} {
 		if err := q.EnsureGroup(ctx, g); err != nil {
 			t.Fatal(err)

@@ -11,55 +11,62 @@ import (
 
 // ErrBackpressure is returned for an op refused, with nothing written,
 // because its partition stream already holds the most entries allowed
-// (SetMaxBacklog): the flushers are behind, usually because PostgreSQL is
+// (Limits.MaxBacklog): the flushers are behind, usually because PostgreSQL is
 // down. The root package exports it as ErrBackpressure, hence its prefix.
 var ErrBackpressure = errors.New("writebehind: backlog full")
 
 // ErrNotReplicated is returned for an op written to the Redis primary but
-// not acknowledged by enough replicas in time (SetWaitReplicas). The op is
+// not acknowledged by enough replicas in time (Limits.WaitReplicas). The op is
 // not undone: it is flushed like any other unless the primary is lost. The
 // root package exports it as ErrNotReplicated, hence its prefix.
 var ErrNotReplicated = errors.New("writebehind: not acknowledged by enough replicas")
 
 // ErrClockSkew is returned for an op refused, with nothing written, because
 // its version would be further ahead of Redis's clock than allowed
-// (SetMaxClockSkew): the writer's clock runs far ahead, or the partition
+// (Limits.MaxClockSkew): the writer's clock runs far ahead, or the partition
 // clock was set far ahead. Such a version would win over every later write
 // of the key. The root package exports it as ErrClockSkew, hence its prefix.
 var ErrClockSkew = errors.New("writebehind: clock skew")
 
 // DefaultMaxClockSkew is how far ahead of Redis's clock a version may be
-// when SetMaxClockSkew was not called.
+// when Limits.MaxClockSkew is 0.
 const DefaultMaxClockSkew = time.Minute
 
-// SetMaxClockSkew sets how far ahead of Redis's clock a version may be;
-// Write and BeginThrough refuse ops beyond it with ErrClockSkew. Call it
-// before use.
-func (q *Queue) SetMaxClockSkew(d time.Duration) { q.maxSkew = d }
-
-func (q *Queue) skewMicros() int64 {
-	if q.maxSkew <= 0 {
-		return DefaultMaxClockSkew.Microseconds()
-	}
-	return q.maxSkew.Microseconds()
+// Limits bound the ops Write and BeginThrough accept. The zero value sets no
+// backlog limit, DefaultMaxClockSkew and no wait for replicas.
+type Limits struct {
+	// MaxBacklog makes Write refuse ops with ErrBackpressure while their
+	// partition stream holds that many entries or more (0: no limit).
+	MaxBacklog int64
+	// MaxClockSkew is how far ahead of Redis's clock a version may be;
+	// Write and BeginThrough refuse ops beyond it with ErrClockSkew.
+	MaxClockSkew time.Duration
+	// WaitReplicas makes Write wait, with WAIT on the connection that
+	// wrote, until that many replicas acknowledged the ops or WaitTimeout
+	// passed (0: no wait).
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
-// SetMaxBacklog makes Write refuse ops with ErrBackpressure while their
-// partition stream holds n entries or more (0: no limit). Call it before use.
-func (q *Queue) SetMaxBacklog(n int64) { q.maxBacklog = n }
+// WithLimits returns the queue of the same namespace writing within l.
+func (q *Queue) WithLimits(l Limits) *Queue {
+	c := *q
+	c.limits = l
+	return &c
+}
 
-// SetWaitReplicas makes Write wait, with WAIT on the connection that wrote,
-// until n replicas acknowledged the ops or timeout passed (0: no wait). Call
-// it before use.
-func (q *Queue) SetWaitReplicas(n int, timeout time.Duration) {
-	q.waitReplicas, q.waitTimeout = n, timeout
+func (q *Queue) skewMicros() int64 {
+	if q.limits.MaxClockSkew <= 0 {
+		return DefaultMaxClockSkew.Microseconds()
+	}
+	return q.limits.MaxClockSkew.Microseconds()
 }
 
 // waitInPipeline appends WAIT to a pipeline when replicas are awaited: WAIT
 // covers the writes of its own connection, so it must share the pipeline's.
 func (q *Queue) waitInPipeline(ctx context.Context, p redis.Pipeliner, wait **redis.Cmd) {
-	if q.waitReplicas > 0 {
-		*wait = p.Do(ctx, "WAIT", q.waitReplicas, q.waitTimeout.Milliseconds())
+	if q.limits.WaitReplicas > 0 {
+		*wait = p.Do(ctx, "WAIT", q.limits.WaitReplicas, q.limits.WaitTimeout.Milliseconds())
 	}
 }
 
@@ -72,8 +79,8 @@ func (q *Queue) checkReplicated(wait *redis.Cmd) error {
 	if err != nil {
 		return fmt.Errorf("%w: WAIT: %v", ErrNotReplicated, err)
 	}
-	if n < int64(q.waitReplicas) {
-		return fmt.Errorf("%w: %d of %d within %s", ErrNotReplicated, n, q.waitReplicas, q.waitTimeout)
+	if n < int64(q.limits.WaitReplicas) {
+		return fmt.Errorf("%w: %d of %d within %s", ErrNotReplicated, n, q.limits.WaitReplicas, q.limits.WaitTimeout)
 	}
 	return nil
 }

@@ -38,11 +38,7 @@ type Queue struct {
 	rdb        redis.UniversalClient
 	keys       Keys
 	partitions int
-	// maxBacklog, maxSkew and waitReplicas are set once, before use.
-	maxBacklog   int64
-	maxSkew      time.Duration
-	waitReplicas int
-	waitTimeout  time.Duration
+	limits     Limits
 }
 
 // New returns the queue of namespace ns with the given partition count.
@@ -124,7 +120,7 @@ func (q *Queue) keyBeyond(ctx context.Context) (string, error) {
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 	p := q.Partition(o.Entity, o.ID)
 	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.maxBacklog, q.skewMicros(), smallPayloadBytes}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, q.skewMicros(), smallPayloadBytes}
 }
 
 // Write applies ops (their Version is ignored) and returns the version each
@@ -135,7 +131,7 @@ func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64,
 	for i, o := range ops {
 		calls[i].keys, calls[i].args = q.writeArgs(o, now)
 	}
-	cmds, waits := q.run(ctx, writeScript, calls, q.waitReplicas > 0)
+	cmds, waits := q.run(ctx, writeScript, calls, q.limits.WaitReplicas > 0)
 	versions := make([]int64, len(ops))
 	errs := make([]error, len(ops))
 	for i, c := range cmds {

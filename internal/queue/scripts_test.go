@@ -418,7 +418,7 @@ func TestVersionsFarAheadOfRedisAreRefused(t *testing.T) {
 	rdb, ns := testenv.Redis(t)
 	ctx := context.Background()
 	q := New(rdb, ns, 1)
-	q.SetMaxClockSkew(time.Minute)
+	q = q.WithLimits(Limits{MaxClockSkew: time.Minute})
 	k := q.Keys()
 	put := []op.Op{{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
 	if _, errs := q.Write(ctx, put, time.Now().Add(30*time.Second)); errs[0] != nil {

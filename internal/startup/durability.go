@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
@@ -19,7 +18,7 @@ var ErrUnsafeRedis = errors.New("redis settings could lose unflushed writes (WB_
 // producers before they are flushed, and fails with ErrUnsafeRedis when
 // cfg.Strict is set and there is one. A Redis that hides its configuration
 // is only warned about.
-func CheckRedis(ctx context.Context, cfg writebehind.Config, q *queue.Queue, log zerolog.Logger) error {
+func CheckRedis(ctx context.Context, cfg Settings, q *queue.Queue, log zerolog.Logger) error {
 	found, err := q.CheckDurability(ctx)
 	if errors.Is(err, queue.ErrCannotCheck) {
 		log.Warn().Err(err).Msg("could not check that Redis keeps unflushed writes safe (eviction policy, persistence)")

@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -24,7 +23,7 @@ func TestLoggerWritesJSONAtTheConfiguredLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cfg := writebehind.DefaultConfig()
+	cfg := DefaultSettings()
 	cfg.LogLevel = "warn"
 	log := Logger(cfg, w)
 	log.Info().Msg("hidden")
@@ -55,7 +54,7 @@ func TestGoRedisLogsGoToTheLogger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	Logger(writebehind.DefaultConfig(), w)
+	Logger(DefaultSettings(), w)
 	defer redisTarget.Store(new(zerolog.Nop()))
 	port := testenv.FreePort(t)
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), MaxRetries: -1, DialTimeout: 50 * time.Millisecond})

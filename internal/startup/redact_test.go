@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/writebehind/writebehind"
 )
 
 func TestRedactURL(t *testing.T) {
@@ -36,7 +34,7 @@ func TestConnectionErrorsHidePasswords(t *testing.T) {
 		"redis://app:s3cret@redis:6379/x",
 		"rediss://app:s3cret@redis:6379/0?dial_timeout=forever",
 	} {
-		cfg := writebehind.DefaultConfig()
+		cfg := DefaultSettings()
 		cfg.RedisURL = raw
 		_, err := Redis(cfg, 0)
 		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.HasPrefix(err.Error(), "WB_REDIS_URL: ") {
@@ -49,7 +47,7 @@ func TestConnectionErrorsHidePasswords(t *testing.T) {
 		"postgres://db/app?password=s3cret&sslmode=nonsense",
 		"host=db password=s3cret sslmode=nonsense",
 	} {
-		cfg := writebehind.DefaultConfig()
+		cfg := DefaultSettings()
 		cfg.PostgresURL = raw
 		_, err := Postgres(context.Background(), cfg)
 		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.HasPrefix(err.Error(), "WB_POSTGRES_URL: ") {

@@ -1,0 +1,168 @@
+// Package config reads configurations from WB_ environment variables and
+// holds the rules that more than one component's configuration applies.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// ErrInvalid is exported by the root package as ErrInvalidConfig, hence its
+// prefix.
+var ErrInvalid = errors.New("writebehind: invalid configuration")
+
+// Bad is the error of WB_name breaking rule with the value got.
+func Bad(name, rule string, got any) error {
+	return fmt.Errorf("%w: WB_%s: %s, got %v", ErrInvalid, name, rule, got)
+}
+
+// First returns the first error of errs that is not nil.
+func First(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Defaults returns a T with every field at its default.
+func Defaults[T any]() T {
+	var c T
+	// With no WB_ variables set, Process only applies the defaults; it
+	// cannot fail on them.
+	if err := envconfig.Process("WB_DEFAULTS_ONLY_", &c); err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// WithDefaults returns c with its zero fields, and those of the structs it
+// embeds, set to their defaults, but for the fields named in keep: their
+// zero means something.
+func WithDefaults[T any](c T, keep ...string) T {
+	fill(reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]()), keep)
+	return c
+}
+
+func fill(v, d reflect.Value, keep []string) {
+	for i := range v.NumField() {
+		switch f := v.Type().Field(i); {
+		case f.Anonymous && f.Type.Kind() == reflect.Struct:
+			fill(v.Field(i), d.Field(i), keep)
+		case v.Field(i).IsZero() && !slices.Contains(keep, f.Name):
+			v.Field(i).Set(d.Field(i))
+		}
+	}
+}
+
+// Load reads a T from WB_ environment variables and validates it.
+func Load[T interface{ Validate() error }]() (T, error) {
+	var c T
+	if err := Read(&c); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Read reads the struct spec points to from WB_ environment variables,
+// without validating it. Its errors wrap ErrInvalid and name the variable.
+func Read(spec any) error {
+	if err := decimalOnly(reflect.TypeOf(spec).Elem()); err != nil {
+		return err
+	}
+	if err := envconfig.Process("WB", spec); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			if le := ListError(""); errors.As(pe.Err, &le) {
+				return fmt.Errorf("%w: %s: %v, got %q", ErrInvalid, pe.KeyName, le, pe.Value)
+			}
+			return fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalid, pe.KeyName, expected(pe.TypeName), pe.Value)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// decimal is a whole number as an operator writes one. envconfig would also
+// take 010 (octal: 8) and 0x10, so WB_PARTITIONS=010 would quietly mean 8.
+var decimal = regexp.MustCompile(`^[+-]?(0|[1-9][0-9]*)$`)
+
+// decimalOnly checks that every integer variable of rt that is set is
+// decimal.
+func decimalOnly(rt reflect.Type) error {
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			if err := decimalOnly(f.Type); err != nil {
+				return err
+			}
+			continue
+		}
+		if k := f.Type.Kind(); k != reflect.Int && k != reflect.Int64 || f.Type == reflect.TypeFor[time.Duration]() {
+			continue
+		}
+		name := "WB_" + f.Tag.Get("envconfig")
+		if v, ok := os.LookupEnv(name); ok && !decimal.MatchString(strings.TrimSpace(v)) {
+			return fmt.Errorf("%w: %s: expected a whole number in decimal, got %q", ErrInvalid, name, v)
+		}
+	}
+	return nil
+}
+
+// ListError says why a list variable (WB_ENTITIES, WB_ENTITY_TTLS) does not
+// decode: a name twice, a pair without "=". It is reported as it is; for
+// the other types the expected form is the reason.
+type ListError string
+
+func (e ListError) Error() string { return string(e) }
+
+func expected(typeName string) string {
+	switch typeName {
+	case "Duration":
+		return "a duration like 500ms, 30s or 5m"
+	case "int", "int64":
+		return "a whole number"
+	case "bool":
+		return "true or false"
+	case "float64":
+		return "a number"
+	}
+	return typeName
+}
+
+// The upper bounds of WB_MAX_ID_BYTES and WB_MAX_VALUE_BYTES: an id or value
+// above what PostgreSQL can store would be acknowledged, then dead-lettered.
+// A btree index entry holds about 2.7 kB on 8 kB pages.
+const (
+	maxIDBytesLimit    = 2048
+	maxValueBytesLimit = 64 << 20
+)
+
+// MaxIDBytes checks WB_MAX_ID_BYTES.
+func MaxIDBytes(n int) error {
+	if n < 1 || n > maxIDBytesLimit {
+		return Bad("MAX_ID_BYTES", fmt.Sprintf("must be between 1 and %d (PostgreSQL's primary key index holds no longer id)", maxIDBytesLimit), n)
+	}
+	return nil
+}
+
+// MaxValueBytes checks WB_MAX_VALUE_BYTES.
+func MaxValueBytes(n int) error {
+	if n < 2 || n > maxValueBytesLimit {
+		return Bad("MAX_VALUE_BYTES", fmt.Sprintf("must be between 2 and %d (jsonb stores at most 255 MiB, in a form that can be larger than the text)", maxValueBytesLimit), n)
+	}
+	return nil
+}
+
+// WholeMillis reports whether d is a whole number of milliseconds: Redis
+// TTLs are, and 500µs would round to 0, which means no TTL at all.
+func WholeMillis(d time.Duration) bool { return d%time.Millisecond == 0 }
