@@ -3,7 +3,6 @@ package queue
 import (
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/writebehind/writebehind/internal/op"
 )
@@ -12,7 +11,7 @@ import (
 // byte, a version in 19 zero-padded digits, then what the state carries.
 // Every field sits at a fixed offset, so the scripts read and compare them
 // without parsing: this file owns the layout, and renders it for the scripts
-// as the prelude cellPrelude.
+// (cellDefs).
 //
 //	D|T version data           unflushed put (data) or delete
 //	C|X version data           flushed put or delete, with the clean TTL
@@ -75,33 +74,34 @@ const (
 	fillHeaderLen                          = expireAt + expireDigits
 )
 
-// cellPrelude renders the layout for the scripts: state letters, the flush
+// cellDefs render the layout for the scripts: state letters, the flush
 // table, and accessors of a cell string (1-based, as Lua's string.sub) and
 // of a key holding one (0-based, as GETRANGE).
-func cellPrelude() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "-- The cell layout (cell.go).\n")
-	fmt.Fprintf(&b, "local DIRTY, CLEAN, DIRTY_TOMBSTONE, CLEAN_TOMBSTONE = '%c', '%c', '%c', '%c'\n", Dirty, Clean, DirtyTombstone, CleanTombstone)
-	fmt.Fprintf(&b, "local FILLED, NEGATIVE, LEASED, WRITING = '%c', '%c', '%c', '%c'\n", Filled, Negative, Leased, Writing)
-	fmt.Fprintf(&b, "local FLUSHED = {%c = '%c', %c = '%c'}\n", Dirty, flushed[Dirty], DirtyTombstone, flushed[DirtyTombstone])
-	fmt.Fprintf(&b, "local HEADER_LEN, MARK_LEN = %d, %d\n", headerLen, markLen)
-	fmt.Fprintf(&b, "local function cell_state(v) return string.sub(v, 1, 1) end\n")
-	fmt.Fprintf(&b, "local function cell_version(v) return string.sub(v, 2, %d) end\n", headerLen)
-	fmt.Fprintf(&b, "local function cell_header(v) return string.sub(v, 1, %d) end\n", headerLen)
-	fmt.Fprintf(&b, "local function cell_deadline(v) return tonumber(string.sub(v, %d, %d)) end\n", headerLen+1, markLen)
-	fmt.Fprintf(&b, "local function cell_mark(v) return string.sub(v, 1, %d) end\n", markLen)
-	fmt.Fprintf(&b, "local function cell_prior(v) return string.sub(v, %d) end\n", markLen+1)
-	fmt.Fprintf(&b, "local function cell_stamp(v) return tonumber(string.sub(v, %d, %d)) end\n", stampAt+1, stampAt+stampDigits)
-	fmt.Fprintf(&b, "local function cell_deadline_of(deadline) return string.format('%%0%dd', tonumber(deadline)) end\n", deadlineDigits)
-	fmt.Fprintf(&b, "local function key_state(key) return redis.call('GETRANGE', key, 0, 0) end\n")
-	fmt.Fprintf(&b, "local function key_header(key) return redis.call('GETRANGE', key, 0, %d) end\n", headerLen-1)
-	fmt.Fprintf(&b, "local function key_mark(key) return redis.call('GETRANGE', key, 0, %d) end\n", markLen-1)
-	fmt.Fprintf(&b, "local function key_prior_header(key) return redis.call('GETRANGE', key, %d, %d) end\n", markLen, markLen+headerLen-1)
-	fmt.Fprintf(&b, "local function set_key_state(key, st) redis.call('SETRANGE', key, 0, st) end\n")
-	fmt.Fprintf(&b, "local function set_key_prior_state(key, st) redis.call('SETRANGE', key, %d, st) end\n", markLen)
-	fmt.Fprintf(&b, "local function unflushed(st) return FLUSHED[st] ~= nil end\n")
-	fmt.Fprintf(&b, "local function written(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE end\n")
-	return b.String()
+func cellDefs() []luaDef {
+	return []luaDef{
+		constDef("DIRTY", "'%c'", Dirty), constDef("CLEAN", "'%c'", Clean),
+		constDef("DIRTY_TOMBSTONE", "'%c'", DirtyTombstone), constDef("CLEAN_TOMBSTONE", "'%c'", CleanTombstone),
+		constDef("FILLED", "'%c'", Filled), constDef("NEGATIVE", "'%c'", Negative),
+		constDef("LEASED", "'%c'", Leased), constDef("WRITING", "'%c'", Writing),
+		constDef("FLUSHED", "{%c = '%c', %c = '%c'}", Dirty, flushed[Dirty], DirtyTombstone, flushed[DirtyTombstone]),
+		constDef("HEADER_LEN", "%d", headerLen),
+		funcDef("cell_state", "(v) return string.sub(v, 1, 1)"),
+		funcDef("cell_version", "(v) return string.sub(v, 2, %d)", headerLen),
+		funcDef("cell_header", "(v) return string.sub(v, 1, %d)", headerLen),
+		funcDef("cell_deadline", "(v) return tonumber(string.sub(v, %d, %d))", headerLen+1, markLen),
+		funcDef("cell_mark", "(v) return string.sub(v, 1, %d)", markLen),
+		funcDef("cell_prior", "(v) return string.sub(v, %d)", markLen+1),
+		funcDef("cell_stamp", "(v) return tonumber(string.sub(v, %d, %d))", stampAt+1, stampAt+stampDigits),
+		funcDef("cell_deadline_of", "(deadline) return string.format('%%0%dd', tonumber(deadline))", deadlineDigits),
+		funcDef("key_state", "(key) return redis.call('GETRANGE', key, 0, 0)"),
+		funcDef("key_header", "(key) return redis.call('GETRANGE', key, 0, %d)", headerLen-1),
+		funcDef("key_mark", "(key) return redis.call('GETRANGE', key, 0, %d)", markLen-1),
+		funcDef("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
+		funcDef("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
+		funcDef("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
+		funcDef("unflushed", "(st) return FLUSHED[st] ~= nil"),
+		funcDef("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),
+	}
 }
 
 // Cached is one decoded cell.

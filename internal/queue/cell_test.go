@@ -39,7 +39,7 @@ func TestCellLayoutAgreesInGoAndLua(t *testing.T) {
 	}
 	// What the prelude reads of a cell: state, version, and by state the
 	// fill stamp, or the deadline and the prior's header.
-	read := redis.NewScript(prelude + `
+	const reader = `
 local v = ARGV[1]
 local st = cell_state(v)
 local out = {st, cell_version(v), cell_header(v), tostring(unflushed(st)), FLUSHED[st] or ''}
@@ -50,7 +50,8 @@ elseif st == WRITING then
   out[#out + 1] = cell_prior(v)
   out[#out + 1] = cell_mark(v)
 end
-return out`)
+return out`
+	read := redis.NewScript(preludeFor(reader) + reader)
 	for _, c := range cells {
 		got, err := parseCached(c.raw)
 		if err != nil {

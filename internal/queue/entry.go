@@ -13,8 +13,8 @@ import (
 
 // A stream entry is one op: its fields are written by the scripts (write,
 // replay) and read here; a dead letter holds the entry's fields and then
-// letterFields. This file owns both, and renders them for the scripts as
-// the prelude entryPrelude.
+// letterFields. This file owns both, and renders them for the scripts
+// (entryDefs).
 
 // The fields of a stream entry.
 const (
@@ -48,14 +48,14 @@ const (
 
 var letterFields = []string{letterReason, letterSourceStream, letterSourceID, letterDeliveries, letterTime}
 
-// entryPrelude renders the entry's fields for the scripts.
-func entryPrelude() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "-- The stream entry's fields (entry.go).\n")
-	fmt.Fprintf(&b, "local F_KIND, F_ENTITY, F_ID, F_VERSION, F_DATA = '%s', '%s', '%s', '%s', '%s'\n", FieldKind, FieldEntity, FieldID, FieldVersion, FieldData)
-	fmt.Fprintf(&b, "local KIND_PUT, KIND_DELETE = '%s', '%s'\n", kindPut, kindDelete)
-	fmt.Fprintf(&b, "local LETTER_FIELDS = {'%s'}\n", strings.Join(letterFields, "', '"))
-	return b.String()
+// entryDefs render the entry's fields for the scripts.
+func entryDefs() []luaDef {
+	return []luaDef{
+		constDef("F_KIND", "'%s'", FieldKind), constDef("F_ENTITY", "'%s'", FieldEntity), constDef("F_ID", "'%s'", FieldID),
+		constDef("F_VERSION", "'%s'", FieldVersion), constDef("F_DATA", "'%s'", FieldData),
+		constDef("KIND_PUT", "'%s'", kindPut), constDef("KIND_DELETE", "'%s'", kindDelete),
+		constDef("LETTER_FIELDS", "{'%s'}", strings.Join(letterFields, "', '")),
+	}
 }
 
 // Entry is one stream entry and the op decoded from it. Err is set, and Op is

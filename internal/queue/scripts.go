@@ -4,6 +4,9 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -21,19 +24,56 @@ var (
 	//go:embed large.lua
 	largeSource string
 
-	// prelude is what every script may use: the cell layout, the stream
-	// entry's fields, the version rule and the large-entry mark.
-	prelude = cellPrelude() + entryPrelude() + versionSource + largeSource
+	// prelude is what scripts may use: the cell layout, the stream entry's
+	// fields, the version rule and the large-entry mark, in order (a
+	// definition uses only those before it).
+	prelude = slices.Concat(cellDefs(), entryDefs(),
+		[]luaDef{{"next_version", versionSource}, {"mark_large", largeSource}})
 
 	// scripts holds every script, for LoadScripts.
 	scripts []*redis.Script
 )
 
-// newScript returns the script of source with the prelude, registered.
+// newScript returns the script of source with the prelude it uses,
+// registered.
 func newScript(source string) *redis.Script {
-	s := redis.NewScript(prelude + source)
+	s := redis.NewScript(preludeFor(source) + source)
 	scripts = append(scripts, s)
 	return s
+}
+
+// luaDef is one definition of the prelude: the name it defines, and its
+// code.
+type luaDef struct{ name, code string }
+
+func constDef(name, format string, args ...any) luaDef {
+	return luaDef{name, "local " + name + " = " + fmt.Sprintf(format, args...) + "\n"}
+}
+
+func funcDef(name, format string, args ...any) luaDef {
+	return luaDef{name, "local function " + name + fmt.Sprintf(format, args...) + " end\n"}
+}
+
+// preludeFor returns the definitions source uses, directly or through other
+// definitions, in prelude order. Definitions run at every call of a
+// script, so a script carries only those it uses.
+func preludeFor(source string) string {
+	used := make([]bool, len(prelude))
+	for text, grew := source, true; grew; {
+		grew = false
+		for i, d := range prelude {
+			if !used[i] && regexp.MustCompile(`\b`+d.name+`\b`).MatchString(text) {
+				used[i], text, grew = true, text+d.code, true
+			}
+		}
+	}
+	var b strings.Builder
+	for i, d := range prelude {
+		if used[i] {
+			b.WriteString(d.code)
+		}
+	}
+	return b.String()
 }
 
 type call struct {
