@@ -85,6 +85,11 @@ func runRound(t *testing.T, r round) *outcome {
 	clients := make([]*testenv.Process, r.Clients)
 	for i := range clients {
 		paths[i] = filepath.Join(dir, fmt.Sprintf("client-%d.jsonl", i))
+		// A client killed before it opened its history made no calls: its
+		// history is empty, not missing.
+		if err := os.WriteFile(paths[i], nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		spec, err := json.Marshal(clientSpec{
 			Process: i, Goroutines: r.Goroutines, Namespace: ns, Schema: schema,
 			RedisURL: testenv.RedisURL(), PostgresURL: testenv.PostgresURL(), Partitions: partitions,
