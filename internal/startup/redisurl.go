@@ -20,6 +20,10 @@ type RedisTarget struct {
 	failover *redis.FailoverOptions
 }
 
+// clusterRedirects is how many MOVED and ASK redirects a cluster client
+// follows unless the URL sets max_redirects.
+const clusterRedirects = 16
+
 // ParseRedisURL parses WB_REDIS_URL; errors do not repeat the password.
 func ParseRedisURL(raw string) (RedisTarget, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
@@ -39,6 +43,11 @@ func ParseRedisURL(raw string) (RedisTarget, error) {
 		var u string
 		if u, err = seeded(base, rest, ""); err == nil {
 			t.cluster, err = redis.ParseClusterURL(u)
+		}
+		if err == nil && t.cluster.MaxRedirects == 0 {
+			// While slots move, a command can be sent back and forth more
+			// often than go-redis's default three redirects allow.
+			t.cluster.MaxRedirects = clusterRedirects
 		}
 	case "sentinel":
 		var u string

@@ -22,7 +22,7 @@ func TestParseRedisURL(t *testing.T) {
 		}},
 		{"redis+cluster://u:pw@10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002?pool_size=7", func(t *testing.T, c redis.UniversalClient) {
 			o := c.(*redis.ClusterClient).Options()
-			if strings.Join(o.Addrs, ",") != "10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002" || o.Username != "u" || o.Password != "pw" || o.PoolSize != 7 || o.TLSConfig != nil {
+			if strings.Join(o.Addrs, ",") != "10.0.0.1:7000,10.0.0.2:7001,10.0.0.3:7002" || o.Username != "u" || o.Password != "pw" || o.PoolSize != 7 || o.TLSConfig != nil || o.MaxRedirects != clusterRedirects {
 				t.Errorf("options %+v", o)
 			}
 		}},

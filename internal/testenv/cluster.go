@@ -72,7 +72,9 @@ func (c *Cluster) Client() *redis.ClusterClient {
 	for _, n := range c.Nodes {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
 	}
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 128})
+	// While slots move, a client can be sent back and forth more often than
+	// the default three redirects allow.
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 128, MaxRedirects: 16})
 	c.t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -106,4 +108,81 @@ func StartSentinel(t testing.TB, primary *RedisServer) *Sentinel {
 		return err == nil && len(addr) == 2 && addr[1] == fmt.Sprint(primary.Port)
 	})
 	return s
+}
+
+// MoveSlot moves a hash slot, and the keys in it, from the primary serving
+// it to another primary, the way redis-cli --cluster reshard does: the
+// target imports, the source migrates, the keys go over with MIGRATE, and
+// every primary is told the new owner. Clients see ASK and MOVED meanwhile.
+func (c *Cluster) MoveSlot(slot int) {
+	c.t.Helper()
+	ctx := context.Background()
+	var from, to *redis.Client
+	var fromID, toID string
+	for _, n := range c.Nodes {
+		cl := n.Client()
+		info, err := cl.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "role:master") {
+			continue
+		}
+		id, err := cl.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		owns := false
+		slots, err := cl.ClusterSlots(ctx).Result()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		for _, s := range slots {
+			if slot >= s.Start && slot <= s.End && len(s.Nodes) > 0 && s.Nodes[0].ID == id {
+				owns = true
+			}
+		}
+		switch {
+		case owns && from == nil:
+			from, fromID = cl, id
+		case !owns && to == nil:
+			to, toID = cl, id
+		}
+	}
+	if from == nil || to == nil {
+		c.t.Fatalf("no primary owns slot %d, or none other to move it to", slot)
+	}
+	must := func(cmd *redis.Cmd) {
+		c.t.Helper()
+		if err := cmd.Err(); err != nil {
+			c.t.Fatalf("%v: %v", cmd.Args(), err)
+		}
+	}
+	must(to.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID))
+	must(from.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID))
+	host, port := "127.0.0.1", strings.TrimPrefix(to.Options().Addr, "127.0.0.1:")
+	for {
+		keys, err := from.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		must(from.Do(ctx, args...))
+	}
+	// The new owner first, then the old, then the others, as redis-cli
+	// does: the other way round they would redirect to each other.
+	must(to.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID))
+	must(from.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID))
+	for _, n := range c.Nodes {
+		cl := n.Client()
+		if cl.Options().Addr == to.Options().Addr || cl.Options().Addr == from.Options().Addr {
+			continue
+		}
+		if info, err := cl.Info(ctx, "replication").Result(); err == nil && strings.Contains(info, "role:master") {
+			must(cl.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", toID))
+		}
+	}
 }
