@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind"
@@ -54,6 +56,39 @@ const absent = math.MinInt
 // writer could not know): nothing acknowledged is lost.
 func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 	t.Parallel()
+	failOverUnderLoad(t, func(t *testing.T, primary *testenv.RedisServer) (after func()) {
+		primary.Kill()
+		// Once its replica took over, the killed node comes back, as a
+		// replica of the new primary: writes there can be replicated again.
+		return primary.Start
+	})
+}
+
+// TestManualFailoverUnderLoadOnACluster: the same, with the replica taking
+// over by CLUSTER FAILOVER, as an operator does before maintenance.
+func TestManualFailoverUnderLoadOnACluster(t *testing.T) {
+	t.Parallel()
+	failOverUnderLoad(t, func(t *testing.T, primary *testenv.RedisServer) (after func()) {
+		info, err := primary.Client().Info(context.Background(), "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, _ := strings.Cut(info, "slave0:ip=127.0.0.1,port=")
+		port, _, _ := strings.Cut(rest, ",")
+		replica := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+		defer replica.Close()
+		if err := replica.Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+			t.Fatalf("CLUSTER FAILOVER on %s: %v", port, err)
+		}
+		return func() {}
+	})
+}
+
+// failOverUnderLoad runs writers and a flusher on a cluster, with
+// WB_WAIT_REPLICAS=1, and has failOver replace the primary of partition 0
+// midway (after runs once a replica serves its slots); then it checks that
+// every acknowledged write reached PostgreSQL.
+func failOverUnderLoad(t *testing.T, failOver func(t *testing.T, primary *testenv.RedisServer) (after func())) {
 	ctx := context.Background()
 	cluster := testenv.StartCluster(t)
 	rdb := cluster.Client()
@@ -121,29 +156,27 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 		})
 	}
 
-	// Kill the primary of partition 0 under load, then wait for its replica
-	// to take over and for writes to it to be acknowledged again.
+	// Replace the primary of partition 0 under load, then wait for writes
+	// there to be acknowledged again.
 	time.Sleep(time.Second)
 	primary, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var killed *testenv.RedisServer
+	var old *testenv.RedisServer
 	for _, n := range cluster.Nodes {
 		if primary.Options().Addr == fmt.Sprintf("127.0.0.1:%d", n.Port) {
-			killed = n
+			old = n
 		}
 	}
-	killed.Kill()
-	testenv.WaitFor(t, 30*time.Second, "the killed primary's replica to take over its slots", func() bool {
+	after := failOver(t, old)
+	testenv.WaitFor(t, 30*time.Second, "a replica to take over the old primary's slots", func() bool {
 		rdb.ReloadState(ctx)
 		node, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
 		return err == nil && node.Options().Addr != primary.Options().Addr && node.Ping(ctx).Err() == nil
 	})
-	// The killed node comes back, as a replica of the new primary: writes
-	// there can be replicated again.
-	killed.Start()
-	testenv.WaitFor(t, 30*time.Second, "a write to the killed primary's slots to be acknowledged again", func() bool {
+	after()
+	testenv.WaitFor(t, 30*time.Second, "a write to the old primary's slots to be acknowledged again", func() bool {
 		rdb.ReloadState(ctx)
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("probe-%d", i)
