@@ -56,19 +56,22 @@ const absent = math.MinInt
 // writer could not know): nothing acknowledged is lost.
 func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 	t.Parallel()
-	failOverUnderLoad(t, func(t *testing.T, primary *testenv.RedisServer) (after func()) {
+	f := clusterFailover(t)
+	f.replace = func(primary *testenv.RedisServer) (after func()) {
 		primary.Kill()
 		// Once its replica took over, the killed node comes back, as a
 		// replica of the new primary: writes there can be replicated again.
 		return primary.Start
-	})
+	}
+	failOverUnderLoad(t, f)
 }
 
 // TestManualFailoverUnderLoadOnACluster: the same, with the replica taking
 // over by CLUSTER FAILOVER, as an operator does before maintenance.
 func TestManualFailoverUnderLoadOnACluster(t *testing.T) {
 	t.Parallel()
-	failOverUnderLoad(t, func(t *testing.T, primary *testenv.RedisServer) (after func()) {
+	f := clusterFailover(t)
+	f.replace = func(primary *testenv.RedisServer) (after func()) {
 		info, err := primary.Client().Info(context.Background(), "replication").Result()
 		if err != nil {
 			t.Fatal(err)
@@ -81,20 +84,106 @@ func TestManualFailoverUnderLoadOnACluster(t *testing.T) {
 			t.Fatalf("CLUSTER FAILOVER on %s: %v", port, err)
 		}
 		return func() {}
+	}
+	failOverUnderLoad(t, f)
+}
+
+// TestSentinelFailoverUnderLoad: the same under Sentinel: the primary is
+// SIGKILLed, Sentinel promotes its replica, the writers and the flusher
+// follow through their failover client, and the killed node comes back as a
+// replica.
+func TestSentinelFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary, replica := testenv.StartRedis(t), testenv.StartRedis(t)
+	if err := primary.Client().ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Client().ReplicaOf(ctx, "127.0.0.1", fmt.Sprint(primary.Port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "the replica to sync", func() bool {
+		info, err := replica.Client().Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
+	sentinel := testenv.StartSentinel(t, primary)
+	sentinelAddr := fmt.Sprintf("127.0.0.1:%d", sentinel.Port)
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: testenv.SentinelMaster, SentinelAddrs: []string{sentinelAddr}, PoolSize: 128})
+	t.Cleanup(func() { _ = rdb.Close() })
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr})
+	t.Cleanup(func() { _ = sc.Close() })
+	failOverUnderLoad(t, failover{
+		rdb: rdb,
+		ns:  testenv.Name("t"),
+		old: func(string) *testenv.RedisServer { return primary },
+		replace: func(primary *testenv.RedisServer) (after func()) {
+			primary.Kill()
+			return primary.Start
+		},
+		replaced: func(string) bool {
+			addr, err := sc.GetMasterAddrByName(ctx, testenv.SentinelMaster).Result()
+			return err == nil && len(addr) == 2 && addr[1] != fmt.Sprint(primary.Port)
+		},
+	})
+}
+
+// failover is a Redis deployment and a way to replace, under load, the
+// primary serving the stream key of partition 0 of namespace ns.
+type failover struct {
+	rdb redis.UniversalClient
+	ns  string
+	// old returns the primary serving key.
+	old func(key string) *testenv.RedisServer
+	// replace makes another node the primary; after runs once replaced
+	// reports that it is.
+	replace  func(primary *testenv.RedisServer) (after func())
+	replaced func(key string) bool
+}
+
+// clusterFailover is a cluster of the test's own; replace is left to the
+// test.
+func clusterFailover(t *testing.T) failover {
+	cluster := testenv.StartCluster(t)
+	rdb := cluster.Client()
+	primaryOf := func(key string) string {
+		rdb.ReloadState(context.Background())
+		node, err := rdb.MasterForKey(context.Background(), key)
+		if err != nil || node.Ping(context.Background()).Err() != nil {
+			return ""
+		}
+		return node.Options().Addr
+	}
+	var old string
+	return failover{
+		rdb: rdb,
+		ns:  testenv.Name("t"),
+		old: func(key string) *testenv.RedisServer {
+			old = primaryOf(key)
+			for _, n := range cluster.Nodes {
+				if old == fmt.Sprintf("127.0.0.1:%d", n.Port) {
+					return n
+				}
+			}
+			t.Fatalf("no node serves %s", key)
+			return nil
+		},
+		replaced: func(key string) bool {
+			now := primaryOf(key)
+			return now != "" && now != old
+		},
+	}
 }
 
 // failOverUnderLoad runs writers and a flusher on a cluster, with
 // WB_WAIT_REPLICAS=1, and has failOver replace the primary of partition 0
 // midway (after runs once a replica serves its slots); then it checks that
 // every acknowledged write reached PostgreSQL.
-func failOverUnderLoad(t *testing.T, failOver func(t *testing.T, primary *testenv.RedisServer) (after func())) {
+func failOverUnderLoad(t *testing.T, f failover) {
 	ctx := context.Background()
-	cluster := testenv.StartCluster(t)
-	rdb := cluster.Client()
+	rdb := f.rdb
 	pool, schema := testenv.Postgres(t)
 	cfg := writebehind.DefaultWriterConfig()
-	cfg.Namespace = testenv.Name("t")
+	cfg.Namespace = f.ns
 	cfg.Partitions = 6
 	cfg.Entities = writebehind.Entities{"user": schema + ".users"}
 	cfg.WaitReplicas = 1
@@ -159,25 +248,11 @@ func failOverUnderLoad(t *testing.T, failOver func(t *testing.T, primary *testen
 	// Replace the primary of partition 0 under load, then wait for writes
 	// there to be acknowledged again.
 	time.Sleep(time.Second)
-	primary, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var old *testenv.RedisServer
-	for _, n := range cluster.Nodes {
-		if primary.Options().Addr == fmt.Sprintf("127.0.0.1:%d", n.Port) {
-			old = n
-		}
-	}
-	after := failOver(t, old)
-	testenv.WaitFor(t, 30*time.Second, "a replica to take over the old primary's slots", func() bool {
-		rdb.ReloadState(ctx)
-		node, err := rdb.MasterForKey(ctx, q.Keys().Stream(0))
-		return err == nil && node.Options().Addr != primary.Options().Addr && node.Ping(ctx).Err() == nil
-	})
+	key := q.Keys().Stream(0)
+	after := f.replace(f.old(key))
+	testenv.WaitFor(t, 30*time.Second, "a replica to take over from the old primary", func() bool { return f.replaced(key) })
 	after()
 	testenv.WaitFor(t, 30*time.Second, "a write to the old primary's slots to be acknowledged again", func() bool {
-		rdb.ReloadState(ctx)
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("probe-%d", i)
 			if op.Partition("user", id, cfg.Partitions) == 0 {
