@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "dlq":
 		return dlq(args[1:], stdout, stderr)
 	case "run", "migrate", "drain":
+		return daemon(cmd, args[1:], stdout, stderr)
 	case "inspect":
 		return inspect(args[1:], stdout, stderr)
 	case "pending":
@@ -80,19 +81,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "flusher: unknown command %q\n%s", cmd, usage)
 		return startup.ExitUsage
 	}
+}
+
+// daemon runs the commands that flush: run, drain, and migrate, which
+// makes the tables they flush into.
+func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	var drainTimeout time.Duration
 	if cmd == "drain" {
 		fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
-		if err := parseFlags(fs, args[1:]); err != nil || drainTimeout < 0 {
+		if err := parseFlags(fs, args); err != nil || drainTimeout < 0 {
 			if err == nil {
 				err = fmt.Errorf("--timeout must not be negative")
 			}
 			return usageError(stderr, "drain", err)
 		}
-	} else if len(args) > 1 {
-		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[1], usage)
+	} else if len(args) > 0 {
+		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[0], usage)
 		return startup.ExitUsage
 	}
 	cfg := loadConfig()
@@ -129,23 +135,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else if err != nil {
 		log.Warn().Err(err).Msg("cannot check the tables yet; starting anyway")
 	}
-
-	// Every partition holds one blocking read; leave room for the rest.
-	rdb, err := startup.Redis(cfg.Settings, 2*cfg.Partitions+8)
+	q, closeRedis, err := connectQueue(ctx, cfg, log)
 	if err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
-	defer rdb.Close()
-	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if err := q.CheckPartitions(ctx); err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
-	}
-	if err := startup.CheckRedis(ctx, cfg.Settings, q, log); err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
-	}
+	defer closeRedis()
 	var m *metrics.Flusher
 	if cmd == "run" {
 		var stopServer func()
@@ -155,7 +150,46 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopServer()
 	}
-	f := flusher.New(q, s, flusher.Options{
+	f := flusher.New(q, s, flusherOptions(cfg, log, m))
+	if cmd == "drain" {
+		return drain(ctx, f, drainTimeout, stdout, log)
+	}
+
+	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
+		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
+	if err := f.Run(ctx); err != nil {
+		log.Error().Err(err).Msg("flusher failed")
+		return 1
+	}
+	st := f.Stats()
+	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
+	return 0
+}
+
+// connectQueue connects to Redis and checks it holds what this flusher
+// expects: the partition count, and settings that keep unflushed writes.
+func connectQueue(ctx context.Context, cfg config, log zerolog.Logger) (*queue.Queue, func(), error) {
+	// Every partition holds one blocking read; leave room for the rest.
+	rdb, err := startup.Redis(cfg.Settings, 2*cfg.Partitions+8)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	if err := q.CheckPartitions(ctx); err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	if err := startup.CheckRedis(ctx, cfg.Settings, q, log); err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	return q, func() { _ = rdb.Close() }, nil
+}
+
+// flusherOptions is the one place the flusher's configuration meets
+// flusher.Options.
+func flusherOptions(cfg config, log zerolog.Logger, m *metrics.Flusher) flusher.Options {
+	return flusher.Options{
 		Group:               cfg.Group,
 		Consumer:            cfg.Consumer,
 		BatchSize:           cfg.BatchSize,
@@ -173,21 +207,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxBatchBytes:       cfg.MaxBatchBytes,
 		MaxInflightBytes:    cfg.MaxInflightBytes,
 		LargestEntry:        cfg.LargestEntry(),
-	})
-
-	if cmd == "drain" {
-		return drain(ctx, f, drainTimeout, stdout, log)
 	}
-
-	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
-		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
-	if err := f.Run(ctx); err != nil {
-		log.Error().Err(err).Msg("flusher failed")
-		return 1
-	}
-	st := f.Stats()
-	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
-	return 0
 }
 
 // config is what the flusher command reads.
