@@ -25,8 +25,9 @@ import (
 func MemoryBound(inflight int64) int64 { return 8*inflight + 64<<20 }
 
 // take reserves held bytes of the budget and reads with them; the batch
-// keeps what its entries count for, and the rest goes back at once. It
-// fails only when ctx is done before the bytes are free.
+// keeps what its entries count for, and the rest goes back at once, so a
+// batch without entries holds nothing. It fails when ctx is done before the
+// bytes are free, or the read fails.
 func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read func(queue.Limit) ([]queue.Entry, error)) (batch, error) {
 	if err := f.budget.Acquire(ctx, held); err != nil {
 		return batch{}, err

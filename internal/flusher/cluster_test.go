@@ -25,32 +25,17 @@ func TestOnACluster(t *testing.T) {
 	t.Run("ConvergesWhileSlotsMove", func(t *testing.T) {
 		t.Parallel()
 		b := setupOn(t, rdb, spread(t, rdb, 4), 4)
-		ctx, stop := context.WithCancel(context.Background())
-		running := make(chan struct{})
-		go func() {
-			defer close(running)
-			_ = b.flusher("during").Run(ctx)
-		}()
-		var m model
-		wrote := make(chan struct{})
-		go func() {
-			defer close(wrote)
-			b.writeRandom(t, &m, 4000, 300, 8)
-		}()
 		// Every partition's slot moves to another primary while writers
 		// write and the flusher flushes.
+		var moves []func()
 		for p := range 4 {
 			slot, err := rdb.ClusterKeySlot(context.Background(), b.q.Keys().Stream(p)).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
-			cluster.MoveSlot(int(slot))
+			moves = append(moves, func() { cluster.MoveSlot(int(slot)) })
 		}
-		<-wrote
-		stop()
-		<-running
-		b.drain(t, "after")
-		b.checkConverged(t, &m)
+		randomWritesConverge(t, b, moves...)
 	})
 	t.Run("TwoFlushersConvergeWithoutDeadlock", func(t *testing.T) {
 		t.Parallel()

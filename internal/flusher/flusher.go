@@ -271,7 +271,6 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 	for after := "0-0"; ctx.Err() == nil; {
 		b := read(after)
 		if len(b.entries) == 0 {
-			f.release(b)
 			break
 		}
 		after = b.entries[len(b.entries)-1].ID
@@ -303,7 +302,6 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 		}
 		b := read(">")
 		if len(b.entries) == 0 && ctx.Err() == nil {
-			f.release(b)
 			var err error
 			b, err = f.waitNew(ctx, p, log)
 			if !ok(err, "waiting for new entries") {

@@ -244,9 +244,10 @@ func TestRandomWritesConvergeToLastWrite(t *testing.T) {
 }
 
 // randomWritesConverge writes random puts and deletes over hot keys while a
-// flusher runs, drains, and checks that every row and cached value is its
-// key's last write.
-func randomWritesConverge(t *testing.T, b bundle) {
+// flusher runs, and meanwhile runs each of faults (moving slots, say);
+// then it drains and checks that every row and cached value is its key's
+// last write.
+func randomWritesConverge(t *testing.T, b bundle, faults ...func()) {
 	ctx, stop := context.WithCancel(context.Background())
 	running := make(chan struct{})
 	go func() {
@@ -254,7 +255,15 @@ func randomWritesConverge(t *testing.T, b bundle) {
 		_ = b.flusher("during").Run(ctx)
 	}()
 	var m model
-	b.writeRandom(t, &m, 4000, 300, 8)
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		b.writeRandom(t, &m, 4000, 300, 8)
+	}()
+	for _, fault := range faults {
+		fault()
+	}
+	<-wrote
 	stop()
 	<-running
 	b.drain(t, "after")

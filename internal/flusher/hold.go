@@ -55,10 +55,10 @@ func (f *Flusher) hold(ctx context.Context, p int, entries []queue.Entry, log ze
 // handOver passes a batch read ahead to the flush loop, holding it while it
 // waits there. A batch with suspects is waited for: while suspects are
 // flushed one by one, no other batch may be in hand, or a crash would be
-// counted against it too. An empty batch gives back its bytes at once.
+// counted against it too.
 func (f *Flusher) handOver(ctx context.Context, p int, batches chan<- batch, b batch, log zerolog.Logger) {
 	if len(b.entries) == 0 && len(b.suspects) == 0 {
-		f.release(b)
+		f.release(b) // limitDeliveries may have dead-lettered every entry
 		return
 	}
 	if len(b.suspects) > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -62,7 +61,7 @@ func preludeFor(source string) string {
 	for text, grew := source, true; grew; {
 		grew = false
 		for i, d := range prelude {
-			if !used[i] && regexp.MustCompile(`\b`+d.name+`\b`).MatchString(text) {
+			if !used[i] && mentions(text, d.name) {
 				used[i], text, grew = true, text+d.code, true
 			}
 		}
@@ -74,6 +73,25 @@ func preludeFor(source string) string {
 		}
 	}
 	return b.String()
+}
+
+// mentions reports whether name stands in text as a whole word.
+func mentions(text, name string) bool {
+	word := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := strings.Index(text, name); i >= 0; {
+		end := i + len(name)
+		if (i == 0 || !word(text[i-1])) && (end == len(text) || !word(text[end])) {
+			return true
+		}
+		next := strings.Index(text[i+1:], name)
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
 }
 
 type call struct {
