@@ -112,6 +112,11 @@ func TestReadsStayWithinTheirBytes(t *testing.T) {
 	if es := check("read past the mark")(q.Read(ctx, 0, "g", "c", ">", limit)); len(es) != int(limit.Bytes/SmallEntryBytes) {
 		t.Fatalf("read past the last large entry brought %d entries, want %d", len(es), limit.Bytes/SmallEntryBytes)
 	}
+	// While large entries are pending, trimming keeps the mark.
+	trim(t, q)
+	if n := rdb.Exists(ctx, q.keys.Large(0)).Val(); n != 1 {
+		t.Fatal("trimming dropped the mark while large entries were pending")
+	}
 	ack(t, q, "g", append(got, read(t, q, "g", "c", 1000)...))
 	trim(t, q)
 	if n := rdb.Exists(ctx, q.keys.Large(0)).Val(); n != 0 {
