@@ -3,7 +3,9 @@ package writebehind
 import (
 	"errors"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/config"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
 )
@@ -50,8 +52,8 @@ var (
 var (
 	errPartitionMismatch = queue.ErrPartitionMismatch
 	errBackpressure      = queue.ErrBackpressure
-	errNotReplicated     = queue.ErrNotReplicated
-	errClockSkew         = queue.ErrClockSkew
+	errNotReplicated     = keyspace.ErrNotReplicated
+	errClockSkew         = cache.ErrClockSkew
 	errReadContended     = readpath.ErrContended
 	errInvalidConfig     = config.ErrInvalid
 )

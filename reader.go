@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
@@ -231,8 +232,7 @@ func newCore(client redis.UniversalClient, cfg ReaderConfig, load readpath.LoadF
 	opt.Lock = cfg.ReadLock
 	opt.LockWait = cfg.ReadLockWait
 	opt.Beta = cfg.XFetchBeta
-	q := queue.New(client, cfg.Namespace, cfg.Partitions)
-	return readpath.New(q, slices.Sorted(maps.Keys(cfg.Entities)), load, opt)
+	return readpath.New(cache.New(client, cfg.Namespace, cfg.Partitions), slices.Sorted(maps.Keys(cfg.Entities)), load, opt)
 }
 
 func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([]readpath.Value, error) {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -19,7 +21,9 @@ import (
 type Writer struct {
 	cfg WriterConfig
 	q   *queue.Queue
-	now func() time.Time
+	// cells take the versions of write-throughs.
+	cells *cache.Cells
+	now   func() time.Time
 	// through is set by WithPostgres, for PutThrough and DeleteThrough.
 	through *sink.Sink
 }
@@ -37,10 +41,10 @@ func NewWriter(ctx context.Context, client redis.UniversalClient, cfg WriterConf
 	if err := q.CheckPartitions(ctx); err != nil {
 		return nil, err
 	}
-	if err := q.LoadScripts(ctx); err != nil {
+	if err := keyspace.LoadScripts(ctx, client); err != nil {
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, q: q, now: time.Now}
+	w := &Writer{cfg: cfg, q: q, cells: q.Cells(), now: time.Now}
 	for _, opt := range opts {
 		if err := opt(ctx, w); err != nil {
 			return nil, err

@@ -90,11 +90,11 @@ func TestApplyWritesTheGoodOpsAndReportsTheBad(t *testing.T) {
 	}
 	for _, id := range []string{"1", "3"} {
 		entity := map[string]string{"1": "user", "3": "session"}[id]
-		if _, found, err := w.q.Cached(ctx, entity, id); err != nil || !found {
+		if _, found, err := w.cells.Cached(ctx, entity, id); err != nil || !found {
 			t.Errorf("%s/%s not cached after Apply: %v", entity, id, err)
 		}
 	}
-	if _, found, _ := w.q.Cached(ctx, "user", "2"); found {
+	if _, found, _ := w.cells.Cached(ctx, "user", "2"); found {
 		t.Error("rejected op was cached")
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/sink"
 )
 
@@ -21,9 +21,6 @@ func WithPostgres(pool *pgxpool.Pool) WriterOption {
 	return func(ctx context.Context, w *Writer) error {
 		s, err := sink.New(pool, w.cfg.Entities)
 		if err != nil {
-			return err
-		}
-		if err := w.q.LoadScripts(ctx); err != nil {
 			return err
 		}
 		w.through = s
@@ -88,7 +85,7 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	start := time.Now()
 	now := w.now()
 	deadline := now.Add(w.cfg.WriteThroughTimeout)
-	v, err := w.q.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
+	v, err := w.cells.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
 	if err != nil {
 		return 0, err
 	}
@@ -103,12 +100,12 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	cancel()
 	if err != nil {
 		// Left in place, the mark would make readers wait out the deadline.
-		_ = w.q.AbortThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, v)
+		_ = w.cells.AbortThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, v)
 		return 0, err
 	}
 	ttl := w.cfg.TTL(vo.Entity)
 	stamp := w.now()
-	m := queue.FillMeta{Stamp: stamp.UnixMicro()}
+	m := cache.FillMeta{Stamp: stamp.UnixMicro()}
 	if ttl > 0 {
 		m.Expire = stamp.Add(ttl).UnixMicro()
 	}
@@ -116,8 +113,8 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	if row.Version == v {
 		data = vo.Data // the caller's bytes, as Put caches them
 	}
-	fill := queue.Fill{Found: row.Found(), Version: row.Version, Meta: m, Data: data}
-	if _, err := w.q.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, fill, ttl); err != nil {
+	fill := cache.Fill{Found: row.Found(), Version: row.Version, Meta: m, Data: data}
+	if _, err := w.cells.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, fill, ttl); err != nil {
 		return v, fmt.Errorf("%w: version %d: %v", ErrCacheNotUpdated, v, err)
 	}
 	return v, nil

@@ -24,6 +24,7 @@ import (
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -262,7 +263,7 @@ func TestKubernetes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := queue.NewKeys(at(cm, "WB_NAMESPACE").(string))
+	keys := keyspace.NewKeys(at(cm, "WB_NAMESPACE").(string))
 	var want, got []string
 	for p := range n {
 		want = append(want, keys.Stream(p))

@@ -3,12 +3,13 @@ package faults_test
 import (
 	"context"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +84,7 @@ func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
 	// The cache no longer serves the rejected values: reads go back to what
 	// PostgreSQL holds.
 	for _, id := range []string{"bad", "mixed"} {
-		if c, found, err := e.q.Cached(ctx, "user", id); err != nil || found {
+		if c, found, err := e.q.Cells().Cached(ctx, "user", id); err != nil || found {
 			t.Errorf("%s: the rejected value is still cached: %+v, %v", id, c, err)
 		}
 	}

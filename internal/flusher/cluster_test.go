@@ -6,7 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -51,7 +51,7 @@ func spread(t *testing.T, rdb *redis.ClusterClient, partitions int) string {
 		ns := testenv.Name("t")
 		primaries := map[string]bool{}
 		for p := range partitions {
-			node, err := rdb.MasterForKey(context.Background(), queue.NewKeys(ns).Stream(p))
+			node, err := rdb.MasterForKey(context.Background(), keyspace.NewKeys(ns).Stream(p))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -53,12 +54,12 @@ type Options struct {
 	// ConsumerIdleTimeout is the idle time after which other consumers with
 	// nothing pending are removed from the group; 0 never.
 	ConsumerIdleTimeout time.Duration
-	// Now is the clock of dead-letter times and of the version bound; nil
-	// means time.Now.
+	// Now is the clock of dead-letter times, of the version bound and of
+	// the claim schedule (ClaimInterval); nil means time.Now.
 	Now func() time.Time
 	// MaxClockSkew is how far ahead of Now a version may be: entries
 	// beyond it are dead-lettered, as they would win over every later
-	// write of their key (default queue.DefaultMaxClockSkew).
+	// write of their key (default cache.DefaultMaxClockSkew).
 	MaxClockSkew time.Duration
 	// MaxBatchBytes bounds what one read brings in, and MaxInflightBytes
 	// everything the flusher holds at once over all partitions: batches
@@ -112,7 +113,7 @@ func New(q *queue.Queue, s *sink.Sink, opt Options) *Flusher {
 		opt.FinishTimeout = 30 * time.Second
 	}
 	if opt.MaxClockSkew <= 0 {
-		opt.MaxClockSkew = queue.DefaultMaxClockSkew
+		opt.MaxClockSkew = cache.DefaultMaxClockSkew
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -277,9 +278,9 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 		f.handOver(ctx, p, batches, f.limitDeliveries(ctx, p, b, log), log)
 	}
 
-	cursor, nextClaim := "0-0", time.Now()
+	cursor, nextClaim := "0-0", f.opt.Now()
 	for ctx.Err() == nil {
-		if !time.Now().Before(nextClaim) {
+		if !f.opt.Now().Before(nextClaim) {
 			var next string
 			claimed, err := f.take(ctx, f.opt.MaxBatchBytes, log, func(l queue.Limit) (entries []queue.Entry, err error) {
 				entries, next, err = f.q.Claim(ctx, p, f.opt.Group, f.opt.Consumer, f.opt.ClaimMinIdle, cursor, l)
@@ -297,7 +298,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 				cursor = next
 			}
 			if cursor == "0-0" || err != nil {
-				nextClaim = time.Now().Add(f.opt.ClaimInterval)
+				nextClaim = f.opt.Now().Add(f.opt.ClaimInterval)
 			}
 		}
 		b := read(">")

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -390,8 +392,8 @@ func TestFlushMarksCachedValuesCleanOnlyAtTheirVersion(t *testing.T) {
 			t.Errorf("flushed %s has TTL %v, want the clean TTL", id, ttl)
 		}
 	}
-	c, _, _ := b.q.Cached(ctx, "user", "1")
-	if c.State != queue.Clean {
+	c, _, _ := b.q.Cells().Cached(ctx, "user", "1")
+	if c.State != cache.Clean {
 		t.Errorf("flushed value state %c, want clean", c.State)
 	}
 	// A new write clears the clean TTL at once.
@@ -453,6 +455,72 @@ func TestRunningFlusherRecreatesALostGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the op written after the loss to be flushed", func() bool { return rowVersion("2") == v })
+}
+
+// TestClaimsFollowTheClock: the claim schedule reads the flusher's clock,
+// so a test moves time instead of waiting out ClaimInterval. An entry a dead
+// consumer left pending, idle long enough, stays with it until the clock
+// passes the interval, then is reclaimed and flushed.
+func TestClaimsFollowTheClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	if err := b.q.EnsureGroup(ctx, b.cfg.Group); err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string) int64 {
+		v, err := b.w.Put(ctx, "user", id, []byte(`{"a":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	flushed := func(id string, v int64) func() bool {
+		return func() bool { return b.rows(t, "user")[id].version == v }
+	}
+	// A consumer takes an op and dies with it, before any flusher runs.
+	stolen := put("stolen")
+	taken, err := b.q.Read(ctx, 0, b.cfg.Group, "dead", ">", queue.Limit{Count: 10, Bytes: 1 << 20, Largest: 1 << 20})
+	if err != nil || len(taken) != 1 {
+		t.Fatalf("the dead consumer read %v, %v; want the op", taken, err)
+	}
+
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	f := b.flusher("live")
+	f.opt.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	f.opt.ClaimInterval = time.Hour
+	f.opt.ClaimMinIdle = time.Minute
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(runCtx)
+	}()
+	defer func() { stop(); <-done }()
+	// Once an op written now is flushed, the first claim pass (run before
+	// the first read) is behind the flusher; the dead consumer's op was
+	// not idle long enough for it.
+	testenv.WaitFor(t, 10*time.Second, "an op to be flushed", flushed("1", put("1")))
+	// Now it is: past ClaimMinIdle, but not past ClaimInterval on the clock.
+	if err := b.rdb.Do(ctx, "XCLAIM", b.q.Keys().Stream(0), b.cfg.Group, "dead", 0, taken[0].ID, "IDLE", 2*time.Minute.Milliseconds()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Two more ops, each flushed before the next is written: the second
+	// is read in a loop turn whose claim check came after the idle time
+	// was set.
+	testenv.WaitFor(t, 10*time.Second, "an op to be flushed", flushed("2", put("2")))
+	testenv.WaitFor(t, 10*time.Second, "an op to be flushed", flushed("3", put("3")))
+	pending, err := b.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: b.q.Keys().Stream(0), Group: b.cfg.Group, Start: "-", End: "+", Count: 10}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].Consumer != "dead" {
+		t.Fatalf("pending %+v, want the op still with the dead consumer before the clock passes ClaimInterval", pending)
+	}
+
+	now.Add(int64(2 * time.Hour))
+	testenv.WaitFor(t, 10*time.Second, "the op to be reclaimed once the clock passed ClaimInterval", flushed("stolen", stolen))
 }
 
 // TestVersionFarAheadIsDeadLettered: a forged entry (or one from a clock far

@@ -104,10 +104,10 @@ func TestCheckerCatchesBrokenFill(t *testing.T) {
 		t.Skip("builds a client binary and runs up to three rounds")
 	}
 	t.Parallel()
-	const queuePkg = "github.com/writebehind/writebehind/internal/queue"
-	plain := goList(t, queuePkg)
-	if broken := goList(t, "-tags", "wb_broken_fill", queuePkg); broken == plain {
-		t.Fatal("internal/queue has no file for -tags wb_broken_fill: the planted bug this test needs is gone")
+	const cachePkg = "github.com/writebehind/writebehind/internal/cache"
+	plain := goList(t, cachePkg)
+	if broken := goList(t, "-tags", "wb_broken_fill", cachePkg); broken == plain {
+		t.Fatal("internal/cache has no file for -tags wb_broken_fill: the planted bug this test needs is gone")
 	}
 	bin := filepath.Join(t.TempDir(), "clients")
 	build := exec.Command("go", "test", "-c", "-tags", "wb_broken_fill", "-o", bin, ".")

@@ -10,17 +10,19 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
 var (
 	//go:embed deadletter.lua
 	deadLetterSource string
-	deadLetterScript = newScript(deadLetterSource)
+	deadLetterScript = keyspace.NewScript(prelude, deadLetterSource)
 
 	//go:embed replay.lua
 	replaySource string
-	replayScript = newScript(replaySource)
+	replayScript = keyspace.NewScript(prelude, replaySource)
 )
 
 // Letter is an entry to dead-letter and why.
@@ -73,7 +75,7 @@ func (q *Queue) Move(ctx context.Context, p int, group string, letters []Letter,
 			continue
 		}
 		keys = append(keys, q.keys.Value(p, l.Op.Entity, l.Op.ID))
-		args = append(args, l.ID, l.Reason, len(keys), dirtyHeader(*l.Op))
+		args = append(args, l.ID, l.Reason, len(keys), cache.DirtyHeader(*l.Op))
 	}
 	n, err := deadLetterScript.Run(ctx, q.rdb, keys, args...).Int()
 	if err != nil {
@@ -146,7 +148,7 @@ func (q *Queue) Replay(ctx context.Context, l DeadLetter, stored int64) (string,
 	if e, id := l.Fields[FieldEntity], l.Fields[FieldID]; e != "" && id != "" {
 		keys = append(keys, q.keys.Value(p, e, id))
 	}
-	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, formatVersion(stored), smallPayloadBytes).Text()
+	newID, err := replayScript.Run(ctx, q.rdb, keys, l.ID, cache.FormatVersion(stored), smallPayloadBytes).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return "", fmt.Errorf("%w: %s on partition %d", ErrNoDeadLetter, l.ID, p)

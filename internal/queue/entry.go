@@ -8,6 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -27,7 +29,7 @@ const (
 
 // entryFieldBytes are the bytes of an op entry besides its entity, id and
 // data: the field names, the kind and the version.
-const entryFieldBytes = len(FieldKind+FieldEntity+FieldID+FieldVersion+FieldData) + 1 + versionDigits
+const entryFieldBytes = len(FieldKind+FieldEntity+FieldID+FieldVersion+FieldData) + 1 + cache.VersionDigits
 
 // The values of FieldKind; they are the op.Kind letters.
 const (
@@ -49,12 +51,12 @@ const (
 var letterFields = []string{letterReason, letterSourceStream, letterSourceID, letterDeliveries, letterTime}
 
 // entryDefs render the entry's fields for the scripts.
-func entryDefs() []luaDef {
-	return []luaDef{
-		constDef("F_KIND", "'%s'", FieldKind), constDef("F_ENTITY", "'%s'", FieldEntity), constDef("F_ID", "'%s'", FieldID),
-		constDef("F_VERSION", "'%s'", FieldVersion), constDef("F_DATA", "'%s'", FieldData),
-		constDef("KIND_PUT", "'%s'", kindPut), constDef("KIND_DELETE", "'%s'", kindDelete),
-		constDef("LETTER_FIELDS", "{'%s'}", strings.Join(letterFields, "', '")),
+func entryDefs() []keyspace.Def {
+	return []keyspace.Def{
+		keyspace.Const("F_KIND", "'%s'", FieldKind), keyspace.Const("F_ENTITY", "'%s'", FieldEntity), keyspace.Const("F_ID", "'%s'", FieldID),
+		keyspace.Const("F_VERSION", "'%s'", FieldVersion), keyspace.Const("F_DATA", "'%s'", FieldData),
+		keyspace.Const("KIND_PUT", "'%s'", kindPut), keyspace.Const("KIND_DELETE", "'%s'", kindDelete),
+		keyspace.Const("LETTER_FIELDS", "{'%s'}", strings.Join(letterFields, "', '")),
 	}
 }
 

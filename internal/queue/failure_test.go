@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
@@ -20,7 +22,7 @@ func newQueue(t *testing.T) (*Queue, *redis.Client) {
 	t.Helper()
 	rdb, ns := testenv.Redis(t)
 	q := New(rdb, ns, 1)
-	if err := q.LoadScripts(context.Background()); err != nil {
+	if err := keyspace.LoadScripts(context.Background(), rdb); err != nil {
 		t.Fatal(err)
 	}
 	return q, rdb
@@ -159,7 +161,7 @@ func TestDeadLetterMoveListReplayPurge(t *testing.T) {
 	l := letters[0]
 	want := DeadLetter{Partition: 0, ID: l.ID, Reason: "rejected: 23514", SourceStream: q.Keys().Stream(0),
 		SourceID: es[1].ID, Deliveries: 1, Time: at,
-		Fields: map[string]string{"k": "p", "e": "user", "i": "1", "v": formatVersion(es[1].Op.Version), "d": `{"n":1}`}}
+		Fields: map[string]string{"k": "p", "e": "user", "i": "1", "v": cache.FormatVersion(es[1].Op.Version), "d": `{"n":1}`}}
 	if fmt.Sprint(l) != fmt.Sprint(want) {
 		t.Fatalf("dead letter\n got %+v\nwant %+v", l, want)
 	}
@@ -173,7 +175,7 @@ func TestDeadLetterMoveListReplayPurge(t *testing.T) {
 		t.Fatalf("replayed entry %+v, want %s with version %d", again, newID, es[1].Op.Version)
 	}
 	// The op is cached again, unflushed, so reads see it before its flush.
-	if c, found, err := q.Cached(ctx, "user", "1"); err != nil || !found || c.State != Dirty || c.Version != es[1].Op.Version {
+	if c, found, err := q.Cells().Cached(ctx, "user", "1"); err != nil || !found || c.State != cache.Dirty || c.Version != es[1].Op.Version {
 		t.Fatalf("cached after replay: %+v %v %v; want the op, unflushed", c, found, err)
 	}
 	if _, err := q.Replay(ctx, l, 0); !errors.Is(err, ErrNoDeadLetter) {
@@ -324,7 +326,7 @@ func TestDeadLetterUnderAWriteThroughMark(t *testing.T) {
 	}
 	write(t, q, putOps(1))
 	es := read(t, q, "g", "c", 10)
-	v, err := q.BeginThrough(ctx, "user", "0", time.Now(), time.Now().Add(time.Minute))
+	v, err := q.Cells().BeginThrough(ctx, "user", "0", time.Now(), time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,11 +334,11 @@ func TestDeadLetterUnderAWriteThroughMark(t *testing.T) {
 	if _, err := q.Move(ctx, 0, "g", []Letter{{ID: es[0].ID, Reason: "rejected", Op: &o}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	cv, found, err := q.Cached(ctx, "user", "0")
-	if err != nil || !found || cv.State != Writing || cv.Version != v || cv.Prior != nil {
+	cv, found, err := q.Cells().Cached(ctx, "user", "0")
+	if err != nil || !found || cv.State != cache.Writing || cv.Version != v || cv.Prior != nil {
 		t.Fatalf("after the move: %+v %v %v, want the mark of version %d over nothing", cv, found, err, v)
 	}
-	if err := q.AbortThrough(ctx, "user", "0", v); err != nil {
+	if err := q.Cells().AbortThrough(ctx, "user", "0", v); err != nil {
 		t.Fatal(err)
 	}
 	if n := rdb.Exists(ctx, q.Keys().Value(0, "user", "0")).Val(); n != 0 {

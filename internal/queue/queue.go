@@ -1,6 +1,7 @@
-// Package queue owns all Redis I/O of writebehind: the key layout, the
-// scripts that write a cached value and its stream entry in one step, stream
-// reads, claims and acknowledgements.
+// Package queue owns the partition streams of ops: the stream entry's
+// format, the scripts that write a cached value and its stream entry in one
+// step and mark it clean once flushed, stream reads sized by bytes, claims,
+// acknowledgements, trimming, trials and dead letters, and their inspection.
 package queue
 
 import (
@@ -8,23 +9,35 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
+
+// prelude is what the queue's scripts may use: the cell layout and version
+// rule, the stream entry's fields and the large-entry mark, in order (a
+// definition uses only those before it).
+var prelude = slices.Concat(cache.LuaDefs(), entryDefs(), []keyspace.Def{{Name: "mark_large", Code: largeSource}})
+
+// largeSource marks large entries (mark_large).
+//
+//go:embed large.lua
+var largeSource string
 
 var (
 	//go:embed write.lua
 	writeSource string
-	writeScript = newScript(writeSource)
+	writeScript = keyspace.NewScript(prelude, writeSource)
 
 	//go:embed ack.lua
 	ackSource string
-	ackScript = newScript(ackSource)
+	ackScript = keyspace.NewScript(prelude, ackSource)
 )
 
 // ErrPartitionMismatch is returned when the namespace was created with another
@@ -36,18 +49,24 @@ var ErrPartitionMismatch = errors.New("writebehind: partition count differs from
 // the client stays the caller's.
 type Queue struct {
 	rdb        redis.UniversalClient
-	keys       Keys
+	keys       keyspace.Keys
 	partitions int
 	limits     Limits
 }
 
 // New returns the queue of namespace ns with the given partition count.
 func New(rdb redis.UniversalClient, ns string, partitions int) *Queue {
-	return &Queue{rdb: rdb, keys: NewKeys(ns), partitions: partitions}
+	return &Queue{rdb: rdb, keys: keyspace.NewKeys(ns), partitions: partitions}
 }
 
 // Keys returns the key layout.
-func (q *Queue) Keys() Keys { return q.keys }
+func (q *Queue) Keys() keyspace.Keys { return q.keys }
+
+// Cells returns the cached values of the same namespace, whose
+// write-throughs take versions within the same clock skew as Write.
+func (q *Queue) Cells() *cache.Cells {
+	return cache.New(q.rdb, q.keys.Namespace(), q.partitions).WithMaxClockSkew(q.limits.MaxClockSkew)
+}
 
 // Partitions returns the partition count.
 func (q *Queue) Partitions() int { return q.partitions }
@@ -66,7 +85,7 @@ func (q *Queue) CheckPartitions(ctx context.Context) error {
 		return fmt.Errorf("store partition count: %w", err)
 	}
 	if stored {
-		key, err := q.keyBeyond(ctx)
+		key, err := q.keys.Beyond(ctx, q.rdb, q.partitions)
 		if err == nil && key != "" {
 			q.rdb.HDel(ctx, q.keys.Meta(), "partitions")
 			err = fmt.Errorf("%w: configured %s, but %s exists", ErrPartitionMismatch, want, key)
@@ -87,85 +106,34 @@ func (q *Queue) VerifyPartitions(ctx context.Context) error {
 	return fmt.Errorf("%w: configured %d, stored %d in %s", ErrPartitionMismatch, q.partitions, n, q.keys.Meta())
 }
 
-// keyBeyond returns a partition's own key (stream, clock, dead letters, ...)
-// of a partition at or above the count, or "". It scans the namespace's
-// partition keys once, on every primary of a cluster.
-func (q *Queue) keyBeyond(ctx context.Context) (string, error) {
-	var mu sync.Mutex
-	var found string
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, q.keys.ns+":{"+q.keys.ns+":*}:*", 1000).Iterator()
-		for iter.Next(ctx) {
-			if p, ok := q.keys.partitionOf(iter.Val()); ok && p >= q.partitions {
-				mu.Lock()
-				found = iter.Val()
-				mu.Unlock()
-				return nil
-			}
-		}
-		return iter.Err()
-	}
-	var err error
-	switch c := q.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		err = scan(ctx, c)
-	default:
-		return "", fmt.Errorf("cannot scan the keys through a %T", q.rdb)
-	}
-	return found, err
-}
-
 func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
 	p := q.Partition(o.Entity, o.ID)
 	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, q.skewMicros(), smallPayloadBytes}
+	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, cache.SkewMicros(q.limits.MaxClockSkew), smallPayloadBytes}
 }
 
 // Write applies ops (their Version is ignored) and returns the version each
 // got, or its error. One op is a single script call; more are pipelined
 // (with the WAIT of WB_WAIT_REPLICAS at the end).
 func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
-	calls := make([]call, len(ops))
+	calls := make([]keyspace.Call, len(ops))
 	for i, o := range ops {
-		calls[i].keys, calls[i].args = q.writeArgs(o, now)
+		calls[i].Keys, calls[i].Args = q.writeArgs(o, now)
 	}
-	cmds, waits := q.run(ctx, writeScript, calls, q.limits.WaitReplicas > 0)
+	cmds, waits := keyspace.Run(ctx, q.rdb, writeScript, calls, q.limits.wait())
 	versions := make([]int64, len(ops))
 	errs := make([]error, len(ops))
 	for i, c := range cmds {
 		if versions[i], errs[i] = parseVersion(c); errs[i] == nil {
-			errs[i] = q.checkReplicated(waits[i])
+			errs[i] = q.limits.wait().Check(waits[i])
 		}
 	}
 	return versions, errs
 }
 
 func parseVersion(cmd *redis.Cmd) (int64, error) {
-	s, err := cmd.Text()
-	if redis.HasErrorPrefix(err, "BACKPRESSURE") {
+	if err := cmd.Err(); redis.HasErrorPrefix(err, "BACKPRESSURE") {
 		return 0, fmt.Errorf("%w: %v", ErrBackpressure, err)
 	}
-	if redis.HasErrorPrefix(err, "CLOCKSKEW") {
-		return 0, fmt.Errorf("%w: %v", ErrClockSkew, err)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(s, 10, 64)
-}
-
-// Cached returns the cached value of a key; found is false when Redis holds
-// nothing for it.
-func (q *Queue) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
-	s, err := q.rdb.Get(ctx, q.keys.Value(q.Partition(entity, id), entity, id)).Result()
-	if errors.Is(err, redis.Nil) {
-		return Cached{}, false, nil
-	}
-	if err != nil {
-		return Cached{}, false, err
-	}
-	c, err = parseCached(s)
-	return c, err == nil, err
+	return cache.ParseVersion(cmd)
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
@@ -52,55 +54,60 @@ func dump(t *testing.T, rdb *redis.Client, ns string) state {
 	return got
 }
 
-func ver(v int64) string { return formatVersion(v) }
+func ver(v int64) string { return cache.FormatVersion(v) }
+
+// markOver spells the mark of a write-through of version over prior.
+func markOver(version int64, prior string) string {
+	return fmt.Sprintf("W%019d%016d%s", version, 5000, prior)
+}
 
 func TestWriteScript(t *testing.T) {
 	t.Parallel()
 	now := time.UnixMicro(1000)
 	tests := []struct {
 		name        string
-		in          func(k Keys) state
+		in          func(k keyspace.Keys) state
 		op          op.Op
 		wantVersion int64
-		want        func(k Keys) state
+		want        func(k keyspace.Keys) state
 	}{
 		{
 			name:        "put on an empty key takes the time as version",
-			in:          func(k Keys) state { return state{} },
+			in:          func(k keyspace.Keys) state { return state{} },
 			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{"a":1}`)},
 			wantVersion: 1000,
-			want: func(k Keys) state {
+			want: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "D" + ver(1000) + `{"a":1}`}, k.Clock(0): {Value: ver(1000)}}
 			},
 		},
 		{
 			name:        "a clock ahead of the time wins",
-			in:          func(k Keys) state { return state{k.Clock(0): {Value: ver(5000)}} },
+			in:          func(k keyspace.Keys) state { return state{k.Clock(0): {Value: ver(5000)}} },
 			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)},
 			wantVersion: 5001,
-			want: func(k Keys) state {
+			want: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "D" + ver(5001) + `{}`}, k.Clock(0): {Value: ver(5001)}}
 			},
 		},
 		{
 			name: "put over a clean value clears its TTL",
-			in: func(k Keys) state {
+			in: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "C" + ver(10) + `{"old":1}`, TTL: true}, k.Clock(0): {Value: ver(10)}}
 			},
 			op:          op.Op{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{"new":1}`)},
 			wantVersion: 1000,
-			want: func(k Keys) state {
+			want: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "D" + ver(1000) + `{"new":1}`}, k.Clock(0): {Value: ver(1000)}}
 			},
 		},
 		{
 			name: "delete leaves a dirty tombstone without TTL",
-			in: func(k Keys) state {
+			in: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "C" + ver(10) + `{}`, TTL: true}}
 			},
 			op:          op.Op{Kind: op.Delete, Entity: "user", ID: "1"},
 			wantVersion: 1000,
-			want: func(k Keys) state {
+			want: func(k keyspace.Keys) state {
 				return state{k.Value(0, "user", "1"): {Value: "T" + ver(1000)}, k.Clock(0): {Value: ver(1000)}}
 			},
 		},
@@ -291,15 +298,6 @@ func checkPartitions(t *testing.T, rdb redis.UniversalClient, ns string) {
 	}
 }
 
-func TestParseCachedRejectsForeignValues(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"", "hello", "Z" + ver(1), "D12345678901234567x{}"} {
-		if _, err := parseCached(s); err == nil {
-			t.Errorf("parseCached(%q) accepted", s)
-		}
-	}
-}
-
 // TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey: Redis forgot its scripts
 // and another client loads them back while a pipeline runs, so an early op
 // meets NOSCRIPT and a later op on the same key succeeds. Running the ops
@@ -339,7 +337,7 @@ func TestWriteAfterNOSCRIPTKeepsTheOrderOfOpsOnAKey(t *testing.T) {
 			}
 		}
 		first, last := versions[0], versions[len(versions)-1]
-		c, _, _ := q.Cached(ctx, "user", "k")
+		c, _, _ := q.Cells().Cached(ctx, "user", "k")
 		if first > last {
 			reordered++
 			t.Logf("try %d: first op (n=1) got version %d > last op (n=2) version %d; the cache holds %s", try, first, last, c.Data)
@@ -431,12 +429,12 @@ func TestVersionsFarAheadOfRedisAreRefused(t *testing.T) {
 			return errs[0]
 		},
 		"write-through with a clock an hour ahead": func() error {
-			_, err := q.BeginThrough(ctx, "user", "1", time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+			_, err := q.Cells().BeginThrough(ctx, "user", "1", time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
 			return err
 		},
 	} {
-		if err := run(); !errors.Is(err, ErrClockSkew) {
-			t.Errorf("%s: %v, want ErrClockSkew", name, err)
+		if err := run(); !errors.Is(err, cache.ErrClockSkew) {
+			t.Errorf("%s: %v, want cache.ErrClockSkew", name, err)
 		}
 	}
 	if diff := cmp.Diff(before, dump(t, rdb, ns)); diff != "" {
@@ -444,8 +442,36 @@ func TestVersionsFarAheadOfRedisAreRefused(t *testing.T) {
 	}
 	for _, clock := range []string{ver(time.Now().Add(time.Hour).UnixMicro()), "9999999999999999999"} {
 		rdb.Set(ctx, k.Clock(0), clock, 0)
-		if _, errs := q.Write(ctx, put, time.Now()); !errors.Is(errs[0], ErrClockSkew) {
-			t.Errorf("partition clock at %s: %v, want ErrClockSkew", clock, errs[0])
+		if _, errs := q.Write(ctx, put, time.Now()); !errors.Is(errs[0], cache.ErrClockSkew) {
+			t.Errorf("partition clock at %s: %v, want cache.ErrClockSkew", clock, errs[0])
 		}
+	}
+}
+
+func TestAckGivesEntityTTL(t *testing.T) {
+	t.Parallel()
+	rdb, ns := testenv.Redis(t)
+	ctx := context.Background()
+	q := New(rdb, ns, 1)
+	ops := []op.Op{{Kind: op.Put, Entity: "session", ID: "1", Data: []byte(`{}`)}, {Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
+	versions, errs := q.Write(ctx, ops, time.Now())
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ops {
+		ops[i].Version = versions[i]
+	}
+	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, map[string]time.Duration{"session": time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	s := rdb.PTTL(ctx, q.keys.Value(0, "session", "1")).Val()
+	u := rdb.PTTL(ctx, q.keys.Value(0, "user", "1")).Val()
+	if s <= 0 || s > time.Minute || u <= time.Minute {
+		t.Errorf("TTLs session %v user %v, want 1m and 1h", s, u)
+	}
+	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -208,7 +209,7 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 	}
 	for _, o := range flushed {
 		keys = append(keys, q.keys.Value(p, o.Entity, o.ID))
-		args = append(args, dirtyHeader(o))
+		args = append(args, cache.DirtyHeader(o))
 	}
 	if len(entityTTL) > 0 {
 		for _, o := range flushed {

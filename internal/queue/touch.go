@@ -4,12 +4,14 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+
+	"github.com/writebehind/writebehind/internal/keyspace"
 )
 
 var (
 	//go:embed touch.lua
 	touchSource string
-	touchScript = newScript(touchSource)
+	touchScript = keyspace.NewScript(prelude, touchSource)
 )
 
 // Touch resets the idle time of the entries of partition p that consumer

@@ -5,16 +5,18 @@ import (
 	_ "embed"
 	"fmt"
 	"time"
+
+	"github.com/writebehind/writebehind/internal/keyspace"
 )
 
 var (
 	//go:embed trim.lua
 	trimSource string
-	trimScript = newScript(trimSource)
+	trimScript = keyspace.NewScript(prelude, trimSource)
 
 	//go:embed idle.lua
 	idleSource string
-	idleScript = newScript(idleSource)
+	idleScript = keyspace.NewScript(prelude, idleSource)
 )
 
 // Trim removes the entries of partition p that every consumer group has

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/cache"
 )
 
 // isRedisDown reports whether err is Redis failing rather than a value it
 // holds being unreadable.
 func isRedisDown(err error) bool {
-	return err != nil && !errors.Is(err, queue.ErrCorruptValue) && !errors.Is(err, context.Canceled) &&
+	return err != nil && !errors.Is(err, cache.ErrCorruptValue) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
 }
 
@@ -163,7 +163,7 @@ func (c *Core) directMany(ctx context.Context, entity string, ids []string, caus
 // read and the swap; otherwise, or if the load fails, the value read is
 // served. Readers of the same value share one refresh: each of them read
 // that value before the swap could replace it.
-func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cached, cur Value) Value {
+func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv cache.Cached, cur Value) Value {
 	v, _, _ := c.early.Do(fmt.Sprintf("%s\x00%s\x00%c%d %+v", entity, id, cv.State, cv.Version, cv.Meta), func() (any, error) {
 		c.refreshes.Add(1)
 		start := c.opt.Now()
@@ -173,8 +173,8 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv queue.Cac
 			return cur, nil
 		}
 		enc, ttl, ok := c.encode(entity, vals[0], start, took)
-		sw := queue.Swap{ID: id, Refreshing: cv, Value: enc, TTL: ttl}
-		done, err := c.q.CompareAndSet(ctx, entity, []queue.Swap{sw})
+		sw := cache.Swap{ID: id, Refreshing: cv, Value: enc, TTL: ttl}
+		done, err := c.q.CompareAndSet(ctx, entity, []cache.Swap{sw})
 		if err != nil || !done[0] {
 			return cur, nil
 		}
@@ -260,14 +260,14 @@ func (c *Core) Fill(ctx context.Context, l *Lease, v Value) (Value, bool, error)
 	if l.token == 0 && l.held == 0 {
 		return v, true, nil
 	}
-	sw := queue.Swap{ID: l.ID, Lease: l.held, Check: true}
+	sw := cache.Swap{ID: l.ID, Lease: l.held, Check: true}
 	cacheable := false
 	if l.token != 0 {
 		enc, ttl, ok := c.encode(l.Entity, v, l.start, c.opt.Now().Sub(l.start))
-		sw = queue.Swap{ID: l.ID, Lease: l.token, Value: enc, TTL: ttl}
+		sw = cache.Swap{ID: l.ID, Lease: l.token, Value: enc, TTL: ttl}
 		cacheable = ok
 	}
-	done, err := c.q.CompareAndSet(ctx, l.Entity, []queue.Swap{sw})
+	done, err := c.q.CompareAndSet(ctx, l.Entity, []cache.Swap{sw})
 	if err != nil {
 		if !isRedisDown(err) {
 			return Value{}, false, err

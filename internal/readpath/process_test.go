@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/testenv"
@@ -68,7 +69,7 @@ func TestHelperProcess(t *testing.T) {
 		r, found, err := s.Load(ctx, entity, ids[0])
 		return []Value{{Found: found, Data: r.Data, Version: r.Version}}, err
 	}
-	c := New(queue.New(rdb, ns, partitions), []string{"user"}, load, Options{
+	c := New(cache.New(rdb, ns, partitions), []string{"user"}, load, Options{
 		TTL: func(string) time.Duration { return time.Minute }, Lock: true, LockWait: 10 * time.Second,
 		OnBusy: func(string, string) { rdb.Incr(ctx, ns+":test:busy") },
 	})

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/cache"
 )
 
 // The read protocol, shared by Get, GetMany, Refresh and read-aside: miss ->
@@ -121,10 +121,10 @@ func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64
 				continue
 			}
 			switch r.Cached.State {
-			case queue.Writing:
+			case cache.Writing:
 				s.mark = r.Cached.Version
 				marked = append(marked, s)
-			case queue.Leased:
+			case cache.Leased:
 				s.held = r.Cached.Token
 				held = append(held, s)
 			}
@@ -160,16 +160,16 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 		c.release(ctx, entity, loads)
 		return err
 	}
-	swaps := make([]queue.Swap, len(loads))
+	swaps := make([]cache.Swap, len(loads))
 	cacheable := make([]bool, len(loads))
 	for k, s := range loads {
 		if s.token == 0 {
-			swaps[k] = queue.Swap{ID: s.id, Lease: s.held, Check: true}
+			swaps[k] = cache.Swap{ID: s.id, Lease: s.held, Check: true}
 			continue
 		}
 		enc, ttl, ok := c.encode(entity, vals[k], start, took)
 		// Not cached (negative caching off): the lease is just released.
-		swaps[k] = queue.Swap{ID: s.id, Lease: s.token, Value: enc, TTL: ttl}
+		swaps[k] = cache.Swap{ID: s.id, Lease: s.token, Value: enc, TTL: ttl}
 		cacheable[k] = ok
 	}
 	done, err := c.q.CompareAndSet(ctx, entity, swaps)
@@ -200,10 +200,10 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 // release gives up the leases of slots after a failed load, so others need
 // not wait them out.
 func (c *Core) release(ctx context.Context, entity string, slots []*slot) {
-	var swaps []queue.Swap
+	var swaps []cache.Swap
 	for _, s := range slots {
 		if s.token != 0 {
-			swaps = append(swaps, queue.Swap{ID: s.id, Lease: s.token})
+			swaps = append(swaps, cache.Swap{ID: s.id, Lease: s.token})
 			s.token = 0
 		}
 	}
@@ -232,7 +232,7 @@ func (c *Core) loadUnchecked(ctx context.Context, entity string, slots []*slot, 
 // those they fill; a key released without a fill (its load failed) loses its
 // held lease, so it is leased again.
 func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut int64) error {
-	return c.poll(ctx, entity, held, c.opt.LockWait, func(s *slot, cv queue.Cached, found bool) bool {
+	return c.poll(ctx, entity, held, c.opt.LockWait, func(s *slot, cv cache.Cached, found bool) bool {
 		if !found {
 			s.held = 0
 			return false
@@ -241,7 +241,7 @@ func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut in
 			s.val, s.done, s.held = v, true, 0
 			return false
 		}
-		return cv.State == queue.Leased && cv.Token == s.held
+		return cv.State == cache.Leased && cv.Token == s.held
 	})
 }
 
@@ -250,8 +250,8 @@ func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut in
 // deadline is its writer's that died: it is removed.
 func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, cut int64) error {
 	var failed error
-	err := c.poll(ctx, entity, marked, -1, func(s *slot, cv queue.Cached, found bool) bool {
-		if !found || cv.State != queue.Writing || cv.Version != s.mark {
+	err := c.poll(ctx, entity, marked, -1, func(s *slot, cv cache.Cached, found bool) bool {
+		if !found || cv.State != cache.Writing || cv.Version != s.mark {
 			return false
 		}
 		if v, hit := answer(cv, cut); hit {
@@ -274,7 +274,7 @@ func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, cut
 
 // poll reads the keys of slots every LockPoll, for at most limit (negative:
 // until ctx ends), and keeps polling those for which keep returns true.
-func (c *Core) poll(ctx context.Context, entity string, slots []*slot, limit time.Duration, keep func(*slot, queue.Cached, bool) bool) error {
+func (c *Core) poll(ctx context.Context, entity string, slots []*slot, limit time.Duration, keep func(*slot, cache.Cached, bool) bool) error {
 	var deadline <-chan time.Time
 	if limit >= 0 {
 		t := time.NewTimer(limit)

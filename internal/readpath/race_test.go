@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/cache"
 )
 
 // TestGetManyWithAnEndedContextReturnsItsError: a GetMany whose context ends
@@ -202,7 +202,7 @@ func TestReadsOutliveADeadWriteThrough(t *testing.T) {
 	e.put("1", `{"n": 1}`)
 	c := e.core(e.loader(nil), Options{})
 	for _, id := range []string{"1", "2"} {
-		if _, err := e.q.BeginThrough(ctx, "user", id, time.Now(), time.Now().Add(100*time.Millisecond)); err != nil {
+		if _, err := e.q.Cells().BeginThrough(ctx, "user", id, time.Now(), time.Now().Add(100*time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -210,7 +210,7 @@ func TestReadsOutliveADeadWriteThrough(t *testing.T) {
 	if err != nil || string(vals[0].Data) != `{"n": 1}` || string(vals[1].Data) != `{"n": 2}` {
 		t.Fatalf("GetMany under dead marks: %+v %v", vals, err)
 	}
-	if cv, found, _ := e.q.Cached(ctx, "user", "2"); found && cv.State == queue.Writing {
+	if cv, found, _ := e.q.Cells().Cached(ctx, "user", "2"); found && cv.State == cache.Writing {
 		t.Error("the dead writer's mark is still there")
 	}
 	// The put under the mark still reaches the table, and reads keep it.

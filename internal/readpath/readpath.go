@@ -22,8 +22,8 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/metrics"
-	"github.com/writebehind/writebehind/internal/queue"
 )
 
 // Value is a document as read or loaded: Found is false for a key that does
@@ -95,7 +95,7 @@ var ErrNoLoader = errors.New("readpath: no loader")
 
 // Core is the read path of one namespace. It is safe for concurrent use.
 type Core struct {
-	q    *queue.Queue
+	q    *cache.Cells
 	load LoadFunc
 	opt  Options
 
@@ -121,7 +121,7 @@ type cutoff struct {
 
 // New returns the read path over q for entities; load may be nil for a
 // read-aside only core.
-func New(q *queue.Queue, entities []string, load LoadFunc, opt Options) *Core {
+func New(q *cache.Cells, entities []string, load LoadFunc, opt Options) *Core {
 	if opt.TTL == nil {
 		opt.TTL = func(string) time.Duration { return 0 }
 	}
@@ -234,14 +234,14 @@ func raise(a *atomic.Int64, v int64) {
 // says nothing: a lease, a clean value stamped before the cut-off, or a
 // write-through's mark over nothing else. A mark answers with the value it
 // covers: the write-through is not visible until it finishes.
-func answer(cv queue.Cached, cut int64) (Value, bool) {
-	if cv.State == queue.Writing {
+func answer(cv cache.Cached, cut int64) (Value, bool) {
+	if cv.State == cache.Writing {
 		if cv.Prior == nil {
 			return Value{}, false
 		}
 		cv = *cv.Prior
 	}
-	if cv.State == queue.Leased || cv.FreshStamp() < cut {
+	if cv.State == cache.Leased || cv.FreshStamp() < cut {
 		return Value{}, false
 	}
 	if cv.Found() {
@@ -253,8 +253,8 @@ func answer(cv queue.Cached, cut int64) (Value, bool) {
 // early decides whether a clean value is refreshed before it expires: XFetch
 // (Vattani et al., VLDB 2015) refreshes when now - delta*beta*ln(rand) passes
 // the expiry, so the nearer the expiry and the slower the load, the likelier.
-func (c *Core) refreshDue(cv queue.Cached) bool {
-	if c.opt.Beta <= 0 || cv.State != queue.Filled || cv.Meta.Expire == 0 {
+func (c *Core) refreshDue(cv cache.Cached) bool {
+	if c.opt.Beta <= 0 || cv.State != cache.Filled || cv.Meta.Expire == 0 {
 		return false
 	}
 	r := 1 - c.opt.Rand() // (0, 1]
@@ -267,7 +267,7 @@ func token() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
 // encode makes a loaded value the cell to cache and returns its TTL; ok is
 // false when such a value is not cached (negative caching off).
-func (c *Core) encode(entity string, v Value, start time.Time, took time.Duration) (*queue.Fill, time.Duration, bool) {
+func (c *Core) encode(entity string, v Value, start time.Time, took time.Duration) (*cache.Fill, time.Duration, bool) {
 	ttl := c.opt.TTL(entity)
 	if !v.Found {
 		ttl = c.opt.NegativeTTL
@@ -275,9 +275,9 @@ func (c *Core) encode(entity string, v Value, start time.Time, took time.Duratio
 			return nil, 0, false
 		}
 	}
-	m := queue.FillMeta{Stamp: start.UnixMicro(), Delta: took.Microseconds()}
+	m := cache.FillMeta{Stamp: start.UnixMicro(), Delta: took.Microseconds()}
 	if ttl > 0 {
 		m.Expire = start.Add(took + ttl).UnixMicro()
 	}
-	return &queue.Fill{Found: v.Found, Version: v.Version, Meta: m, Data: v.Data}, ttl, true
+	return &cache.Fill{Found: v.Found, Version: v.Version, Meta: m, Data: v.Data}, ttl, true
 }

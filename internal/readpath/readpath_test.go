@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/queue"
+	"github.com/writebehind/writebehind/internal/cache"
 )
 
 func TestFillLosesToPutDuringLoad(t *testing.T) {
@@ -357,9 +357,9 @@ func TestXFetchRefreshesBeforeExpiry(t *testing.T) {
 
 var errBoom = errors.New("boom")
 
-func cached(t *testing.T, e *env, id string) queue.Cached {
+func cached(t *testing.T, e *env, id string) cache.Cached {
 	t.Helper()
-	cv, ok, err := e.q.Cached(context.Background(), "user", id)
+	cv, ok, err := e.q.Cells().Cached(context.Background(), "user", id)
 	if err != nil || !ok {
 		t.Fatalf("cached %s: %v %v", id, ok, err)
 	}
@@ -409,7 +409,7 @@ func TestReadAsideLeaseLosesToWrite(t *testing.T) {
 	if v, ok, err := c.Fill(ctx, &l2, Value{Found: true, Data: []byte(`{"n": 0}`)}); err != nil || !ok || string(v.Data) != `{"n": 0}` {
 		t.Errorf("Fill of a reader without the lease: %s %v %v, want its own load", v.Data, ok, err)
 	}
-	if _, found, _ := e.q.Cached(ctx, "user", "1"); !found {
+	if _, found, _ := e.q.Cells().Cached(ctx, "user", "1"); !found {
 		t.Fatal("the first lease is gone")
 	}
 	e.put("1", `{"n": 2}`)

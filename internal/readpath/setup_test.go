@@ -78,7 +78,7 @@ func (e *env) core(load LoadFunc, opt Options) *Core {
 		opt.NegativeTTL = time.Minute
 	}
 	opt.Log = zerolog.Nop()
-	return New(e.q, []string{"user"}, load, opt)
+	return New(e.q.Cells(), []string{"user"}, load, opt)
 }
 
 // put writes through the write-behind path, as Writer.Put does.

@@ -1,4 +1,4 @@
-package queue
+package cache
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
@@ -28,7 +28,7 @@ func TestCellLayoutAgreesInGoAndLua(t *testing.T) {
 	}{
 		{"dirty", dirty, Cached{State: Dirty, Version: 41, Data: []byte(`{"a":1}`)}},
 		{"clean", header(Clean, 42) + `{}`, Cached{State: Clean, Version: 42, Data: []byte(`{}`)}},
-		{"dirty tombstone", dirtyHeader(op.Op{Kind: op.Delete, Version: 43}), Cached{State: DirtyTombstone, Version: 43}},
+		{"dirty tombstone", DirtyHeader(op.Op{Kind: op.Delete, Version: 43}), Cached{State: DirtyTombstone, Version: 43}},
 		{"clean tombstone", header(CleanTombstone, 44), Cached{State: CleanTombstone, Version: 44}},
 		{"filled", Fill{Found: true, Version: 45, Meta: m, Data: []byte(`{"b":2}`)}.encode(), Cached{State: Filled, Version: 45, Meta: m, Data: []byte(`{"b":2}`)}},
 		{"negative", Fill{Meta: m}.encode(), Cached{State: Negative, Meta: m}},
@@ -51,9 +51,9 @@ elseif st == WRITING then
   out[#out + 1] = cell_mark(v)
 end
 return out`
-	read := redis.NewScript(preludeFor(reader) + reader)
+	read := keyspace.NewScript(LuaDefs(), reader)
 	for _, c := range cells {
-		got, err := parseCached(c.raw)
+		got, err := Parse(c.raw)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -68,7 +68,7 @@ return out`
 		if got.State == Leased {
 			v = got.Token
 		}
-		want := []string{string(got.State), formatVersion(v), header(got.State, v),
+		want := []string{string(got.State), FormatVersion(v), header(got.State, v),
 			strconv.FormatBool(flushed[got.State] != 0), ""}
 		if to, ok := flushed[got.State]; ok {
 			want[4] = string(to)
@@ -101,6 +101,15 @@ func TestFlushTable(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("a flush of %c gives %q", st, to)
+		}
+	}
+}
+
+func TestParseCachedRejectsForeignValues(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "hello", "Z" + FormatVersion(1), "D12345678901234567x{}"} {
+		if _, err := Parse(s); err == nil {
+			t.Errorf("Parse(%q) accepted", s)
 		}
 	}
 }

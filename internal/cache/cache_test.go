@@ -1,4 +1,4 @@
-package queue
+package cache
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -26,8 +25,8 @@ func TestReadScripts(t *testing.T) {
 	negative := negFill.encode()
 	// row is a row a write-through committed, as it finishes with it.
 	row := func(v int64) Fill { return Fill{Found: true, Version: v, Data: []byte(`{"row":1}`)} }
-	dirty := "D" + formatVersion(7) + `{"a":2}`
-	clean := "C" + formatVersion(7) + `{"a":3}`
+	dirty := "D" + FormatVersion(7) + `{"a":2}`
+	clean := "C" + FormatVersion(7) + `{"a":3}`
 	lease := leaseCell(42)
 	other := leaseCell(43)
 
@@ -43,7 +42,7 @@ func TestReadScripts(t *testing.T) {
 	}{
 		{"lease on absent", "", leaseRun(q, 0, false), result{lease, true}},
 		{"lease keeps dirty", dirty, leaseRun(q, 1<<60, false), result{dirty, dirty}},
-		{"lease keeps tombstone", "T" + formatVersion(7), leaseRun(q, 1<<60, true), result{"T" + formatVersion(7), "T" + formatVersion(7)}},
+		{"lease keeps tombstone", "T" + FormatVersion(7), leaseRun(q, 1<<60, true), result{"T" + FormatVersion(7), "T" + FormatVersion(7)}},
 		{"lease keeps other lease", other, leaseRun(q, 0, false), result{other, other}},
 		{"lease retried", lease, leaseRun(q, 0, false), result{lease, true}},
 		{"refresh takes other lease", other, leaseRun(q, 0, true), result{lease, true}},
@@ -76,7 +75,7 @@ func TestReadScripts(t *testing.T) {
 		{"finish under a newer mark stops it answering with an older value", markOver(9, clean), finishRun(q, row(8)), result{markOver(9, ""), true}},
 		{"finish under a newer mark stops it answering with a fill", markOver(9, Fill{Meta: m}.encode()), finishRun(q, row(8)), result{markOver(9, ""), true}},
 		{"finish keeps a newer mark over nothing", markOver(9, ""), finishRun(q, row(8)), result{markOver(9, ""), false}},
-		{"finish keeps a newer prior", markOver(9, "C"+formatVersion(9)), finishRun(q, row(8)), result{markOver(9, "C"+formatVersion(9)), false}},
+		{"finish keeps a newer prior", markOver(9, "C"+FormatVersion(9)), finishRun(q, row(8)), result{markOver(9, "C"+FormatVersion(9)), false}},
 		{"finish replaces older value", dirty, finishRun(q, row(8)), result{row(8).encode(), true}},
 		{"finish keeps newer dirty", dirty, finishRun(q, row(6)), result{dirty, false}},
 		{"finish keeps the same version", clean, finishRun(q, row(7)), result{clean, false}},
@@ -105,7 +104,7 @@ func TestReadScripts(t *testing.T) {
 	}
 }
 
-func leaseRun(q *Queue, cutoff int64, force bool) func(string) any {
+func leaseRun(q *Cells, cutoff int64, force bool) func(string) any {
 	return func(id string) any {
 		res, err := q.Lease(context.Background(), "user", []string{id}, []int64{42}, time.Minute, cutoff, force)
 		if err != nil {
@@ -119,7 +118,7 @@ func leaseRun(q *Queue, cutoff int64, force bool) func(string) any {
 	}
 }
 
-func casRun(q *Queue, sw Swap) func(string) any {
+func casRun(q *Cells, sw Swap) func(string) any {
 	return func(id string) any {
 		sw.ID = id
 		done, err := q.CompareAndSet(context.Background(), "user", []Swap{sw})
@@ -130,7 +129,7 @@ func casRun(q *Queue, sw Swap) func(string) any {
 	}
 }
 
-func dropRun(q *Queue) func(string) any {
+func dropRun(q *Cells) func(string) any {
 	return func(id string) any {
 		if err := q.Drop(context.Background(), "user", []string{id}); err != nil {
 			return err.Error()
@@ -147,7 +146,7 @@ func markOver(version int64, prior string) string {
 	return fmt.Sprintf("W%019d%016d%s", version, markDeadline, prior)
 }
 
-func checkRun(q *Queue, lease int64) func(string) any {
+func checkRun(q *Cells, lease int64) func(string) any {
 	return func(id string) any {
 		done, err := q.CompareAndSet(context.Background(), "user", []Swap{{ID: id, Lease: lease, Check: true}})
 		if err != nil {
@@ -158,10 +157,10 @@ func checkRun(q *Queue, lease int64) func(string) any {
 }
 
 // beginRun begins a write-through with the clock just below version.
-func beginRun(q *Queue, version int64) func(string) any {
+func beginRun(q *Cells, version int64) func(string) any {
 	return func(id string) any {
 		ctx := context.Background()
-		q.rdb.Set(ctx, q.keys.Clock(0), formatVersion(version-1), 0)
+		q.rdb.Set(ctx, q.keys.Clock(0), FormatVersion(version-1), 0)
 		v, err := q.BeginThrough(ctx, "user", id, time.UnixMicro(1), time.UnixMicro(markDeadline))
 		if err != nil {
 			return err.Error()
@@ -170,7 +169,7 @@ func beginRun(q *Queue, version int64) func(string) any {
 	}
 }
 
-func finishRun(q *Queue, row Fill) func(string) any {
+func finishRun(q *Cells, row Fill) func(string) any {
 	return func(id string) any {
 		ok, err := q.FinishThrough(context.Background(), "user", id, row, 0)
 		if err != nil {
@@ -180,7 +179,7 @@ func finishRun(q *Queue, row Fill) func(string) any {
 	}
 }
 
-func abortRun(q *Queue, version int64) func(string) any {
+func abortRun(q *Cells, version int64) func(string) any {
 	return func(id string) any {
 		if err := q.AbortThrough(context.Background(), "user", id, version); err != nil {
 			return err.Error()
@@ -189,40 +188,12 @@ func abortRun(q *Queue, version int64) func(string) any {
 	}
 }
 
-func expireRun(q *Queue, version, now int64) func(string) any {
+func expireRun(q *Cells, version, now int64) func(string) any {
 	return func(id string) any {
 		ok, err := q.ExpireThrough(context.Background(), "user", id, version, time.UnixMicro(now))
 		if err != nil {
 			return err.Error()
 		}
 		return ok
-	}
-}
-
-func TestAckGivesEntityTTL(t *testing.T) {
-	t.Parallel()
-	rdb, ns := testenv.Redis(t)
-	ctx := context.Background()
-	q := New(rdb, ns, 1)
-	ops := []op.Op{{Kind: op.Put, Entity: "session", ID: "1", Data: []byte(`{}`)}, {Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)}}
-	versions, errs := q.Write(ctx, ops, time.Now())
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range ops {
-		ops[i].Version = versions[i]
-	}
-	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, map[string]time.Duration{"session": time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	s := rdb.PTTL(ctx, q.keys.Value(0, "session", "1")).Val()
-	u := rdb.PTTL(ctx, q.keys.Value(0, "user", "1")).Val()
-	if s <= 0 || s > time.Minute || u <= time.Minute {
-		t.Errorf("TTLs session %v user %v, want 1m and 1h", s, u)
-	}
-	if err := q.Ack(ctx, 0, "g", nil, ops, time.Hour, nil); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -1,8 +1,18 @@
-package queue
+// Package keyspace owns how a namespace lives in Redis: the name of every
+// key, and how scripts reach them (one registry of scripts, each with the
+// prelude of definitions it uses, and one runner that pipelines calls, waits
+// for replicas and survives a Redis that lost its scripts). The formats the
+// keys hold belong to the packages that read and write them (cache, queue).
+package keyspace
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Keys builds every Redis key of one namespace. All keys of a partition share
@@ -15,6 +25,9 @@ type Keys struct {
 
 // NewKeys returns the key builder for namespace ns.
 func NewKeys(ns string) Keys { return Keys{ns: ns} }
+
+// Namespace returns the namespace the keys belong to.
+func (k Keys) Namespace() string { return k.ns }
 
 func (k Keys) prefix(p int) string {
 	return k.ns + ":{" + k.ns + ":" + strconv.Itoa(p) + "}:"
@@ -38,12 +51,15 @@ func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
 func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
 
 // Large holds the stream id of the partition's latest large entry (see
-// SmallEntryBytes), so a flusher can tell whether the entries it is about to
-// read may be large before it reads them.
+// queue.SmallEntryBytes), so a flusher can tell whether the entries it is
+// about to read may be large before it reads them.
 func (k Keys) Large(p int) string { return k.prefix(p) + largeName }
 
+// Cutoff is the key holding an entity's invalidation cut-off.
+func (k Keys) Cutoff(entity string) string { return k.ns + ":cutoff:" + entity }
+
 // Trial is the set of the partition's entries being flushed on their own
-// after too many deliveries (see StartTrial).
+// after too many deliveries (see queue.Queue.StartTrial).
 func (k Keys) Trial(p int) string { return k.prefix(p) + trialName }
 
 // Meta is the namespace's settings hash (the partition count).
@@ -58,10 +74,10 @@ const (
 	trialName      = "trial"
 )
 
-// partitionOf returns the partition of a partition's own key (stream,
+// PartitionOf returns the partition of a partition's own key (stream,
 // clock, dead letters, large mark, trials), as Stream, Clock, DeadLetter,
 // Large and Trial build them.
-func (k Keys) partitionOf(key string) (int, bool) {
+func (k Keys) PartitionOf(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {
 		return 0, false
@@ -76,4 +92,34 @@ func (k Keys) partitionOf(key string) (int, bool) {
 		return p, true
 	}
 	return 0, false
+}
+
+// Beyond returns a partition's own key (stream, clock, dead letters, ...) of
+// a partition at or above partitions, or "". It scans the namespace's
+// partition keys once, on every primary of a cluster.
+func (k Keys) Beyond(ctx context.Context, rdb redis.UniversalClient, partitions int) (string, error) {
+	var mu sync.Mutex
+	var found string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, k.ns+":{"+k.ns+":*}:*", 1000).Iterator()
+		for iter.Next(ctx) {
+			if p, ok := k.PartitionOf(iter.Val()); ok && p >= partitions {
+				mu.Lock()
+				found = iter.Val()
+				mu.Unlock()
+				return nil
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		err = scan(ctx, c)
+	default:
+		return "", fmt.Errorf("cannot scan the keys through a %T", rdb)
+	}
+	return found, err
 }

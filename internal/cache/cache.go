@@ -1,4 +1,9 @@
-package queue
+// Package cache owns the cached value of each document, its cell: the
+// cell's format, rendered for the scripts, and every step the read path and
+// write-through take on cells (leases, fills, compare-and-set, drops,
+// invalidation cut-offs, write-through marks). Writes and flushes change
+// cells through the queue's scripts, which use the same rendering.
+package cache
 
 import (
 	"context"
@@ -7,37 +12,75 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/writebehind/writebehind/internal/keyspace"
+	"github.com/writebehind/writebehind/internal/op"
 )
 
 var (
 	//go:embed lease.lua
 	leaseSource string
-	leaseScript = newScript(leaseSource)
+	leaseScript = keyspace.NewScript(LuaDefs(), leaseSource)
 
 	//go:embed cas.lua
 	casSource string
-	casScript = newScript(casSource)
+	casScript = keyspace.NewScript(LuaDefs(), casSource)
 
 	//go:embed drop.lua
 	dropSource string
-	dropScript = newScript(dropSource)
+	dropScript = keyspace.NewScript(LuaDefs(), dropSource)
 
 	//go:embed cutoff.lua
 	cutoffSource string
-	cutoffScript = newScript(cutoffSource)
+	cutoffScript = keyspace.NewScript(LuaDefs(), cutoffSource)
 )
 
-// Cutoff is the key holding an entity's invalidation cut-off.
-func (k Keys) Cutoff(entity string) string { return k.ns + ":cutoff:" + entity }
+// Cells are the cached values of one namespace. They are safe for
+// concurrent use; the client stays the caller's.
+type Cells struct {
+	rdb        redis.UniversalClient
+	keys       keyspace.Keys
+	partitions int
+	// maxSkew bounds the versions BeginThrough takes (see ErrClockSkew).
+	maxSkew time.Duration
+}
 
-func (q *Queue) valueKey(entity, id string) string {
-	return q.keys.Value(q.Partition(entity, id), entity, id)
+// New returns the cells of namespace ns with the given partition count.
+func New(rdb redis.UniversalClient, ns string, partitions int) *Cells {
+	return &Cells{rdb: rdb, keys: keyspace.NewKeys(ns), partitions: partitions}
+}
+
+// WithMaxClockSkew returns the cells of the same namespace whose
+// write-throughs take versions at most d ahead of Redis's clock (0:
+// DefaultMaxClockSkew).
+func (q *Cells) WithMaxClockSkew(d time.Duration) *Cells {
+	c := *q
+	c.maxSkew = d
+	return &c
+}
+
+func (q *Cells) valueKey(entity, id string) string {
+	return q.keys.Value(op.Partition(entity, id, q.partitions), entity, id)
+}
+
+// Cached returns the cached value of a key; found is false when Redis holds
+// nothing for it.
+func (q *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
+	s, err := q.rdb.Get(ctx, q.valueKey(entity, id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Cached{}, false, nil
+	}
+	if err != nil {
+		return Cached{}, false, err
+	}
+	c, err = Parse(s)
+	return c, err == nil, err
 }
 
 // GetMany returns the cached values of ids of one entity, in order: one MGET
 // (pipelined GETs on Redis Cluster, where the keys span slots). A value that
 // does not decode counts as absent and is reported in errs.
-func (q *Queue) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
+func (q *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
 		keys[i] = q.valueKey(entity, id)
@@ -73,7 +116,7 @@ func (q *Queue) GetMany(ctx context.Context, entity string, ids []string) ([]Cac
 		if !ok {
 			continue
 		}
-		c, err := parseCached(s)
+		c, err := Parse(s)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -98,16 +141,16 @@ type LeaseResult struct {
 // value; keys holding an unflushed value, another lease or a fresh clean
 // value are returned as they are. One key is one script call; more are
 // pipelined.
-func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
+func (q *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
 	f := "0"
 	if force {
 		f = "1"
 	}
-	calls := make([]call, len(ids))
+	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = call{keys: []string{q.valueKey(entity, id)}, args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
 	}
-	cmds, _ := q.run(ctx, leaseScript, calls, false)
+	cmds, _ := keyspace.Run(ctx, q.rdb, leaseScript, calls, keyspace.Wait{})
 	out := make([]LeaseResult, len(ids))
 	for i, c := range cmds {
 		v, err := c.Result()
@@ -118,7 +161,7 @@ func (q *Queue) Lease(ctx context.Context, entity string, ids []string, tokens [
 		case int64:
 			out[i].Granted = v == 1
 		case string:
-			if out[i].Cached, err = parseCached(v); err != nil {
+			if out[i].Cached, err = Parse(v); err != nil {
 				return nil, err
 			}
 			out[i].Found = true
@@ -155,8 +198,8 @@ func (s Swap) expect() string {
 // what it expects, and reports which were applied. A fill uses it with its lease, so
 // a write (which replaces the lease) always wins over a fill, and an owner
 // releases its lease with it.
-func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
-	calls := make([]call, len(swaps))
+func (q *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
+	calls := make([]keyspace.Call, len(swaps))
 	for i, s := range swaps {
 		check := "0"
 		if s.Check {
@@ -166,9 +209,9 @@ func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 		if s.Value != nil {
 			value = s.Value.encode()
 		}
-		calls[i] = call{keys: []string{q.valueKey(entity, s.ID)}, args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
+		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
 	}
-	cmds, _ := q.run(ctx, casScript, calls, false)
+	cmds, _ := keyspace.Run(ctx, q.rdb, casScript, calls, keyspace.Wait{})
 	out := make([]bool, len(swaps))
 	for i, c := range cmds {
 		n, err := c.Int64()
@@ -182,12 +225,12 @@ func (q *Queue) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 
 // Drop deletes the cached values of ids that are clean, negative or leased;
 // unflushed values stay, so nothing written is lost or hidden.
-func (q *Queue) Drop(ctx context.Context, entity string, ids []string) error {
-	calls := make([]call, len(ids))
+func (q *Cells) Drop(ctx context.Context, entity string, ids []string) error {
+	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = call{keys: []string{q.valueKey(entity, id)}}
+		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, id)}}
 	}
-	cmds, _ := q.run(ctx, dropScript, calls, false)
+	cmds, _ := keyspace.Run(ctx, q.rdb, dropScript, calls, keyspace.Wait{})
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err
@@ -198,7 +241,7 @@ func (q *Queue) Drop(ctx context.Context, entity string, ids []string) error {
 
 // Cutoff returns an entity's invalidation cut-off (Unix microseconds; 0 when
 // it was never invalidated).
-func (q *Queue) Cutoff(ctx context.Context, entity string) (int64, error) {
+func (q *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
 	n, err := q.rdb.Get(ctx, q.keys.Cutoff(entity)).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
@@ -208,6 +251,6 @@ func (q *Queue) Cutoff(ctx context.Context, entity string) (int64, error) {
 
 // RaiseCutoff moves an entity's cut-off up to now (never down) and returns
 // it: every clean value stamped before it counts as a miss.
-func (q *Queue) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
+func (q *Cells) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
 	return cutoffScript.Run(ctx, q.rdb, []string{q.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
 }

@@ -1,9 +1,11 @@
-package queue
+package cache
 
 import (
+	_ "embed"
 	"fmt"
 	"strconv"
 
+	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -11,7 +13,7 @@ import (
 // byte, a version in 19 zero-padded digits, then what the state carries.
 // Every field sits at a fixed offset, so the scripts read and compare them
 // without parsing: this file owns the layout, and renders it for the scripts
-// (cellDefs).
+// (LuaDefs).
 //
 //	D|T version data           unflushed put (data) or delete
 //	C|X version data           flushed put or delete, with the clean TTL
@@ -60,9 +62,10 @@ var flushed = map[State]State{Dirty: Clean, DirtyTombstone: CleanTombstone}
 
 // The layout: widths and offsets (0-based) of the fields.
 const (
-	versionDigits = 19
+	// VersionDigits is the width of a version, in cells and stream entries.
+	VersionDigits = 19
 	// headerLen is the state byte and the version.
-	headerLen = 1 + versionDigits
+	headerLen = 1 + VersionDigits
 	// A Writing cell: its deadline (Unix µs), then the prior cell.
 	deadlineDigits = 16
 	markLen        = headerLen + deadlineDigits
@@ -74,33 +77,39 @@ const (
 	fillHeaderLen                          = expireAt + expireDigits
 )
 
-// cellDefs render the layout for the scripts: state letters, the flush
-// table, and accessors of a cell string (1-based, as Lua's string.sub) and
-// of a key holding one (0-based, as GETRANGE).
-func cellDefs() []luaDef {
-	return []luaDef{
-		constDef("DIRTY", "'%c'", Dirty), constDef("CLEAN", "'%c'", Clean),
-		constDef("DIRTY_TOMBSTONE", "'%c'", DirtyTombstone), constDef("CLEAN_TOMBSTONE", "'%c'", CleanTombstone),
-		constDef("FILLED", "'%c'", Filled), constDef("NEGATIVE", "'%c'", Negative),
-		constDef("LEASED", "'%c'", Leased), constDef("WRITING", "'%c'", Writing),
-		constDef("FLUSHED", "{%c = '%c', %c = '%c'}", Dirty, flushed[Dirty], DirtyTombstone, flushed[DirtyTombstone]),
-		constDef("HEADER_LEN", "%d", headerLen),
-		funcDef("cell_state", "(v) return string.sub(v, 1, 1)"),
-		funcDef("cell_version", "(v) return string.sub(v, 2, %d)", headerLen),
-		funcDef("cell_header", "(v) return string.sub(v, 1, %d)", headerLen),
-		funcDef("cell_deadline", "(v) return tonumber(string.sub(v, %d, %d))", headerLen+1, markLen),
-		funcDef("cell_mark", "(v) return string.sub(v, 1, %d)", markLen),
-		funcDef("cell_prior", "(v) return string.sub(v, %d)", markLen+1),
-		funcDef("cell_stamp", "(v) return tonumber(string.sub(v, %d, %d))", stampAt+1, stampAt+stampDigits),
-		funcDef("cell_deadline_of", "(deadline) return string.format('%%0%dd', tonumber(deadline))", deadlineDigits),
-		funcDef("key_state", "(key) return redis.call('GETRANGE', key, 0, 0)"),
-		funcDef("key_header", "(key) return redis.call('GETRANGE', key, 0, %d)", headerLen-1),
-		funcDef("key_mark", "(key) return redis.call('GETRANGE', key, 0, %d)", markLen-1),
-		funcDef("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
-		funcDef("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
-		funcDef("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
-		funcDef("unflushed", "(st) return FLUSHED[st] ~= nil"),
-		funcDef("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),
+// versionSource is the version rule (next_version).
+//
+//go:embed version.lua
+var versionSource string
+
+// LuaDefs render the layout for the scripts: state letters, the flush
+// table, accessors of a cell string (1-based, as Lua's string.sub) and of a
+// key holding one (0-based, as GETRANGE), and the version rule.
+func LuaDefs() []keyspace.Def {
+	return []keyspace.Def{
+		keyspace.Const("DIRTY", "'%c'", Dirty), keyspace.Const("CLEAN", "'%c'", Clean),
+		keyspace.Const("DIRTY_TOMBSTONE", "'%c'", DirtyTombstone), keyspace.Const("CLEAN_TOMBSTONE", "'%c'", CleanTombstone),
+		keyspace.Const("FILLED", "'%c'", Filled), keyspace.Const("NEGATIVE", "'%c'", Negative),
+		keyspace.Const("LEASED", "'%c'", Leased), keyspace.Const("WRITING", "'%c'", Writing),
+		keyspace.Const("FLUSHED", "{%c = '%c', %c = '%c'}", Dirty, flushed[Dirty], DirtyTombstone, flushed[DirtyTombstone]),
+		keyspace.Const("HEADER_LEN", "%d", headerLen),
+		keyspace.Func("cell_state", "(v) return string.sub(v, 1, 1)"),
+		keyspace.Func("cell_version", "(v) return string.sub(v, 2, %d)", headerLen),
+		keyspace.Func("cell_header", "(v) return string.sub(v, 1, %d)", headerLen),
+		keyspace.Func("cell_deadline", "(v) return tonumber(string.sub(v, %d, %d))", headerLen+1, markLen),
+		keyspace.Func("cell_mark", "(v) return string.sub(v, 1, %d)", markLen),
+		keyspace.Func("cell_prior", "(v) return string.sub(v, %d)", markLen+1),
+		keyspace.Func("cell_stamp", "(v) return tonumber(string.sub(v, %d, %d))", stampAt+1, stampAt+stampDigits),
+		keyspace.Func("cell_deadline_of", "(deadline) return string.format('%%0%dd', tonumber(deadline))", deadlineDigits),
+		keyspace.Func("key_state", "(key) return redis.call('GETRANGE', key, 0, 0)"),
+		keyspace.Func("key_header", "(key) return redis.call('GETRANGE', key, 0, %d)", headerLen-1),
+		keyspace.Func("key_mark", "(key) return redis.call('GETRANGE', key, 0, %d)", markLen-1),
+		keyspace.Func("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
+		keyspace.Func("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
+		keyspace.Func("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
+		keyspace.Func("unflushed", "(st) return FLUSHED[st] ~= nil"),
+		keyspace.Func("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),
+		{Name: "next_version", Code: versionSource},
 	}
 }
 
@@ -165,11 +174,11 @@ func header(st State, v int64) string {
 	return string(b[:])
 }
 
-// formatVersion renders a version the way scripts store and compare it.
-func formatVersion(v int64) string { return header(0, v)[1:] }
+// FormatVersion renders a version the way scripts store and compare it.
+func FormatVersion(v int64) string { return header(0, v)[1:] }
 
-// dirtyHeader is the header the cell of o holds until o is flushed.
-func dirtyHeader(o op.Op) string {
+// DirtyHeader is the header the cell of o holds until o is flushed.
+func DirtyHeader(o op.Op) string {
 	if o.Kind == op.Delete {
 		return header(DirtyTombstone, o.Version)
 	}
@@ -202,9 +211,10 @@ func fillHeader(st State, version int64, m FillMeta) string {
 func leaseCell(token int64) string { return header(Leased, token) }
 
 // ErrCorruptValue is returned for a cached value this package did not write.
-var ErrCorruptValue = fmt.Errorf("queue: corrupt cached value")
+var ErrCorruptValue = fmt.Errorf("cache: corrupt cached value")
 
-func parseCached(s string) (Cached, error) {
+// Parse decodes a cell.
+func Parse(s string) (Cached, error) {
 	if len(s) < headerLen {
 		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
 	}
@@ -267,7 +277,7 @@ func parseMark(c Cached, s string) (Cached, error) {
 		return Cached{}, err
 	}
 	if len(s) > markLen {
-		prior, err := parseCached(s[markLen:])
+		prior, err := Parse(s[markLen:])
 		if err != nil {
 			return Cached{}, err
 		}

@@ -1,0 +1,206 @@
+package keyspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Every Lua script is a .lua file with its contract on top, embedded beside
+// the Go that calls it and made with NewScript, which prepends the
+// definitions of a prelude that it uses and registers the script for
+// LoadScripts. A prelude is rendered by the owner of a format (the cell, the
+// stream entry), so no script counts offsets or spells field names.
+
+// scripts holds every script, for LoadScripts.
+var scripts []*redis.Script
+
+// NewScript returns the script of source with the definitions of prelude it
+// uses, registered.
+func NewScript(prelude []Def, source string) *redis.Script {
+	s := redis.NewScript(preludeFor(prelude, source) + source)
+	scripts = append(scripts, s)
+	return s
+}
+
+// Def is one definition of a prelude: the name it defines, and its code. A
+// definition may use only those before it in its prelude.
+type Def struct{ Name, Code string }
+
+// Const defines a constant.
+func Const(name, format string, args ...any) Def {
+	return Def{name, "local " + name + " = " + fmt.Sprintf(format, args...) + "\n"}
+}
+
+// Func defines a function; format is its parameters and body.
+func Func(name, format string, args ...any) Def {
+	return Def{name, "local function " + name + fmt.Sprintf(format, args...) + " end\n"}
+}
+
+// preludeFor returns the definitions source uses, directly or through other
+// definitions, in prelude order. Definitions run at every call of a
+// script, so a script carries only those it uses.
+func preludeFor(prelude []Def, source string) string {
+	used := make([]bool, len(prelude))
+	for text, grew := source, true; grew; {
+		grew = false
+		for i, d := range prelude {
+			if !used[i] && mentions(text, d.Name) {
+				used[i], text, grew = true, text+d.Code, true
+			}
+		}
+	}
+	var b strings.Builder
+	for i, d := range prelude {
+		if used[i] {
+			b.WriteString(d.Code)
+		}
+	}
+	return b.String()
+}
+
+// mentions reports whether name stands in text as a whole word.
+func mentions(text, name string) bool {
+	word := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for i := strings.Index(text, name); i >= 0; {
+		end := i + len(name)
+		if (i == 0 || !word(text[i-1])) && (end == len(text) || !word(text[end])) {
+			return true
+		}
+		next := strings.Index(text[i+1:], name)
+		if next < 0 {
+			return false
+		}
+		i += 1 + next
+	}
+	return false
+}
+
+// Call is one call of a script.
+type Call struct {
+	Keys []string
+	Args []any
+}
+
+// ErrNotReplicated is returned for a write that reached the Redis primary
+// but was not acknowledged by enough replicas in time (Wait). The write is
+// not undone. The root package exports it, hence its prefix.
+var ErrNotReplicated = errors.New("writebehind: not acknowledged by enough replicas")
+
+// Wait is how many replicas must acknowledge a pipeline's writes (WAIT),
+// and for how long to wait; the zero value waits for none.
+type Wait struct {
+	Replicas int
+	Timeout  time.Duration
+}
+
+// Check turns the answer of WAIT (nil when none was sent) into
+// ErrNotReplicated.
+func (w Wait) Check(answer *redis.Cmd) error {
+	if answer == nil {
+		return nil
+	}
+	n, err := answer.Int64()
+	if err != nil {
+		return fmt.Errorf("%w: WAIT: %v", ErrNotReplicated, err)
+	}
+	if n < int64(w.Replicas) {
+		return fmt.Errorf("%w: %d of %d within %s", ErrNotReplicated, n, w.Replicas, w.Timeout)
+	}
+	return nil
+}
+
+// Run calls script s once per call and returns each call's answer: one call
+// directly (EVALSHA, then EVAL if Redis lost the script), more in one
+// pipeline, with WAIT after them when w awaits replicas (waits holds, per
+// call, the WAIT of its pipeline). WAIT counts the replicas that caught up
+// with the connection it is sent on, so on a cluster each primary gets its
+// calls and its WAIT in a pipeline of its own.
+func Run(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, calls []Call, w Wait) (cmds, waits []*redis.Cmd) {
+	cmds, waits = make([]*redis.Cmd, len(calls)), make([]*redis.Cmd, len(calls))
+	if len(calls) == 1 && w.Replicas <= 0 {
+		cmds[0] = s.Run(ctx, rdb, calls[0].Keys, calls[0].Args...)
+		return cmds, waits
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	cluster, ok := rdb.(*redis.ClusterClient)
+	if w.Replicas <= 0 || !ok {
+		runOn(ctx, rdb, s, calls, all, w, cmds, waits)
+		return cmds, waits
+	}
+	byNode := map[*redis.Client][]int{}
+	for _, i := range all {
+		node, err := cluster.MasterForKey(ctx, calls[i].Keys[0])
+		if err != nil {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
+			continue
+		}
+		byNode[node] = append(byNode[node], i)
+	}
+	for node, idx := range byNode {
+		runOn(ctx, node, s, calls, idx, w, cmds, waits)
+	}
+	return cmds, waits
+}
+
+// runOn runs the calls of idx through c in one pipeline, as Run describes.
+// A pipeline that meets a Redis without the script (restarted, failed over)
+// loads it and runs again every call from the first that met NOSCRIPT on, in
+// order: the script may have come back midway, and running only the calls
+// that failed could apply calls on one key out of order. The scripts are
+// safe to run twice (the version guard, leases that are already the
+// caller's, compare-and-set).
+func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, idx []int, w Wait, cmds, waits []*redis.Cmd) {
+	for attempt := 0; ; attempt++ {
+		var wait *redis.Cmd
+		_, _ = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range idx {
+				cmds[i] = s.EvalSha(ctx, p, calls[i].Keys, calls[i].Args...)
+			}
+			if w.Replicas > 0 {
+				// WAIT covers the writes of its own connection, so it
+				// must share the pipeline's.
+				wait = p.Do(ctx, "WAIT", w.Replicas, w.Timeout.Milliseconds())
+			}
+			return nil
+		})
+		again := -1
+		for k, i := range idx {
+			waits[i] = wait
+			if again < 0 && redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				again = k
+			}
+		}
+		if again < 0 || attempt > 0 {
+			return
+		}
+		if err := s.Load(ctx, c).Err(); err != nil {
+			for _, i := range idx[again:] {
+				cmds[i].SetErr(fmt.Errorf("load script: %w", err))
+			}
+			return
+		}
+		idx = idx[again:]
+	}
+}
+
+// LoadScripts makes sure every script is cached by Redis, so pipelines can
+// call them by hash.
+func LoadScripts(ctx context.Context, rdb redis.Scripter) error {
+	for _, s := range scripts {
+		if err := s.Load(ctx, rdb).Err(); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+	}
+	return nil
+}
