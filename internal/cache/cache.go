@@ -53,20 +53,20 @@ func New(rdb redis.UniversalClient, ns string, partitions int) *Cells {
 // WithMaxClockSkew returns the cells of the same namespace whose
 // write-throughs take versions at most d ahead of Redis's clock (0:
 // DefaultMaxClockSkew).
-func (q *Cells) WithMaxClockSkew(d time.Duration) *Cells {
-	c := *q
+func (cs *Cells) WithMaxClockSkew(d time.Duration) *Cells {
+	c := *cs
 	c.maxSkew = d
 	return &c
 }
 
-func (q *Cells) valueKey(entity, id string) string {
-	return q.keys.Value(op.Partition(entity, id, q.partitions), entity, id)
+func (cs *Cells) valueKey(entity, id string) string {
+	return cs.keys.Value(op.Partition(entity, id, cs.partitions), entity, id)
 }
 
 // Cached returns the cached value of a key; found is false when Redis holds
 // nothing for it.
-func (q *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
-	s, err := q.rdb.Get(ctx, q.valueKey(entity, id)).Result()
+func (cs *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
+	s, err := cs.rdb.Get(ctx, cs.valueKey(entity, id)).Result()
 	if errors.Is(err, redis.Nil) {
 		return Cached{}, false, nil
 	}
@@ -80,15 +80,15 @@ func (q *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found 
 // GetMany returns the cached values of ids of one entity, in order: one MGET
 // (pipelined GETs on Redis Cluster, where the keys span slots). A value that
 // does not decode counts as absent and is reported in errs.
-func (q *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
+func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = q.valueKey(entity, id)
+		keys[i] = cs.valueKey(entity, id)
 	}
 	raw := make([]any, len(ids))
-	if _, cluster := q.rdb.(*redis.ClusterClient); cluster {
+	if _, cluster := cs.rdb.(*redis.ClusterClient); cluster {
 		cmds := make([]*redis.StringCmd, len(keys))
-		_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := cs.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range keys {
 				cmds[i] = p.Get(ctx, k)
 			}
@@ -104,7 +104,7 @@ func (q *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cac
 		}
 	} else {
 		var err error
-		if raw, err = q.rdb.MGet(ctx, keys...).Result(); err != nil {
+		if raw, err = cs.rdb.MGet(ctx, keys...).Result(); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -141,16 +141,16 @@ type LeaseResult struct {
 // value; keys holding an unflushed value, another lease or a fresh clean
 // value are returned as they are. One key is one script call; more are
 // pipelined.
-func (q *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
+func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
 	f := "0"
 	if force {
 		f = "1"
 	}
 	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
 	}
-	cmds, _ := keyspace.Run(ctx, q.rdb, leaseScript, calls, keyspace.Wait{})
+	cmds, _ := keyspace.Run(ctx, cs.rdb, leaseScript, calls, keyspace.Wait{})
 	out := make([]LeaseResult, len(ids))
 	for i, c := range cmds {
 		v, err := c.Result()
@@ -198,7 +198,7 @@ func (s Swap) expect() string {
 // what it expects, and reports which were applied. A fill uses it with its lease, so
 // a write (which replaces the lease) always wins over a fill, and an owner
 // releases its lease with it.
-func (q *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
+func (cs *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
 	calls := make([]keyspace.Call, len(swaps))
 	for i, s := range swaps {
 		check := "0"
@@ -209,9 +209,9 @@ func (q *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 		if s.Value != nil {
 			value = s.Value.encode()
 		}
-		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
 	}
-	cmds, _ := keyspace.Run(ctx, q.rdb, casScript, calls, keyspace.Wait{})
+	cmds, _ := keyspace.Run(ctx, cs.rdb, casScript, calls, keyspace.Wait{})
 	out := make([]bool, len(swaps))
 	for i, c := range cmds {
 		n, err := c.Int64()
@@ -225,12 +225,12 @@ func (q *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) 
 
 // Drop deletes the cached values of ids that are clean, negative or leased;
 // unflushed values stay, so nothing written is lost or hidden.
-func (q *Cells) Drop(ctx context.Context, entity string, ids []string) error {
+func (cs *Cells) Drop(ctx context.Context, entity string, ids []string) error {
 	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = keyspace.Call{Keys: []string{q.valueKey(entity, id)}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}}
 	}
-	cmds, _ := keyspace.Run(ctx, q.rdb, dropScript, calls, keyspace.Wait{})
+	cmds, _ := keyspace.Run(ctx, cs.rdb, dropScript, calls, keyspace.Wait{})
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err
@@ -241,8 +241,8 @@ func (q *Cells) Drop(ctx context.Context, entity string, ids []string) error {
 
 // Cutoff returns an entity's invalidation cut-off (Unix microseconds; 0 when
 // it was never invalidated).
-func (q *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
-	n, err := q.rdb.Get(ctx, q.keys.Cutoff(entity)).Int64()
+func (cs *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
+	n, err := cs.rdb.Get(ctx, cs.keys.Cutoff(entity)).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -251,6 +251,6 @@ func (q *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
 
 // RaiseCutoff moves an entity's cut-off up to now (never down) and returns
 // it: every clean value stamped before it counts as a miss.
-func (q *Cells) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
-	return cutoffScript.Run(ctx, q.rdb, []string{q.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
+func (cs *Cells) RaiseCutoff(ctx context.Context, entity string, now time.Time) (int64, error) {
+	return cutoffScript.Run(ctx, cs.rdb, []string{cs.keys.Cutoff(entity)}, now.UnixMicro()).Int64()
 }

@@ -33,32 +33,32 @@ var (
 
 // BeginThrough takes the next version of a key from its partition clock, as a
 // write-behind op would, and marks the key as being written until deadline.
-func (q *Cells) BeginThrough(ctx context.Context, entity, id string, now, deadline time.Time) (int64, error) {
-	p := op.Partition(entity, id, q.partitions)
-	return ParseVersion(throughBeginScript.Run(ctx, q.rdb, []string{q.keys.Value(p, entity, id), q.keys.Clock(p)},
-		now.UnixMicro(), deadline.UnixMicro(), SkewMicros(q.maxSkew)))
+func (cs *Cells) BeginThrough(ctx context.Context, entity, id string, now, deadline time.Time) (int64, error) {
+	p := op.Partition(entity, id, cs.partitions)
+	return ParseVersion(throughBeginScript.Run(ctx, cs.rdb, []string{cs.keys.Value(p, entity, id), cs.keys.Clock(p)},
+		now.UnixMicro(), deadline.UnixMicro(), SkewMicros(cs.maxSkew)))
 }
 
 // FinishThrough makes the row a write-through's transaction committed (its
 // own op's or a newer one's) visible. It reports whether the cache changed;
 // it does not when the key already holds something newer.
-func (q *Cells) FinishThrough(ctx context.Context, entity, id string, row Fill, ttl time.Duration) (bool, error) {
-	n, err := throughFinishScript.Run(ctx, q.rdb, []string{q.valueKey(entity, id)},
+func (cs *Cells) FinishThrough(ctx context.Context, entity, id string, row Fill, ttl time.Duration) (bool, error) {
+	n, err := throughFinishScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)},
 		FormatVersion(row.Version), row.encode(), ttl.Milliseconds()).Int64()
 	return n > 0, err
 }
 
 // AbortThrough removes the mark of the write-through of version after its
 // write failed, putting back an unflushed value it covered.
-func (q *Cells) AbortThrough(ctx context.Context, entity, id string, version int64) error {
-	return throughAbortScript.Run(ctx, q.rdb, []string{q.valueKey(entity, id)}, FormatVersion(version), "0").Err()
+func (cs *Cells) AbortThrough(ctx context.Context, entity, id string, version int64) error {
+	return throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)}, FormatVersion(version), "0").Err()
 }
 
 // ExpireThrough removes the mark of the write-through of version if it is
 // past its deadline at now (its writer died or hangs), as AbortThrough does.
 // It reports whether it did.
-func (q *Cells) ExpireThrough(ctx context.Context, entity, id string, version int64, now time.Time) (bool, error) {
-	n, err := throughAbortScript.Run(ctx, q.rdb, []string{q.valueKey(entity, id)},
+func (cs *Cells) ExpireThrough(ctx context.Context, entity, id string, version int64, now time.Time) (bool, error) {
+	n, err := throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)},
 		FormatVersion(version), strconv.FormatInt(now.UnixMicro(), 10)).Int64()
 	return n == 1, err
 }
