@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,4 +149,50 @@ func TestWriterClockInWriteThrough(t *testing.T) {
 	if err != nil || !it.Found || json.Unmarshal(it.Data, &doc) != nil || doc.N != 2 || it.Version != v2 {
 		t.Errorf("Get = %+v (%s), %v; want n 2 at version %d", it, it.Data, err, v2)
 	}
+}
+
+// TestReaderClockStampsFillsAndInvalidations: a Reader stamps what it
+// loads, and its invalidations, by its clock, so a test moves time instead
+// of waiting. An invalidation stamped before a fill leaves the fill fresh;
+// one stamped after it makes the next Get load again.
+func TestReaderClockStampsFillsAndInvalidations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupRead(t)
+	var now, loads atomic.Int64
+	now.Store(time.Now().UnixNano())
+	cfg := b.rcfg
+	cfg.XFetchBeta = 0 // no early refresh: every load below is one the test caused
+	r, err := NewReader(ctx, b.rdb, nil, cfg,
+		WithReadClock(func() time.Time { return time.Unix(0, now.Load()) }),
+		WithLoader("user", func(_ context.Context, id string) (Item, error) {
+			loads.Add(1)
+			return Item{Found: true, Version: 1, Data: []byte(`{"n":1}`)}, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(want int64, when string) {
+		t.Helper()
+		if it, err := r.Get(ctx, "user", "1"); err != nil || !it.Found {
+			t.Fatalf("Get %s: %+v, %v", when, it, err)
+		}
+		if n := loads.Load(); n != want {
+			t.Fatalf("Get %s: %d loads, want %d", when, n, want)
+		}
+	}
+	get(1, "of a miss")
+	get(1, "of the fill")
+
+	now.Add(int64(-time.Hour))
+	if err := r.InvalidateEntity(ctx, "user"); err != nil {
+		t.Fatal(err)
+	}
+	get(1, "after an invalidation an hour before the fill, on the Reader's clock")
+
+	now.Add(int64(2 * time.Hour))
+	if err := r.InvalidateEntity(ctx, "user"); err != nil {
+		t.Fatal(err)
+	}
+	get(2, "after an invalidation an hour after the fill")
 }
