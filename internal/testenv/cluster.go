@@ -186,3 +186,36 @@ func (c *Cluster) MoveSlot(slot int) {
 		}
 	}
 }
+
+// URL is the cluster's redis+cluster:// URL, seeded with every node.
+func (c *Cluster) URL() string {
+	var addrs []string
+	for _, n := range c.Nodes {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// Shape is a Redis deployment that the same test or benchmark body runs
+// on.
+type Shape struct {
+	Name string
+	// Start starts a deployment of the shape of tb's own, stopped when tb
+	// ends, and returns a client of it, closed then too, and its
+	// WB_REDIS_URL.
+	Start func(tb testing.TB) (redis.UniversalClient, string)
+}
+
+// Shapes are the Redis deployments the benchmarks compare, each node
+// started with the same settings (append-only file, fsync on every write):
+// one server, and a cluster of three primaries with a replica each.
+var Shapes = []Shape{
+	{"redis", func(tb testing.TB) (redis.UniversalClient, string) {
+		s := StartRedis(tb)
+		return s.Client(), s.URL()
+	}},
+	{"cluster", func(tb testing.TB) (redis.UniversalClient, string) {
+		c := StartCluster(tb)
+		return c.Client(), c.URL()
+	}},
+}
