@@ -219,3 +219,40 @@ var Shapes = []Shape{
 		return c.Client(), c.URL()
 	}},
 }
+
+// Deployment is a Redis a promise test runs its body on.
+type Deployment struct {
+	Client redis.UniversalClient
+	// URL is the deployment's WB_REDIS_URL.
+	URL string
+	// Cluster is the cluster of the test's own, nil on one server.
+	Cluster *Cluster
+}
+
+// Namespace returns a namespace of t's own on the deployment; on the test
+// Redis its keys are deleted when t ends (a cluster of the test's own goes
+// with the test).
+func (d Deployment) Namespace(t testing.TB) string {
+	ns := Name("t")
+	if d.Cluster == nil {
+		t.Cleanup(func() { DeleteNamespace(context.Background(), d.Client, ns) })
+	}
+	return ns
+}
+
+// OnEveryShape runs body in a parallel subtest per Redis shape the promises
+// hold on: "redis", the test Redis (WB_TEST_REDIS_URL), and "cluster", a
+// Redis Cluster of the test's own, three primaries with a replica each.
+// One body, written once, checks a promise on both.
+func OnEveryShape(t *testing.T, body func(t *testing.T, d Deployment)) {
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		rdb, _ := Redis(t)
+		body(t, Deployment{Client: rdb, URL: RedisURL()})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		c := StartCluster(t)
+		body(t, Deployment{Client: c.Client(), URL: c.URL(), Cluster: c})
+	})
+}
