@@ -351,11 +351,10 @@ func TestCrashWhileFlushingAloneBlamesOnlyThatEntry(t *testing.T) {
 	}
 }
 
-// TestPostgresOutage stops a PostgreSQL of the test's own for a while
+// postgresOutage stops a PostgreSQL of the test's own for a while
 // writes go on: the flusher retries without acknowledging, stays up, and
 // catches up once PostgreSQL is back.
-func TestPostgresOutage(t *testing.T) {
-	t.Parallel()
+func postgresOutage(t *testing.T, d testenv.Deployment) {
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	pool, err := pgxpool.New(ctx, pg.URL())
@@ -363,8 +362,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	rdb, ns := testenv.Redis(t)
-	e := newEnv(t, rdb, testenv.RedisURL(), ns, pool, pg.URL(), "public")
+	e := newEnv(t, d.Client, d.URL, d.Namespace(t), pool, pg.URL(), "public")
 
 	opt := e.options(t, "main")
 	opt.Log = opt.Log.Level(zerolog.Disabled)
