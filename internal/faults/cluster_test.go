@@ -145,7 +145,6 @@ func lostWithoutWait(t *testing.T, f failover) int {
 	var lastSurvivor time.Time
 	type write struct {
 		id         string
-		n          int
 		start, end time.Time
 	}
 	var acked, survived, onReplaced int
@@ -171,7 +170,7 @@ func lostWithoutWait(t *testing.T, f failover) int {
 					lastSurvivor = h.start[0]
 				}
 			default:
-				lost = append(lost, write{id, h.values[0], h.start[0], h.end[0]})
+				lost = append(lost, write{id, h.start[0], h.end[0]})
 				if !run.replaced[p] {
 					t.Errorf("%s (partition %d) was lost, though its primary was not killed", id, p)
 				}
@@ -468,6 +467,7 @@ func runFailover(t *testing.T, f failover) failoverRun {
 			run.replaced[p] = true
 		}
 	}
+	// replaced compares with the primary old was last asked for.
 	f.old(key)
 	run.killStart = time.Now()
 	after := f.replace(old)
