@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -162,6 +164,7 @@ func TestFilesParse(t *testing.T) {
 	all := docs(t)
 	for _, want := range []string{
 		"docker-compose.yml", "k8s/config.yaml", "k8s/flusher.yaml", "k8s/migrate-job.yaml", "k8s/keda.yaml",
+		"k8s/cluster/secret.yaml", "k8s/cluster/keda.yaml",
 		"prometheus/alerts.yml", "grafana/writebehind.json",
 	} {
 		if _, ok := all[want]; !ok {
@@ -258,7 +261,31 @@ func TestKubernetes(t *testing.T) {
 	}
 
 	// The KEDA triggers watch exactly the streams of the configured
-	// namespace and partitions.
+	// namespace and partitions, on the Redis the flushers use.
+	secret := kind(t, all, "k8s/config.yaml", "Secret")[0]
+	checkTriggers(t, all, "k8s/keda.yaml", "redis-streams", cm, secret)
+	checkTriggers(t, all, "k8s/cluster/keda.yaml", "redis-cluster-streams", cm, kind(t, all, "k8s/cluster/secret.yaml", "Secret")[0])
+}
+
+// kedaRedisStreamsKeys are the trigger metadata keys KEDA's Redis Streams
+// scaler reads (kedacore/keda v2.21.0, pkg/scalers/redis_streams_scaler.go
+// and the redisConnectionInfo of redis_scaler.go), for redis-streams,
+// redis-cluster-streams and redis-sentinel-streams alike; the scaler ignores
+// any other key, so a misspelt one would silently fall back to a default.
+var kedaRedisStreamsKeys = map[string]bool{
+	"pendingEntriesCount": true, "streamLength": true, "lagCount": true, "stream": true, "consumerGroup": true,
+	"databaseIndex": true, "activationLagCount": true, "enableTLS": true, "unsafeSsl": true,
+	"address": true, "addresses": true, "host": true, "hosts": true, "port": true, "ports": true,
+	"username": true, "password": true, "sentinelUsername": true, "sentinelPassword": true, "sentinelMaster": true,
+}
+
+// checkTriggers checks the ScaledObject of a KEDA file: one trigger of type
+// typ per partition stream of the ConfigMap's namespace, each on the
+// flushers' group, scaling on pending entries, with only keys the scaler
+// reads, pointed at the Redis of the Secret's WB_REDIS_URL, and
+// authenticated with the Secret's Redis password.
+func checkTriggers(t *testing.T, all map[string][]any, file, typ string, cm, secret any) {
+	t.Helper()
 	n, err := strconv.Atoi(at(cm, "WB_PARTITIONS").(string))
 	if err != nil {
 		t.Fatal(err)
@@ -268,22 +295,62 @@ func TestKubernetes(t *testing.T) {
 	for p := range n {
 		want = append(want, keys.Stream(p))
 	}
-	so := kind(t, all, "k8s/keda.yaml", "ScaledObject")[0]
+	target, err := startup.ParseRedisURL(at(secret, "stringData", "WB_REDIS_URL").(string))
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	var addrs []string
+	cluster := false
+	switch c := target.Client(0).(type) {
+	case *redis.ClusterClient:
+		addrs, cluster = c.Options().Addrs, true
+	case *redis.Client:
+		addrs = []string{c.Options().Addr}
+	default:
+		t.Fatalf("%s: WB_REDIS_URL names a %T", file, c)
+	}
+	if strings.HasPrefix(typ, "redis-cluster") != cluster {
+		t.Errorf("%s: %s triggers for WB_REDIS_URL %s", file, typ, at(secret, "stringData", "WB_REDIS_URL"))
+	}
+	auths := map[string]any{}
+	for _, a := range kind(t, all, file, "TriggerAuthentication") {
+		auths[at(a, "metadata", "name").(string)] = a
+	}
+	so := kind(t, all, file, "ScaledObject")[0]
 	for _, tr := range at(so, "spec", "triggers").([]any) {
-		if at(tr, "type") != "redis-streams" || at(tr, "metadata", "consumerGroup") != at(cm, "WB_GROUP") ||
-			at(tr, "metadata", "pendingEntriesCount") == nil {
-			t.Errorf("KEDA trigger %v", tr)
+		md, _ := at(tr, "metadata").(map[string]any)
+		if at(tr, "type") != typ || md["consumerGroup"] != at(cm, "WB_GROUP") || md["pendingEntriesCount"] == nil {
+			t.Errorf("%s: KEDA trigger %v", file, tr)
 		}
-		got = append(got, at(tr, "metadata", "stream").(string))
+		for k := range md {
+			if !kedaRedisStreamsKeys[k] {
+				t.Errorf("%s: KEDA's Redis Streams scaler reads no %q", file, k)
+			}
+		}
+		address, _ := md["address"].(string)
+		if a, ok := md["addresses"].(string); ok {
+			address = a
+		}
+		if !slices.Equal(strings.Split(address, ","), addrs) {
+			t.Errorf("%s: trigger on %q, WB_REDIS_URL on %q", file, address, addrs)
+		}
+		auth := auths[fmt.Sprint(at(tr, "authenticationRef", "name"))]
+		if at(auth, "spec", "secretTargetRef", 0, "parameter") != "password" ||
+			at(auth, "spec", "secretTargetRef", 0, "name") != at(secret, "metadata", "name") ||
+			at(secret, "stringData", at(auth, "spec", "secretTargetRef", 0, "key")) == nil {
+			t.Errorf("%s: trigger authentication %v does not take the password of the Secret", file, auth)
+		}
+		got = append(got, md["stream"].(string))
 	}
 	if !slices.Equal(want, got) {
-		t.Errorf("KEDA streams %q, want %q", got, want)
+		t.Errorf("%s: KEDA streams %q, want %q", file, got, want)
 	}
 }
 
 func TestCompose(t *testing.T) {
 	t.Parallel()
-	services := at(docs(t)["docker-compose.yml"][0], "services")
+	compose := docs(t)["docker-compose.yml"][0]
+	services := at(compose, "services").(map[string]any)
 	cmd := func(s string) string {
 		var parts []string
 		for _, p := range at(services, s, "command").([]any) {
@@ -300,6 +367,138 @@ func TestCompose(t *testing.T) {
 	if at(services, "postgres") == nil {
 		t.Error("no postgres service")
 	}
+
+	// Everything a service names is in the file: the services it depends
+	// on (in its profiles, or in none: a service of no profile starts by
+	// default and cannot wait for one that does not), its networks and
+	// volumes, and its image, built here or pulled like another service's.
+	profiles := func(s string) []any { p, _ := at(services, s, "profiles").([]any); return p }
+	images := map[string]bool{}
+	for name := range services {
+		if img, ok := at(services, name, "image").(string); ok && at(services, name, "build") == nil {
+			images[img] = true
+		}
+	}
+	for name := range services {
+		deps, _ := at(services, name, "depends_on").(map[string]any)
+		for dep := range deps {
+			if services[dep] == nil {
+				t.Errorf("%s depends on %s, which is no service", name, dep)
+			} else if p := profiles(dep); len(p) > 0 && !slices.Equal(profiles(name), p) {
+				t.Errorf("%s (profiles %v) depends on %s, of profiles %v", name, profiles(name), dep, p)
+			}
+		}
+		nets := at(services, name, "networks")
+		if m, ok := nets.(map[string]any); ok {
+			nets = slices.Collect(maps.Keys(m))
+		}
+		for _, n := range asList(nets) {
+			if n != "default" && !hasKey(at(compose, "networks"), n.(string)) {
+				t.Errorf("%s is on network %v, which is not defined", name, n)
+			}
+		}
+		for _, v := range asList(at(services, name, "volumes")) {
+			if vol, _, _ := strings.Cut(v.(string), ":"); !hasKey(at(compose, "volumes"), vol) {
+				t.Errorf("%s mounts volume %s, which is not defined", name, vol)
+			}
+		}
+		img, _ := at(services, name, "image").(string)
+		if img == "" || (at(services, name, "build") == nil && !images[img]) {
+			t.Errorf("%s has image %q", name, img)
+		}
+		if at(services, name, "build") != nil {
+			images[img] = true
+		}
+	}
+	for name := range services {
+		if img, _ := at(services, name, "image").(string); !images[img] {
+			t.Errorf("%s runs image %s, which nothing here builds", name, img)
+		}
+	}
+
+	// The profile "cluster": six nodes with AOF, made into three primaries
+	// with a replica each by a one-shot container, and flushers and a writer
+	// seeded with nodes of that cluster.
+	nodes := map[string]bool{}
+	for name := range services {
+		if strings.HasPrefix(name, "redis-cluster-") && name != "redis-cluster-init" {
+			if !slices.Equal(profiles(name), []any{"cluster"}) || !strings.Contains(cmd(name), "--cluster-enabled yes") ||
+				!strings.Contains(cmd(name), "--appendonly yes") {
+				t.Errorf("%s: profiles %v, runs %q", name, profiles(name), cmd(name))
+			}
+			ip, _ := at(services, name, "networks", "cluster", "ipv4_address").(string)
+			nodes[ip+":6379"] = true
+			if at(services, "redis-cluster-init", "depends_on", name, "condition") != "service_healthy" {
+				t.Errorf("redis-cluster-init does not wait for %s", name)
+			}
+		}
+	}
+	if len(nodes) != 6 {
+		t.Fatalf("cluster nodes %v, want 6 with addresses of their own", nodes)
+	}
+	create := strings.Fields(cmd("redis-cluster-init"))
+	i := slices.Index(create, "create")
+	if i < 0 || !strings.Contains(cmd("redis-cluster-init"), "--cluster-replicas 1 --cluster-yes") {
+		t.Fatalf("redis-cluster-init runs %q", cmd("redis-cluster-init"))
+	}
+	created := map[string]bool{}
+	for _, a := range create[i+1:] {
+		if strings.HasPrefix(a, "--") {
+			break
+		}
+		created[a] = true
+	}
+	if !maps.Equal(created, nodes) {
+		t.Errorf("redis-cluster-init creates a cluster of %v, the nodes are %v", created, nodes)
+	}
+	var writer bool
+	for name := range services {
+		url, _ := at(services, name, "environment", "WB_REDIS_URL").(string)
+		if !strings.HasPrefix(url, "redis+cluster://") {
+			continue
+		}
+		target, err := startup.ParseRedisURL(url)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c, ok := target.Client(0).(*redis.ClusterClient)
+		if !ok {
+			t.Fatalf("%s: WB_REDIS_URL %s", name, url)
+		}
+		for _, a := range c.Options().Addrs {
+			if !nodes[a] {
+				t.Errorf("%s seeds its cluster client with %s, which is no node", name, a)
+			}
+		}
+		if at(services, name, "depends_on", "redis-cluster-init", "condition") != "service_completed_successfully" {
+			t.Errorf("%s does not wait for the cluster", name)
+		}
+		switch {
+		case strings.HasPrefix(name, "flusher-cluster-"):
+			if cmd(name) != "run" {
+				t.Errorf("%s runs %q", name, cmd(name))
+			}
+		case name == "writer-cluster":
+			writer = strings.HasPrefix(cmd(name), "load ") && slices.Equal(asList(at(services, name, "entrypoint")), []any{"/usr/local/bin/writer"})
+		}
+	}
+	if !writer || services["flusher-cluster-1"] == nil || services["flusher-cluster-2"] == nil {
+		t.Error("the profile cluster lacks a writer loading the cluster or two flushers flushing it")
+	}
+}
+
+// hasKey reports whether a decoded YAML mapping has the key, even with no
+// value, as a named volume of compose often has.
+func hasKey(m any, key string) bool {
+	mm, _ := m.(map[string]any)
+	_, ok := mm[key]
+	return ok
+}
+
+// asList is a decoded YAML list, or nil.
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 // registered returns every sample name the code can export.

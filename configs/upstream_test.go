@@ -44,6 +44,8 @@ var manifestTypes = map[string]func() any{
 func TestManifestsDecodeStrictlyIntoUpstreamTypes(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob("k8s/*.yaml")
+	clusterFiles, _ := filepath.Glob("k8s/cluster/*.yaml")
+	files = append(files, clusterFiles...)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}

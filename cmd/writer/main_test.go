@@ -141,21 +141,30 @@ func TestLoadReportsWhatItDid(t *testing.T) {
 }
 
 // BenchmarkLoad runs `writer load` at concurrency 32: single Put calls as an
-// app makes them, each one script call and one round trip.
+// app makes them, each one script call and one round trip, on one Redis
+// server and on a Redis Cluster of three primaries with a replica each
+// (testenv.Shapes), over 16 partitions.
 func BenchmarkLoad(b *testing.B) {
-	env(b)
-	for range b.N {
-		code, out, errOut := writer(b, "", "load", "--ops", "100000", "--keys", "10000", "--concurrency", "32", "--value-bytes", "256")
-		if code != 0 {
-			b.Fatalf("exit %d: %s", code, errOut)
-		}
-		var r loadReport
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(r.OpsPerS, "ops/s")
-		b.ReportMetric(r.P50Ms, "p50_ms")
-		b.ReportMetric(r.P99Ms, "p99_ms")
+	for _, shape := range testenv.Shapes {
+		b.Run(shape.Name, func(b *testing.B) {
+			env(b)
+			_, url := shape.Start(b)
+			b.Setenv("WB_REDIS_URL", url)
+			b.Setenv("WB_PARTITIONS", "16")
+			for range b.N {
+				code, out, errOut := writer(b, "", "load", "--ops", "100000", "--keys", "10000", "--concurrency", "32", "--value-bytes", "256")
+				if code != 0 {
+					b.Fatalf("exit %d: %s", code, errOut)
+				}
+				var r loadReport
+				if err := json.Unmarshal([]byte(out), &r); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(r.OpsPerS, "ops/s")
+				b.ReportMetric(r.P50Ms, "p50_ms")
+				b.ReportMetric(r.P99Ms, "p99_ms")
+			}
+		})
 	}
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,11 +24,12 @@ import (
 )
 
 // keyHistory is what one writer did to one key, in order: the values it
-// wrote, and whether each write was acknowledged (nil error) or may or may
-// not have happened.
+// wrote, whether each write was acknowledged (nil error) or may or may not
+// have happened, and when each call started and returned.
 type keyHistory struct {
-	values []int
-	acked  []bool
+	values     []int
+	acked      []bool
+	start, end []time.Time
 }
 
 // allowed reports whether n may be the key's final value: the last
@@ -64,6 +67,133 @@ func TestPrimaryKilledUnderLoadOnACluster(t *testing.T) {
 		return primary.Start
 	}
 	failOverUnderLoad(t, f)
+}
+
+// TestPrimaryKilledWithoutWaitOnACluster measures what WB_WAIT_REPLICAS=0
+// can lose: a primary of a Redis Cluster is SIGKILLed while writers write,
+// each write on a key of its own, and its replica is promoted; once with
+// the replica in step, once with it behind (its link to the primary cut
+// and the primary taking 64 KiB more writes before it dies). Every
+// acknowledged write is then either in PostgreSQL or counted lost; a lost
+// one is exactly one whose cached value the new primary lacks too (the old
+// primary took it and died before replicating it: the flusher starts after
+// the failover, so nothing reached PostgreSQL from the old primary); it went
+// to the killed primary's partitions, was called before the kill, and,
+// replication being in order, was acknowledged no earlier than the start of
+// any write to those partitions that survived: lost writes are the last
+// ones the old primary took. The counts are logged: in step, what the
+// replica had not received yet when the primary died; behind, at least
+// what followed the cut.
+func TestPrimaryKilledWithoutWaitOnACluster(t *testing.T) {
+	t.Parallel()
+	t.Run("replica in step", func(t *testing.T) {
+		t.Parallel()
+		f := clusterFailover(t)
+		f.replace = func(primary *testenv.RedisServer) (after func()) {
+			primary.Kill()
+			// It stays down: back, it would be a replica and drop what
+			// it had not replicated all the same.
+			return func() {}
+		}
+		lostWithoutWait(t, f)
+	})
+	t.Run("replica behind", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		f := clusterFailover(t)
+		f.replace = func(primary *testenv.RedisServer) (after func()) {
+			replica := f.replicaOf(primary)
+			pc := primary.Client()
+			offset := func() int64 {
+				info, err := pc.Info(ctx, "replication").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, rest, _ := strings.Cut(info, "master_repl_offset:")
+				n, err := strconv.ParseInt(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 10, 64)
+				if err != nil {
+					t.Fatalf("master_repl_offset in %q: %v", info, err)
+				}
+				return n
+			}
+			// Stopped, the replica cannot reconnect once its link is cut.
+			replica.Signal(syscall.SIGSTOP)
+			cut := offset()
+			if err := pc.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(t, 30*time.Second, "64 KiB of writes the replica does not get", func() bool { return offset() >= cut+64<<10 })
+			primary.Kill()
+			replica.Signal(syscall.SIGCONT)
+			return func() {}
+		}
+		if lostWithoutWait(t, f) == 0 {
+			t.Error("no acknowledged write was lost, though the primary took 64 KiB of writes its replica never got")
+		}
+	})
+}
+
+// lostWithoutWait runs f without WAIT and checks the accounting of what
+// was lost (see TestPrimaryKilledWithoutWaitOnACluster); it returns how
+// many acknowledged writes were.
+func lostWithoutWait(t *testing.T, f failover) int {
+	f.noWait = true
+	run := runFailover(t, f)
+
+	// The latest start of a write that the old primary acknowledged and
+	// that survived.
+	var lastSurvivor time.Time
+	type write struct {
+		id         string
+		start, end time.Time
+	}
+	var acked, survived, onReplaced int
+	var lost []write
+	for _, hs := range run.histories {
+		for id, h := range hs {
+			n, inRows := run.rows[id]
+			if len(h.values) != 1 || (inRows && n != h.values[0]) {
+				t.Fatalf("%s: row %d (present %v), writes %v", id, n, inRows, h.values)
+			}
+			if inRows != run.cached(id) {
+				t.Errorf("%s: in PostgreSQL %v, in Redis after the failover %v", id, inRows, !inRows)
+			}
+			p := op.Partition("user", id, run.partitions)
+			if h.acked[0] && run.replaced[p] {
+				onReplaced++
+			}
+			switch {
+			case !h.acked[0]:
+			case inRows:
+				survived++
+				if run.replaced[p] && h.end[0].Before(run.killStart) && h.start[0].After(lastSurvivor) {
+					lastSurvivor = h.start[0]
+				}
+			default:
+				lost = append(lost, write{id, h.start[0], h.end[0]})
+				if !run.replaced[p] {
+					t.Errorf("%s (partition %d) was lost, though its primary was not killed", id, p)
+				}
+				if !h.start[0].Before(run.killEnd) {
+					t.Errorf("%s was lost, though written after the old primary died", id)
+				}
+			}
+			if h.acked[0] {
+				acked++
+			}
+		}
+	}
+	for _, l := range lost {
+		if l.end.Before(lastSurvivor) {
+			t.Errorf("%s was lost, though acknowledged before a write that survived was made: replication is in order", l.id)
+		}
+	}
+	if acked == 0 || survived+len(lost) != acked {
+		t.Fatalf("%d acknowledged writes: %d survived, %d lost", acked, survived, len(lost))
+	}
+	t.Logf("without WAIT: %d writes acknowledged, %d of them to the killed primary's partitions; %d lost (%.2f%% of those)",
+		acked, onReplaced, len(lost), 100*float64(len(lost))/float64(max(onReplaced, 1)))
+	return len(lost)
 }
 
 // TestManualFailoverUnderLoadOnACluster: the same, with the replica taking
@@ -138,6 +268,30 @@ type failover struct {
 	// reports that it is.
 	replace  func(primary *testenv.RedisServer) (after func())
 	replaced func(key string) bool
+	// replicaOf returns the replica of a primary (on a cluster).
+	replicaOf func(primary *testenv.RedisServer) *testenv.RedisServer
+	// noWait has writes return without waiting for a replica
+	// (WB_WAIT_REPLICAS=0), each on a key of its own, and the flusher start
+	// only once a replica has taken over: PostgreSQL then gets exactly
+	// what the new primary has, so an acknowledged write is missing from
+	// it exactly when the old primary died before replicating it.
+	noWait bool
+}
+
+// failoverRun is what the writers of failOverUnderLoad did and what
+// PostgreSQL held once drained.
+type failoverRun struct {
+	partitions int
+	// histories holds each writer's keys; the last, the probes'.
+	histories []map[string]*keyHistory
+	// rows is each row's value.
+	rows map[string]int
+	// replaced are the partitions the replaced primary served.
+	replaced map[int]bool
+	// killStart and killEnd are when replace was called and returned.
+	killStart, killEnd time.Time
+	// cached reports whether Redis holds the cached value of a user id.
+	cached func(id string) bool
 }
 
 // clusterFailover is a cluster of the test's own; replace is left to the
@@ -171,6 +325,21 @@ func clusterFailover(t *testing.T) failover {
 			now := primaryOf(key)
 			return now != "" && now != old
 		},
+		replicaOf: func(primary *testenv.RedisServer) *testenv.RedisServer {
+			info, err := primary.Client().Info(context.Background(), "replication").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rest, _ := strings.Cut(info, "slave0:ip=127.0.0.1,port=")
+			port, _, _ := strings.Cut(rest, ",")
+			for _, n := range cluster.Nodes {
+				if fmt.Sprint(n.Port) == port {
+					return n
+				}
+			}
+			t.Fatalf("no replica of the primary on port %d: %s", primary.Port, info)
+			return nil
+		},
 	}
 }
 
@@ -179,6 +348,36 @@ func clusterFailover(t *testing.T) failover {
 // midway (after runs once a replica serves its slots); then it checks that
 // every acknowledged write reached PostgreSQL.
 func failOverUnderLoad(t *testing.T, f failover) {
+	run := runFailover(t, f)
+	acked, lost := 0, 0
+	for _, hs := range run.histories {
+		for id, h := range hs {
+			for _, a := range h.acked {
+				if a {
+					acked++
+				}
+			}
+			n, ok := run.rows[id]
+			if !ok {
+				n = absent
+			}
+			if !h.allowed(n) {
+				lost++
+				t.Errorf("%s: row holds %d (present %v); writes %v, acknowledged %v", id, n, ok, h.values, h.acked)
+			}
+		}
+	}
+	if acked == 0 || lost > 0 {
+		t.Fatalf("%d acknowledged writes, %d keys lost their last acknowledged write", acked, lost)
+	}
+	t.Logf("%d acknowledged writes over %d keys survived the failover", acked, len(run.rows))
+}
+
+// runFailover runs writers and a flusher on f's deployment, with
+// WB_WAIT_REPLICAS=1 unless f.noWait, has f replace the primary of
+// partition 0 midway, drains, and returns what the writers did and what
+// PostgreSQL holds.
+func runFailover(t *testing.T, f failover) failoverRun {
 	ctx := context.Background()
 	rdb := f.rdb
 	pool, schema := testenv.Postgres(t)
@@ -187,6 +386,9 @@ func failOverUnderLoad(t *testing.T, f failover) {
 	cfg.Partitions = 6
 	cfg.Entities = writebehind.Entities{"user": schema + ".users"}
 	cfg.WaitReplicas = 1
+	if f.noWait {
+		cfg.WaitReplicas = 0
+	}
 	cfg.WaitTimeout = time.Second
 	fcfg := startup.DefaultFlusherConfig()
 	fcfg.Store = cfg.Store
@@ -209,7 +411,10 @@ func failOverUnderLoad(t *testing.T, f failover) {
 	}
 	runCtx, stopFlusher := context.WithCancel(ctx)
 	flushed := make(chan struct{})
-	go func() { defer close(flushed); _ = newFlusher("during").Run(runCtx) }()
+	startFlusher := func() { go func() { defer close(flushed); _ = newFlusher("during").Run(runCtx) }() }
+	if !f.noWait {
+		startFlusher()
+	}
 
 	// Each writer owns its keys, so each key's writes have one order.
 	const writers, keysEach = 6, 20
@@ -229,15 +434,21 @@ func failOverUnderLoad(t *testing.T, f failover) {
 				default:
 				}
 				id := fmt.Sprintf("w%d-k%d", g, n%keysEach)
+				if f.noWait {
+					id = fmt.Sprintf("w%d-k%d", g, n)
+				}
 				h := histories[g][id]
 				if h == nil {
 					h = &keyHistory{}
 					histories[g][id] = h
 				}
 				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				start := time.Now()
 				_, err := w.Put(wctx, "user", id, []byte(fmt.Sprintf(`{"n":%d}`, n)))
+				end := time.Now()
 				cancel()
 				h.values, h.acked = append(h.values, n), append(h.acked, err == nil)
+				h.start, h.end = append(h.start, start), append(h.end, end)
 				if err != nil {
 					time.Sleep(10 * time.Millisecond)
 				}
@@ -249,18 +460,33 @@ func failOverUnderLoad(t *testing.T, f failover) {
 	// there to be acknowledged again.
 	time.Sleep(time.Second)
 	key := q.Keys().Stream(0)
-	after := f.replace(f.old(key))
+	run := failoverRun{partitions: cfg.Partitions, histories: histories, replaced: map[int]bool{}}
+	old := f.old(key)
+	for p := range cfg.Partitions {
+		if f.old(q.Keys().Stream(p)) == old {
+			run.replaced[p] = true
+		}
+	}
+	// replaced compares with the primary old was last asked for.
+	f.old(key)
+	run.killStart = time.Now()
+	after := f.replace(old)
+	run.killEnd = time.Now()
 	testenv.WaitFor(t, 30*time.Second, "a replica to take over from the old primary", func() bool { return f.replaced(key) })
 	after()
+	if f.noWait {
+		startFlusher()
+	}
 	testenv.WaitFor(t, 30*time.Second, "a write to the old primary's slots to be acknowledged again", func() bool {
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("probe-%d", i)
 			if op.Partition("user", id, cfg.Partitions) == 0 {
+				start := time.Now()
 				_, err := w.Put(ctx, "user", id, []byte(`{"n":-1}`))
 				if err != nil {
 					return false
 				}
-				probes[id] = &keyHistory{values: []int{-1}, acked: []bool{true}}
+				probes[id] = &keyHistory{values: []int{-1}, acked: []bool{true}, start: []time.Time{start}, end: []time.Time{time.Now()}}
 				return true
 			}
 		}
@@ -276,7 +502,7 @@ func failOverUnderLoad(t *testing.T, f failover) {
 		t.Fatalf("drain after the failover: %v", err)
 	}
 
-	rows := map[string]int{}
+	run.rows = map[string]int{}
 	r, err := pool.Query(ctx, `SELECT id, (data->>'n')::int FROM `+schema+`.users`)
 	if err != nil {
 		t.Fatal(err)
@@ -287,31 +513,17 @@ func failOverUnderLoad(t *testing.T, f failover) {
 		if err := r.Scan(&id, &n); err != nil {
 			t.Fatal(err)
 		}
-		rows[id] = n
+		run.rows[id] = n
 	}
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
-	acked, lost := 0, 0
-	for _, hs := range histories {
-		for id, h := range hs {
-			for _, a := range h.acked {
-				if a {
-					acked++
-				}
-			}
-			n, ok := rows[id]
-			if !ok {
-				n = absent
-			}
-			if !h.allowed(n) {
-				lost++
-				t.Errorf("%s: row holds %d (present %v); writes %v, acknowledged %v", id, n, ok, h.values, h.acked)
-			}
+	run.cached = func(id string) bool {
+		n, err := rdb.Exists(ctx, q.Keys().Value(op.Partition("user", id, cfg.Partitions), "user", id)).Result()
+		if err != nil {
+			t.Fatal(err)
 		}
+		return n == 1
 	}
-	if acked == 0 || lost > 0 {
-		t.Fatalf("%d acknowledged writes, %d keys lost their last acknowledged write", acked, lost)
-	}
-	t.Logf("%d acknowledged writes over %d keys survived the failover", acked, len(rows))
+	return run
 }

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // env is one test's writebehind: a namespace on a Redis, a schema on a
 // PostgreSQL, a writer, and the last value written to every key.
 type env struct {
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	redisURL string
 	pool     *pgxpool.Pool
 	pgURL    string
@@ -57,7 +57,7 @@ func setup(t *testing.T) *env {
 
 // newEnv returns an env on the given servers; configure changes the test
 // configuration before anything is made from it.
-func newEnv(t *testing.T, rdb *redis.Client, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string, configure ...func(*startup.FlusherConfig)) *env {
+func newEnv(t *testing.T, rdb redis.UniversalClient, redisURL, ns string, pool *pgxpool.Pool, pgURL, schema string, configure ...func(*startup.FlusherConfig)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg := startup.DefaultFlusherConfig()

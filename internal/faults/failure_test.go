@@ -21,14 +21,12 @@ import (
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
-// TestConstraintViolationDeadLettersOnlyTheBadOp: a batch holding ops that
+// constraintViolationDeadLettersOnlyTheBadOp: a batch holding ops that
 // violate a constraint still lands every other op in the same round; the bad
 // ones go to the dead-letter stream with PostgreSQL's reason. A key whose
 // newest op is rejected gets its previous op of the batch instead.
-func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
-	t.Parallel()
+func constraintViolationDeadLettersOnlyTheBadOp(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	if _, err := e.pool.Exec(ctx, `ALTER TABLE `+e.schema+`.users ADD CONSTRAINT n_not_negative CHECK ((data->>'n')::int >= 0)`); err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +88,11 @@ func TestConstraintViolationDeadLettersOnlyTheBadOp(t *testing.T) {
 	}
 }
 
-// TestTriggerRejectionDeadLettersOnlyTheBadOp: a validation trigger that
+// triggerRejectionDeadLettersOnlyTheBadOp: a validation trigger that
 // raises an exception (SQLSTATE P0001) rejects one op; the others land and
 // the bad one is dead-lettered, rather than the batch being retried forever.
-func TestTriggerRejectionDeadLettersOnlyTheBadOp(t *testing.T) {
-	t.Parallel()
+func triggerRejectionDeadLettersOnlyTheBadOp(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	e.trigger(t, "check_n", `
 BEGIN
   IF (NEW.data->>'n')::int < 0 THEN RAISE EXCEPTION 'n must not be negative'; END IF;
@@ -200,13 +196,11 @@ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'YY001'; END`)
 	e.checkConverged(t, 0)
 }
 
-// TestUndecodableEntriesAreDeadLettered: entries written straight into a
+// undecodableEntriesAreDeadLettered: entries written straight into a
 // partition stream that cannot be decoded, or name no configured entity, are
 // dead-lettered at once instead of being retried forever.
-func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
-	t.Parallel()
+func undecodableEntriesAreDeadLettered(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	for i := range 20 {
 		if err := e.put(ctx, fmt.Sprint(i), i); err != nil {
 			t.Fatal(err)
@@ -238,14 +232,12 @@ func TestUndecodableEntriesAreDeadLettered(t *testing.T) {
 	}
 }
 
-// TestOverDeliveredEntryIsDeadLettered: an entry delivered more than
+// overDeliveredEntryIsDeadLettered: an entry delivered more than
 // WB_MAX_DELIVERIES times is flushed on its own, on trial; delivered again
 // while still on trial (it crashed the flusher that flushed it alone), it is
 // dead-lettered.
-func TestOverDeliveredEntryIsDeadLettered(t *testing.T) {
-	t.Parallel()
+func overDeliveredEntryIsDeadLettered(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	if _, err := e.w.Put(ctx, "user", "loop", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -360,11 +352,10 @@ func TestCrashWhileFlushingAloneBlamesOnlyThatEntry(t *testing.T) {
 	}
 }
 
-// TestPostgresOutage stops a PostgreSQL of the test's own for a while
+// postgresOutage stops a PostgreSQL of the test's own for a while
 // writes go on: the flusher retries without acknowledging, stays up, and
 // catches up once PostgreSQL is back.
-func TestPostgresOutage(t *testing.T) {
-	t.Parallel()
+func postgresOutage(t *testing.T, d testenv.Deployment) {
 	ctx := context.Background()
 	pg := testenv.StartPostgres(t)
 	pool, err := pgxpool.New(ctx, pg.URL())
@@ -372,8 +363,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	rdb, ns := testenv.Redis(t)
-	e := newEnv(t, rdb, testenv.RedisURL(), ns, pool, pg.URL(), "public")
+	e := newEnv(t, d.Client, d.URL, d.Namespace(t), pool, pg.URL(), "public")
 
 	opt := e.options(t, "main")
 	opt.Log = opt.Log.Level(zerolog.Disabled)

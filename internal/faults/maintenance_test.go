@@ -14,13 +14,11 @@ import (
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
-// TestTrimmingSparesALaggingGroup: a running flusher trims on its ticker
+// trimmingSparesALaggingGroup: a running flusher trims on its ticker
 // while a second group lags: the stream keeps every entry the lagging group
 // has pending or undelivered, and shrinks to nothing once it catches up.
-func TestTrimmingSparesALaggingGroup(t *testing.T) {
-	t.Parallel()
+func trimmingSparesALaggingGroup(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	e.writeKeys(t, ctx, 1, 200)
 	streams := []string{e.q.Keys().Stream(0), e.q.Keys().Stream(1)}
 	length := func() int64 {

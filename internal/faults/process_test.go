@@ -60,13 +60,11 @@ func (e *env) writeKeys(t *testing.T, ctx context.Context, round, keys int) {
 	e.apply(t, ctx, round, ids...)
 }
 
-// TestFlusherKilledMidBatch: a flusher process is SIGKILLed while its batch
+// flusherKilledMidBatch: a flusher process is SIGKILLed while its batch
 // is inside a PostgreSQL transaction; another flusher reclaims its pending
 // entries after WB_CLAIM_MIN_IDLE and finishes the work.
-func TestFlusherKilledMidBatch(t *testing.T) {
-	t.Parallel()
+func flusherKilledMidBatch(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	flusherBin, _ := testenv.Commands(t)
 	for round := range 3 {
 		e.writeKeys(t, ctx, round, 300)
@@ -193,13 +191,11 @@ func TestSIGTERMGivesUpAfterShutdownTimeout(t *testing.T) {
 	e.checkConverged(t, 0)
 }
 
-// TestBackpressure: with no flusher running and a small WB_MAX_BACKLOG,
+// backpressure: with no flusher running and a small WB_MAX_BACKLOG,
 // writes fail with ErrBackpressure (and the writer command exits 1 saying
 // so); once a flusher drains and trims, they succeed again.
-func TestBackpressure(t *testing.T) {
-	t.Parallel()
+func backpressure(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	_, writerBin := testenv.Commands(t)
 	cfg := e.wcfg
 	cfg.MaxBacklog = 20
@@ -245,13 +241,11 @@ func TestBackpressure(t *testing.T) {
 	e.checkConverged(t, 0)
 }
 
-// TestDLQCommands: list, replay and purge through the flusher command. A
+// dlqCommands: list, replay and purge through the flusher command. A
 // replayed op lands once its cause is fixed; one replayed after a newer
 // write does not overwrite it.
-func TestDLQCommands(t *testing.T) {
-	t.Parallel()
+func dlqCommands(t *testing.T, e *env) {
 	ctx := context.Background()
-	e := setup(t)
 	flusherBin, _ := testenv.Commands(t)
 	if _, err := e.pool.Exec(ctx, `ALTER TABLE `+e.schema+`.users ADD CONSTRAINT small CHECK ((data->>'n')::int < 100)`); err != nil {
 		t.Fatal(err)

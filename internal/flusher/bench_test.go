@@ -12,6 +12,7 @@ import (
 	"github.com/writebehind/writebehind/internal/coalesce"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/startup"
+	"github.com/writebehind/writebehind/internal/testenv"
 )
 
 // benchOps is the size of each flush benchmark, as the README reports it.
@@ -51,41 +52,46 @@ func (b bundle) fill(tb testing.TB, n, keys int) {
 }
 
 // BenchmarkFlush measures ops per second from the streams to committed rows:
-// 200k puts on 200k distinct keys, 200k puts on 2k hot keys, and the ceiling,
-// the same rows upserted straight into PostgreSQL by the sink with the same
-// statement, batch size, pool and concurrency, without Redis.
+// 200k puts on 200k distinct keys, 200k puts on 2k hot keys, each on one
+// Redis server and on a Redis Cluster of three primaries with a replica
+// each (testenv.Shapes), and the ceiling, the same rows upserted straight
+// into PostgreSQL by the sink with the same statement, batch size, pool and
+// concurrency, without Redis.
 func BenchmarkFlush(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		keys int
 	}{{"distinct", benchOps}, {"hot", 2000}} {
-		b.Run(tc.name, func(b *testing.B) {
-			var ops, rows int64
-			var elapsed time.Duration
-			var split cpuSplit
-			for range b.N {
-				b.StopTimer()
-				bd := setup(b, startup.DefaultFlusherConfig().Partitions)
-				bd.fill(b, benchOps, tc.keys)
-				b.StartTimer()
-				f := bd.flusher("bench")
-				// Claims as often as a deployment makes them, not as often
-				// as the tests do.
-				f.opt.ClaimInterval = startup.DefaultFlusherConfig().ClaimInterval
-				start, before := time.Now(), sampleCPU(b, bd.rdb)
-				st, err := f.Drain(context.Background())
-				elapsed += time.Since(start)
-				split.add(before, sampleCPU(b, bd.rdb))
-				if err != nil {
-					b.Fatal(err)
+		for _, shape := range testenv.Shapes {
+			b.Run(tc.name+"/"+shape.Name, func(b *testing.B) {
+				rdb, _ := shape.Start(b)
+				var ops, rows int64
+				var elapsed time.Duration
+				var split cpuSplit
+				for range b.N {
+					b.StopTimer()
+					bd := setupOn(b, rdb, testenv.Name("b"), startup.DefaultFlusherConfig().Partitions)
+					bd.fill(b, benchOps, tc.keys)
+					b.StartTimer()
+					f := bd.flusher("bench")
+					// Claims as often as a deployment makes them, not as
+					// often as the tests do.
+					f.opt.ClaimInterval = startup.DefaultFlusherConfig().ClaimInterval
+					start, before := time.Now(), sampleCPU(b, bd.rdb)
+					st, err := f.Drain(context.Background())
+					elapsed += time.Since(start)
+					split.add(before, sampleCPU(b, bd.rdb))
+					if err != nil {
+						b.Fatal(err)
+					}
+					ops += st.Ops
+					rows += st.Rows
 				}
-				ops += st.Ops
-				rows += st.Rows
-			}
-			b.ReportMetric(float64(ops)/elapsed.Seconds(), "ops/s")
-			b.ReportMetric(float64(ops)/float64(max(rows, 1)), "ops/row")
-			split.report(b, ops, "flusher")
-		})
+				b.ReportMetric(float64(ops)/elapsed.Seconds(), "ops/s")
+				b.ReportMetric(float64(ops)/float64(max(rows, 1)), "ops/row")
+				split.report(b, ops, "flusher")
+			})
+		}
 	}
 	b.Run("ceiling", func(b *testing.B) {
 		cfg := startup.DefaultFlusherConfig()

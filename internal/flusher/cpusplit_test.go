@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -13,7 +14,8 @@ import (
 
 // cpuSample is where the machine's CPU time went up to one instant, in
 // seconds: all of it (busy and idle, from /proc/stat), this process's own
-// (the flusher, or the ceiling's writer), and Redis's (INFO cpu).
+// (the flusher, or the ceiling's writer), and Redis's (INFO cpu, of every
+// node of a cluster).
 type cpuSample struct {
 	busy, idle, self, redis float64
 }
@@ -43,15 +45,33 @@ func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 		tb.Fatal(err)
 	}
 	s.self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	info, err := rdb.Info(context.Background(), "cpu").Result()
+	// On a cluster, every node's: replicas work too.
+	var mu sync.Mutex
+	add := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "cpu").Result()
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(info, "\r\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				n, _ := strconv.ParseFloat(v, 64)
+				mu.Lock()
+				s.redis += n
+				mu.Unlock()
+			}
+		}
+		return nil
+	}
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachShard(context.Background(), add)
+	case *redis.Client:
+		err = add(context.Background(), c)
+	default:
+		tb.Fatalf("no CPU sample of a %T", rdb)
+	}
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for _, l := range strings.Split(info, "\r\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			n, _ := strconv.ParseFloat(v, 64)
-			s.redis += n
-		}
 	}
 	return s
 }

@@ -240,11 +240,6 @@ func (b bundle) writeRandom(t testing.TB, m *model, n, keys, writers int) {
 	wg.Wait()
 }
 
-func TestRandomWritesConvergeToLastWrite(t *testing.T) {
-	t.Parallel()
-	randomWritesConverge(t, setup(t, 4))
-}
-
 // randomWritesConverge writes random puts and deletes over hot keys while a
 // flusher runs, and meanwhile runs each of faults (moving slots, say);
 // then it drains and checks that every row and cached value is its key's
@@ -270,11 +265,6 @@ func randomWritesConverge(t *testing.T, b bundle, faults ...func()) {
 	<-running
 	b.drain(t, "after")
 	b.checkConverged(t, &m)
-}
-
-func TestTwoFlushersConvergeWithoutDeadlock(t *testing.T) {
-	t.Parallel()
-	twoFlushersConverge(t, setup(t, 2))
 }
 
 // twoFlushersConverge runs two flushers of one group, in small batches,
@@ -321,9 +311,9 @@ func (b bundle) entries(t testing.TB, p int) []redis.XMessage {
 	return msgs
 }
 
-func TestReplayedBatchChangesNothing(t *testing.T) {
-	t.Parallel()
-	b := setup(t, 1)
+// replayedBatchChangesNothing: a flushed batch appended again changes no
+// row.
+func replayedBatchChangesNothing(t *testing.T, b bundle) {
 	var m model
 	b.writeRandom(t, &m, 500, 40, 2)
 	flushed := b.entries(t, 0)
@@ -339,8 +329,10 @@ func TestReplayedBatchChangesNothing(t *testing.T) {
 	b.checkConverged(t, &m)
 }
 
-func TestOlderOpAfterNewerChangesNothing(t *testing.T) {
-	t.Parallel()
+// olderOpAfterNewerChangesNothing: an op replayed after a newer one of its
+// key was flushed changes nothing; on runs each case on a bundle of one
+// partition.
+func olderOpAfterNewerChangesNothing(t *testing.T, on func(t *testing.T) bundle) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
@@ -353,7 +345,7 @@ func TestOlderOpAfterNewerChangesNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, 1)
+			b := on(t)
 			if _, err := b.w.Put(ctx, "user", "7", []byte(`{"n":1}`)); err != nil {
 				t.Fatal(err)
 			}
@@ -375,10 +367,10 @@ func TestOlderOpAfterNewerChangesNothing(t *testing.T) {
 	}
 }
 
-func TestFlushMarksCachedValuesCleanOnlyAtTheirVersion(t *testing.T) {
-	t.Parallel()
+// flushMarksCleanOnlyAtTheirVersion: a flush gives the flushed values
+// the clean TTL; a newer write clears it at once.
+func flushMarksCleanOnlyAtTheirVersion(t *testing.T, b bundle) {
 	ctx := context.Background()
-	b := setup(t, 1)
 	if _, err := b.w.Put(ctx, "user", "1", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -405,10 +397,10 @@ func TestFlushMarksCachedValuesCleanOnlyAtTheirVersion(t *testing.T) {
 	}
 }
 
-func TestDrainCountsOpsAndRows(t *testing.T) {
-	t.Parallel()
+// drainCountsOpsAndRows: Drain reports the ops it read and the rows they
+// changed.
+func drainCountsOpsAndRows(t *testing.T, b bundle) {
 	ctx := context.Background()
-	b := setup(t, 3)
 	for i := range 10 {
 		if _, err := b.w.Put(ctx, "user", fmt.Sprint(i%4), []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -523,14 +515,12 @@ func TestClaimsFollowTheClock(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the op to be reclaimed once the clock passed ClaimInterval", flushed("stolen", stolen))
 }
 
-// TestVersionFarAheadIsDeadLettered: a forged entry (or one from a clock far
+// versionFarAheadIsDeadLettered: a forged entry (or one from a clock far
 // ahead) whose version is beyond the flusher's clock plus the allowed skew
 // would win over every later write of its key. It is dead-lettered with the
 // reason; the rest lands, and later writes of the key still win.
-func TestVersionFarAheadIsDeadLettered(t *testing.T) {
-	t.Parallel()
+func versionFarAheadIsDeadLettered(t *testing.T, b bundle) {
 	ctx := context.Background()
-	b := setup(t, 1)
 	ahead := strconv.FormatInt(time.Now().Add(time.Hour).UnixMicro(), 10)
 	ahead = strings.Repeat("0", 19-len(ahead)) + ahead
 	if err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.q.Keys().Stream(0),

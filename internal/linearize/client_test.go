@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/startup"
 )
 
 // clientEnv carries a clientSpec, as JSON, to a client process.
@@ -88,7 +89,7 @@ func TestLinearizeClient(t *testing.T) {
 // the public API.
 type client struct {
 	spec  clientSpec
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	pool  *pgxpool.Pool
 	w     *writebehind.Writer
 	r     *writebehind.Reader
@@ -99,11 +100,11 @@ type client struct {
 }
 
 func newClient(ctx context.Context, spec clientSpec) (*client, error) {
-	opts, err := redis.ParseURL(spec.RedisURL)
+	target, err := startup.ParseRedisURL(spec.RedisURL)
 	if err != nil {
 		return nil, err
 	}
-	c := &client{spec: spec, rdb: redis.NewClient(opts), table: pgx.Identifier{spec.Schema, "users"}.Sanitize()}
+	c := &client{spec: spec, rdb: target.Client(0), table: pgx.Identifier{spec.Schema, "users"}.Sanitize()}
 	if c.pool, err = pgxpool.New(ctx, spec.PostgresURL); err != nil {
 		return nil, err
 	}

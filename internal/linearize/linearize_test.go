@@ -47,14 +47,17 @@ func seed(t *testing.T) uint64 {
 }
 
 // TestLinearizableShort is one short round with every op, a flusher killed
-// and a client killed, for every go test run.
+// and a client killed, for every go test run, on one Redis server and on a
+// Redis Cluster of three primaries with a replica each.
 func TestLinearizableShort(t *testing.T) {
 	t.Parallel()
-	o := runRound(t, round{
-		Clients: 3, Goroutines: 4, Duration: 4 * time.Second, Keys: keys(3), Ops: allOps,
-		Seed: seed(t), KillFlusher: true, KillClient: true, CheckTimeout: 30 * time.Second,
+	testenv.OnEveryShape(t, func(t *testing.T, d testenv.Deployment) {
+		o := runRound(t, round{
+			Clients: 3, Goroutines: 4, Duration: 4 * time.Second, Keys: keys(3), Ops: allOps,
+			Seed: seed(t), KillFlusher: true, KillClient: true, CheckTimeout: 30 * time.Second, Redis: d,
+		})
+		o.fail(t)
 	})
-	o.fail(t)
 }
 
 // TestLinearizableLong runs rounds of varied shapes and seeds for

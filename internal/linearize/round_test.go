@@ -37,6 +37,9 @@ type round struct {
 	// VisualDir receives the visualization of a key that is not Ok; empty
 	// is a new directory under os.TempDir() that outlives the test.
 	VisualDir string
+	// Redis is the deployment the round runs on; the zero value is the
+	// test Redis.
+	Redis testenv.Deployment
 }
 
 // partitions is small so that keys share streams and flushers are busy.
@@ -54,7 +57,12 @@ type outcome struct {
 func runRound(t *testing.T, r round) *outcome {
 	t.Helper()
 	begin := time.Now()
-	_, ns := testenv.Redis(t)
+	d := r.Redis
+	if d.Client == nil {
+		d.Client, _ = testenv.Redis(t)
+		d.URL = testenv.RedisURL()
+	}
+	ns := d.Namespace(t)
 	_, schema := testenv.Postgres(t)
 	flusherBin, _ := testenv.Commands(t)
 	bin := r.ClientBin
@@ -64,11 +72,11 @@ func runRound(t *testing.T, r round) *outcome {
 	t.Logf("round: seed %d, %d clients x %d goroutines for %s on keys %v, ops %v, namespace %s",
 		r.Seed, r.Clients, r.Goroutines, r.Duration, r.Keys, r.Ops, ns)
 
-	if p := testenv.Start(t, flusherEnv(ns, schema, "migrate"), flusherBin, "migrate"); p.Wait(t, 30*time.Second) != 0 {
+	if p := testenv.Start(t, flusherEnv(d.URL, ns, schema, "migrate"), flusherBin, "migrate"); p.Wait(t, 30*time.Second) != 0 {
 		t.Fatalf("flusher migrate failed:\n%s", p.Out.String())
 	}
 	startFlusher := func(consumer string) *testenv.Process {
-		p := testenv.Start(t, flusherEnv(ns, schema, consumer), flusherBin, "run")
+		p := testenv.Start(t, flusherEnv(d.URL, ns, schema, consumer), flusherBin, "run")
 		testenv.WaitFor(t, 30*time.Second, "flusher "+consumer+" to run", func() bool {
 			return strings.Contains(p.Out.String(), "flusher running") || p.Exited()
 		})
@@ -92,7 +100,7 @@ func runRound(t *testing.T, r round) *outcome {
 		}
 		spec, err := json.Marshal(clientSpec{
 			Process: i, Goroutines: r.Goroutines, Namespace: ns, Schema: schema,
-			RedisURL: testenv.RedisURL(), PostgresURL: testenv.PostgresURL(), Partitions: partitions,
+			RedisURL: d.URL, PostgresURL: testenv.PostgresURL(), Partitions: partitions,
 			ReadLock: i%2 == 1, Keys: r.Keys, Ops: r.Ops, Seed: r.Seed*1000 + uint64(i),
 			Duration: r.Duration, Out: paths[i],
 		})
@@ -158,9 +166,9 @@ func runRound(t *testing.T, r round) *outcome {
 // flusherEnv is the environment of a flusher on the round's namespace:
 // tiny TTLs so flushed values expire while reads are in flight, quick
 // reclaims so a killed flusher's entries are flushed within the run.
-func flusherEnv(ns, schema, consumer string) []string {
+func flusherEnv(redisURL, ns, schema, consumer string) []string {
 	return []string{
-		"WB_REDIS_URL=" + testenv.RedisURL(),
+		"WB_REDIS_URL=" + redisURL,
 		"WB_POSTGRES_URL=" + testenv.PostgresURL(),
 		"WB_NAMESPACE=" + ns,
 		"WB_ENTITIES=" + entity + "=" + schema + ".users",

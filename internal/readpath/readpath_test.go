@@ -12,9 +12,7 @@ import (
 	"github.com/writebehind/writebehind/internal/cache"
 )
 
-func TestFillLosesToPutDuringLoad(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func fillLosesToPutDuringLoad(t *testing.T, e *env) {
 	e.row("1", `{"n": 1}`, 1)
 	var once sync.Once
 	c := e.core(e.loader(func([]string) error {
@@ -38,9 +36,7 @@ func TestFillLosesToPutDuringLoad(t *testing.T) {
 
 // The stale fill of DESIGN.md: during the load a newer write is made,
 // flushed, marked clean and expires; the old load must not fill the empty key.
-func TestStaleFillAfterFlushAndExpiry(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func staleFillAfterFlushAndExpiry(t *testing.T, e *env) {
 	e.row("1", `{"n": 1}`, 1)
 	loaded := make(chan struct{})
 	resume := make(chan struct{})
@@ -81,9 +77,7 @@ func TestStaleFillAfterFlushAndExpiry(t *testing.T) {
 	}
 }
 
-func TestUnflushedValueNeverExpiresAndDeleteIsVisible(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func unflushedValueNeverExpiresAndDeleteIsVisible(t *testing.T, e *env) {
 	ctx := context.Background()
 	c := e.core(e.loader(nil), Options{})
 	e.put("1", `{"n": 1}`)
@@ -126,9 +120,7 @@ func TestUnflushedValueNeverExpiresAndDeleteIsVisible(t *testing.T) {
 	}
 }
 
-func TestConcurrentMissesShareOneLoad(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func concurrentMissesShareOneLoad(t *testing.T, e *env) {
 	e.row("1", `{"n": 1}`, 1)
 	release := make(chan struct{})
 	c := e.core(e.loader(func([]string) error { <-release; return nil }), Options{})
@@ -179,9 +171,7 @@ func waitABit(t *testing.T) {
 	}
 }
 
-func TestNegativeCacheAndPutReplacesIt(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func negativeCacheAndPutReplacesIt(t *testing.T, e *env) {
 	c := e.core(e.loader(nil), Options{})
 	for range 3 {
 		if v := mustGet(t, c, "404"); v.Found {
@@ -200,9 +190,7 @@ func TestNegativeCacheAndPutReplacesIt(t *testing.T) {
 	}
 }
 
-func TestGetManyKeepsOrder(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func getManyKeepsOrder(t *testing.T, e *env) {
 	c := e.core(e.loader(nil), Options{})
 	e.put("hit", `{"n": 1}`)
 	e.row("miss", `{"n": 2}`, 5)
@@ -239,9 +227,7 @@ func TestGetManyKeepsOrder(t *testing.T) {
 	}
 }
 
-func TestWholeEntityInvalidation(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func wholeEntityInvalidation(t *testing.T, e *env) {
 	ctx := context.Background()
 	now := newFakeClock()
 	c := e.core(e.loader(nil), Options{Now: now.Now})
@@ -291,9 +277,7 @@ func TestWholeEntityInvalidation(t *testing.T) {
 	}
 }
 
-func TestXFetchRefreshesBeforeExpiry(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func xFetchRefreshesBeforeExpiry(t *testing.T, e *env) {
 	e.row("1", `{"n": 1}`, 1)
 	now := newFakeClock()
 	fail := false
@@ -391,9 +375,7 @@ func (f *fakeClock) Add(d time.Duration) {
 	f.mu.Unlock()
 }
 
-func TestReadAsideLeaseLosesToWrite(t *testing.T) {
-	t.Parallel()
-	e := setup(t)
+func readAsideLeaseLosesToWrite(t *testing.T, e *env) {
 	ctx := context.Background()
 	c := e.core(nil, Options{})
 	_, ok, l, err := c.Lookup(ctx, "user", "1")

@@ -22,7 +22,7 @@ const partitions = 2
 // env is one test's corner of Redis and PostgreSQL.
 type env struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	ns     string
 	q      *queue.Queue
 	pool   *pgxpool.Pool
@@ -35,6 +35,13 @@ type env struct {
 func setup(t testing.TB) *env {
 	t.Helper()
 	rdb, ns := testenv.Redis(t)
+	return setupOn(t, rdb, ns)
+}
+
+// setupOn is setup on the Redis of rdb (a single server or a cluster),
+// under namespace ns.
+func setupOn(t testing.TB, rdb redis.UniversalClient, ns string) *env {
+	t.Helper()
 	pool, schema := testenv.Postgres(t)
 	s, err := sink.New(pool, map[string]string{"user": schema + ".users"})
 	if err != nil {

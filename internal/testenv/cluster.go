@@ -186,3 +186,73 @@ func (c *Cluster) MoveSlot(slot int) {
 		}
 	}
 }
+
+// URL is the cluster's redis+cluster:// URL, seeded with every node.
+func (c *Cluster) URL() string {
+	var addrs []string
+	for _, n := range c.Nodes {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", n.Port))
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// Shape is a Redis deployment that the same test or benchmark body runs
+// on.
+type Shape struct {
+	Name string
+	// Start starts a deployment of the shape of tb's own, stopped when tb
+	// ends, and returns a client of it, closed then too, and its
+	// WB_REDIS_URL.
+	Start func(tb testing.TB) (redis.UniversalClient, string)
+}
+
+// Shapes are the Redis deployments the benchmarks compare, each node
+// started with the same settings (append-only file, fsync on every write):
+// one server, and a cluster of three primaries with a replica each.
+var Shapes = []Shape{
+	{"redis", func(tb testing.TB) (redis.UniversalClient, string) {
+		s := StartRedis(tb)
+		return s.Client(), s.URL()
+	}},
+	{"cluster", func(tb testing.TB) (redis.UniversalClient, string) {
+		c := StartCluster(tb)
+		return c.Client(), c.URL()
+	}},
+}
+
+// Deployment is a Redis a promise test runs its body on.
+type Deployment struct {
+	Client redis.UniversalClient
+	// URL is the deployment's WB_REDIS_URL.
+	URL string
+	// Cluster is the cluster of the test's own, nil on one server.
+	Cluster *Cluster
+}
+
+// Namespace returns a namespace of t's own on the deployment; on the test
+// Redis its keys are deleted when t ends (a cluster of the test's own goes
+// with the test).
+func (d Deployment) Namespace(t testing.TB) string {
+	ns := Name("t")
+	if d.Cluster == nil {
+		t.Cleanup(func() { DeleteNamespace(context.Background(), d.Client, ns) })
+	}
+	return ns
+}
+
+// OnEveryShape runs body in a parallel subtest per Redis shape the promises
+// hold on: "redis", the test Redis (WB_TEST_REDIS_URL), and "cluster", a
+// Redis Cluster of the test's own, three primaries with a replica each.
+// One body, written once, checks a promise on both.
+func OnEveryShape(t *testing.T, body func(t *testing.T, d Deployment)) {
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		rdb, _ := Redis(t)
+		body(t, Deployment{Client: rdb, URL: RedisURL()})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		c := StartCluster(t)
+		body(t, Deployment{Client: c.Client(), URL: c.URL(), Cluster: c})
+	})
+}
