@@ -118,7 +118,7 @@ func (w *Writer) Apply(ctx context.Context, ops []Op) []Result {
 
 // check validates an op and converts it for the queue.
 func (w *Writer) check(o Op) (op.Op, error) {
-	if _, ok := w.cfg.Entities[o.Entity]; !ok {
+	if !w.cfg.has(o.Entity) {
 		return op.Op{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
 	}
 	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {

@@ -7,36 +7,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
 // ErrUnknownEntity is returned for an op or a load whose entity has no table.
 var ErrUnknownEntity = errors.New("unknown entity")
 
-// identPart is what a table name part may be: plain identifiers only, so a
-// configured name can never smuggle SQL (it is quoted besides).
-var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 // ParseTable checks a configured table name, "table" or "schema.table".
-func ParseTable(name string) (pgx.Identifier, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 {
-		return nil, fmt.Errorf("table %q: want table or schema.table", name)
-	}
-	for _, p := range parts {
-		if !identPart.MatchString(p) {
-			return nil, fmt.Errorf("table %q: %q is not a plain identifier (letters, digits, _; at most 63)", name, p)
-		}
-	}
-	return pgx.Identifier(parts), nil
-}
+func ParseTable(name string) (pgx.Identifier, error) { return mapping.ParseTable(name) }
 
 type table struct {
 	name   pgx.Identifier
