@@ -93,7 +93,7 @@ func dlqReplay(ctx context.Context, cfg config, q *queue.Queue, p int, id string
 		return err
 	}
 	defer pool.Close()
-	s, err := sink.New(pool, cfg.Entities)
+	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.Mapped())
 	if err != nil {
 		return err
 	}
