@@ -210,8 +210,11 @@ func (f *EntitiesFile) Decode(path string) error {
 // String returns the file's path.
 func (f EntitiesFile) String() string { return f.Path }
 
-// Mapped returns the entities the file describes.
-func (f EntitiesFile) Mapped() mapping.Entities { return f.mapped }
+// The commands and the internal packages read the entities of a file
+// through mapping.Of: the public API names no internal type.
+func init() {
+	mapping.Of = func(file any) mapping.Entities { return file.(EntitiesFile).mapped }
+}
 
 // AllEntities returns every entity of s, of WB_ENTITIES and of
 // WB_ENTITIES_FILE, with its table.

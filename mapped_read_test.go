@@ -3,9 +3,11 @@ package writebehind
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/writebehind/writebehind/internal/queue"
@@ -46,7 +48,7 @@ order:
 	if cfg.EntitiesFile, err = ReadEntitiesFile(file); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.Mapped())
+	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +118,8 @@ func TestMappedWriteThrough(t *testing.T) {
 	}
 	var status string
 	var n int
-	if err := b.pool.QueryRow(ctx, `SELECT o.status, count(i.*) FROM `+b.cfg.EntitiesFile.Mapped()["order"].Table.Sanitize()+` o JOIN `+
-		b.cfg.EntitiesFile.Mapped()["order"].Children["items"].Table.Sanitize()+` i ON i.order_id = o.id GROUP BY o.status`).Scan(&status, &n); err != nil || status != "x" || n != 1 {
+	if err := b.pool.QueryRow(ctx, `SELECT o.status, count(i.*) FROM `+b.cfg.EntitiesFile.mapped["order"].Table.Sanitize()+` o JOIN `+
+		b.cfg.EntitiesFile.mapped["order"].Children["items"].Table.Sanitize()+` i ON i.order_id = o.id GROUP BY o.status`).Scan(&status, &n); err != nil || status != "x" || n != 1 {
 		t.Fatalf("row %q with %d items (%v)", status, n, err)
 	}
 	if _, err := b.w.DeleteThrough(ctx, "order", "5"); err != nil {
@@ -143,4 +145,30 @@ func equalJSON(t *testing.T, got []byte, want string) bool {
 		w["placed"] = "2024-05-01T10:00:00+00:00"
 	}
 	return reflect.DeepEqual(g, w)
+}
+
+// TestWriterChecksDocumentsOfMappedEntities: a Put whose document can never
+// fit the mapping, or an id with another number of key values, is refused
+// with ErrDocumentMismatch naming the field, and nothing is written.
+func TestWriterChecksDocumentsOfMappedEntities(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupMapped(t)
+	for _, tc := range []struct{ id, doc, want string }{
+		{"1", `{"status": "x", "colour": "red"}`, `entity order id "1": field colour is not mapped to a column`},
+		{"1", `{"items": {"sku": "a"}}`, `field items (child table`},
+		{"1", `{"items": [1]}`, `element 0 is a number, want an object`},
+		{"1/2", `{}`, `id "1/2" has 2 parts`},
+	} {
+		_, err := b.w.Put(ctx, "order", tc.id, []byte(tc.doc))
+		if !errors.Is(err, ErrDocumentMismatch) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Put(%s, %s) = %v, want ErrDocumentMismatch saying %q", tc.id, tc.doc, err, tc.want)
+		}
+	}
+	if _, err := b.w.Delete(ctx, "order", "a%b"); !errors.Is(err, ErrDocumentMismatch) {
+		t.Errorf("Delete with a broken escape: %v", err)
+	}
+	if n, err := b.rdb.XLen(ctx, b.q.Keys().Stream(b.q.Partition("order", "1"))).Result(); err != nil || n != 0 {
+		t.Fatalf("stream holds %d entries (%v)", n, err)
+	}
 }

@@ -158,7 +158,7 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 	var s *sink.Sink
 	if pool != nil {
 		var err error
-		if s, err = sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.Mapped()); err != nil {
+		if s, err = sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped); err != nil {
 			return nil, err
 		}
 	}

@@ -124,10 +124,21 @@ func (w *Writer) check(o Op) (op.Op, error) {
 	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
 		return op.Op{}, err
 	}
+	mapped := w.cfg.EntitiesFile.mapped[o.Entity]
+	if mapped != nil {
+		if err := mapped.CheckID(o.ID); err != nil {
+			return op.Op{}, fmt.Errorf("%w: entity %s: %w", ErrDocumentMismatch, o.Entity, err)
+		}
+	}
 	switch o.Kind {
 	case OpPut:
 		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
 			return op.Op{}, err
+		}
+		if mapped != nil {
+			if err := mapped.CheckDocument(o.Value); err != nil {
+				return op.Op{}, fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
+			}
 		}
 		return op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}, nil
 	case OpDelete:

@@ -19,7 +19,7 @@ type WriterOption func(context.Context, *Writer) error
 // DeleteThrough. The pool stays the caller's.
 func WithPostgres(pool *pgxpool.Pool) WriterOption {
 	return func(ctx context.Context, w *Writer) error {
-		s, err := sink.NewMapped(pool, w.cfg.Entities, w.cfg.EntitiesFile.Mapped())
+		s, err := sink.NewMapped(pool, w.cfg.Entities, w.cfg.EntitiesFile.mapped)
 		if err != nil {
 			return err
 		}

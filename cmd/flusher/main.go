@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -125,7 +126,7 @@ func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer pool.Close()
-	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.Mapped())
+	s, err := sink.NewMapped(pool, cfg.Entities, mapping.Of(cfg.EntitiesFile))
 	if err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind"
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -108,7 +109,7 @@ func (b bundle) rows(t testing.TB, entity string) map[string]row {
 	table, ok := b.cfg.Entities[entity]
 	q := `SELECT id, data::text, version, deleted FROM ` + table
 	if !ok {
-		q = mappedRows(b.cfg.EntitiesFile.Mapped()[entity])
+		q = mappedRows(mapping.Of(b.cfg.EntitiesFile)[entity])
 	}
 	rs, err := b.pool.Query(context.Background(), q)
 	if err != nil {

@@ -36,7 +36,7 @@ func setupMapped(t testing.TB, partitions int) bundle {
 	if b.w, err = writebehind.NewWriter(ctx, b.rdb, wcfg); err != nil {
 		t.Fatal(err)
 	}
-	if b.sink, err = sink.NewMapped(b.pool, b.cfg.Entities, b.cfg.EntitiesFile.Mapped()); err != nil {
+	if b.sink, err = sink.NewMapped(b.pool, b.cfg.Entities, mapping.Of(b.cfg.EntitiesFile)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.sink.Migrate(ctx); err != nil {

@@ -65,6 +65,11 @@ type Child struct {
 	Columns map[string]string
 }
 
+// Of returns the entities a writebehind.EntitiesFile holds. The root
+// package sets it, so the file's entities reach the commands and the sink
+// without a public method that names this package.
+var Of func(file any) Entities
+
 // Entities are the mapped entities by name.
 type Entities map[string]*Entity
 
