@@ -2,6 +2,7 @@ package flusher
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,15 +17,22 @@ import (
 // document table.
 func setupMapped(t testing.TB, partitions int) bundle {
 	t.Helper()
+	return setupWithTable(t, partitions, `CREATE TABLE %s.accounts (id text PRIMARY KEY, writer int, i bigint, tags text[], created_at timestamptz NOT NULL DEFAULT now())`,
+		"user:\n  table: %s.accounts\n  key: [id]\n  delete: hard\n  columns: {writer: writer, i: i, tags: tags}\n")
+}
+
+// setupWithTable is setup with entity user mapped by yaml onto the table
+// ddl creates (%s in each is the schema).
+func setupWithTable(t testing.TB, partitions int, ddl, yaml string) bundle {
+	t.Helper()
 	b := setup(t, partitions)
 	ctx := context.Background()
-	_, err := b.pool.Exec(ctx, `CREATE TABLE `+b.schema+`.accounts (id text PRIMARY KEY, writer int, i bigint, tags text[], created_at timestamptz NOT NULL DEFAULT now())`)
+	_, err := b.pool.Exec(ctx, fmt.Sprintf(ddl, b.schema))
 	if err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "entities.yaml")
-	yaml := "user:\n  table: " + b.schema + ".accounts\n  key: [id]\n  delete: hard\n  columns: {writer: writer, i: i, tags: tags}\n"
-	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(file, fmt.Appendf(nil, yaml, b.schema), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if b.cfg.EntitiesFile, err = writebehind.ReadEntitiesFile(file); err != nil {
