@@ -24,8 +24,9 @@ linearize: services
 demo: services
 	scripts/demo.sh
 
-# Flush throughput against its ceiling (one run each: every run is 200k ops),
-# the writer at concurrency 32, then reads against plain go-redis.
+# Flush throughput against its ceiling, into document and mapped tables (one
+# run each: every run is 200k ops), the writer at concurrency 32, then reads
+# against plain go-redis.
 bench: services
 	$(GO) test -run '^$$' -bench Flush -benchtime=1x -timeout 30m ./internal/flusher/
 	$(GO) test -run '^$$' -bench Load -benchtime=1x -timeout 10m ./cmd/writer/

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -75,7 +76,7 @@ func (m *mapped) build() {
 		targets, values = append(targets, quote(k)), append(values, "u."+alias("k", i)+"::"+m.key[i].Name)
 		returning = append(returning, "t."+quote(k)+"::text")
 	}
-	keyArrays, keyNames := slicesClone(arrays), slicesClone(names)
+	keyArrays, keyNames := slices.Clone(arrays), slices.Clone(names)
 	for i, c := range m.columns {
 		arrays, names = append(arrays, "$"+strconv.Itoa(len(arrays)+1)+"::text[]"), append(names, alias("c", i))
 		targets, values = append(targets, quote(c)), append(values, "u."+alias("c", i)+"::"+m.types[i].Name)
@@ -133,13 +134,12 @@ ON CONFLICT (tbl, key) DO UPDATE SET version = EXCLUDED.version WHERE x.version 
 
 	// The loads build the document in PostgreSQL, children included, so a
 	// GetMany is one query.
-	doc := "t." + quote(e.Document)
+	doc := "t." + quote(e.Document) + "::jsonb"
 	if e.Document == "" {
 		doc = buildObject("t", m.fields, m.columns)
 		if len(m.children) > 0 {
-			doc = "(" + doc + ")"
 			for _, c := range m.children {
-				doc += " || jsonb_build_object(" + quoteLiteral(c.ch.Field) + ", " + c.select_(e.Key) + ")"
+				doc += " || jsonb_build_object(" + quoteLiteral(c.ch.Field) + ", " + c.array(e.Key) + ")"
 			}
 		}
 	}
@@ -171,27 +171,36 @@ ORDER BY 1 DESC LIMIT 1`
 }
 
 // buildObject is the SQL of a JSON object of the columns of row t under
-// their fields.
+// their fields: objects of 50 fields joined, as a function takes at most
+// 100 arguments.
 func buildObject(t string, fields, columns []string) string {
-	args := make([]string, 0, 2*len(fields))
-	for i, f := range fields {
-		args = append(args, quoteLiteral(f), t+"."+quote(columns[i]))
+	var objects []string
+	for start := 0; start == 0 || start < len(fields); start += 50 {
+		var args []string
+		for i := start; i < min(start+50, len(fields)); i++ {
+			args = append(args, quoteLiteral(fields[i]), t+"."+quote(columns[i]))
+		}
+		objects = append(objects, "jsonb_build_object("+strings.Join(args, ", ")+")")
 	}
-	return "jsonb_build_object(" + strings.Join(args, ", ") + ")"
+	return "(" + strings.Join(objects, " || ") + ")"
 }
 
-// select_ is the SQL of the JSON array of the child rows of row t, ordered
+// array is the SQL of the JSON array of the child rows of row t, ordered
 // by their columns in field order.
-func (c *child) select_(key []string) string {
+func (c *child) array(key []string) string {
 	match := make([]string, len(key))
 	for i, k := range key {
 		match[i] = "c." + quote(c.ch.Parent[i]) + " = t." + quote(k)
 	}
-	order := make([]string, len(c.columns))
-	for i, col := range c.columns {
-		order[i] = "c." + quote(col)
+	order := ""
+	if len(c.columns) > 0 {
+		cols := make([]string, len(c.columns))
+		for i, col := range c.columns {
+			cols[i] = "c." + quote(col)
+		}
+		order = " ORDER BY " + strings.Join(cols, ", ")
 	}
-	return `coalesce((SELECT jsonb_agg(` + buildObject("c", c.fields, c.columns) + ` ORDER BY ` + strings.Join(order, ", ") + `) FROM ` +
+	return `coalesce((SELECT jsonb_agg(` + buildObject("c", c.fields, c.columns) + order + `) FROM ` +
 		c.ch.Table.Sanitize() + ` AS c WHERE ` + strings.Join(match, " AND ") + `), '[]'::jsonb)`
 }
 
@@ -214,5 +223,3 @@ SELECT ` + strings.Join(values, ", ") + ` FROM unnest(` + strings.Join(arrays, "
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-func slicesClone(s []string) []string { return append([]string(nil), s...) }

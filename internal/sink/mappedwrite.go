@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,7 +86,7 @@ func (m *mapped) unmapped(doc map[string]any) error {
 }
 
 // known lists the fields a document may have.
-func (m *mapped) known() []string { return append(slicesClone(m.fields), m.e.ChildFields()...) }
+func (m *mapped) known() []string { return append(slices.Clone(m.fields), m.e.ChildFields()...) }
 
 // convert converts an array field to child rows: a missing or null field
 // has none.
@@ -214,7 +215,7 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 			args = append(args, pick(owners, func(i int) string { return keys[i][k] }))
 		}
 		for j := range ch.columns {
-			args = append(args, mapIndex(crow, func(r []pgtype.Text) pgtype.Text { return r[j] }))
+			args = append(args, pick(indexes(len(crow)), func(i int) pgtype.Text { return crow[i][j] }))
 		}
 		if _, err := tx.Exec(ctx, ch.insert, args...); err != nil {
 			return 0, err
@@ -251,10 +252,11 @@ func pick[T any](idx []int, f func(int) T) []T {
 	return out
 }
 
-func mapIndex[S, T any](in []S, f func(S) T) []T {
-	out := make([]T, len(in))
-	for i, v := range in {
-		out[i] = f(v)
+// indexes returns 0 to n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
 	return out
 }
@@ -289,7 +291,7 @@ func (m *mapped) loadMany(ctx context.Context, q querier, ids []string) (map[int
 	var n int
 	var r Row
 	_, err = pgx.ForEachRow(rows, []any{&n, &r.Version, &r.Data}, func() error {
-		out[index[n]] = Row{Data: slicesCloneBytes(r.Data), Version: r.Version}
+		out[index[n]] = Row{Data: bytes.Clone(r.Data), Version: r.Version}
 		return nil
 	})
 	return out, err
@@ -313,5 +315,3 @@ func (m *mapped) stateOf(ctx context.Context, q querier, o op.Op) (State, error)
 	}
 	return st, err
 }
-
-func slicesCloneBytes(b []byte) []byte { return append([]byte(nil), b...) }
