@@ -172,3 +172,26 @@ func TestWriterChecksDocumentsOfMappedEntities(t *testing.T) {
 		t.Fatalf("stream holds %d entries (%v)", n, err)
 	}
 }
+
+// TestWriterWithPostgresChecksValueTypes: a Writer made WithPostgres knows
+// the mapped columns' types and refuses at Put a value its column can
+// never hold, or an id that is not its key's text form.
+func TestWriterWithPostgresChecksValueTypes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupMapped(t)
+	for _, tc := range []struct{ id, doc, want string }{
+		{"1", `{"total": "abc"}`, `entity order id "1": field total, column total (numeric(10,2)): "abc" is not a decimal number`},
+		{"1", `{"placed": "yesterday"}`, `field placed, column placed (timestamp with time zone): "yesterday" is not an RFC 3339 time`},
+		{"1", `{"items": [{"quantity": "two"}]}`, `field quantity, column quantity (integer)`},
+		{"01", `{}`, `key column id (bigint): "01" is not in canonical form`},
+	} {
+		_, err := b.w.Put(ctx, "order", tc.id, []byte(tc.doc))
+		if !errors.Is(err, ErrDocumentMismatch) || !strings.Contains(err.Error(), tc.want) || strings.Count(err.Error(), "does not fit") != 1 {
+			t.Errorf("Put(%s, %s) = %v, want ErrDocumentMismatch saying %q", tc.id, tc.doc, err, tc.want)
+		}
+	}
+	if _, err := b.w.Put(ctx, "order", "1", []byte(`{"total": "1.25", "items": [{"quantity": 2}]}`)); err != nil {
+		t.Fatalf("a good document: %v", err)
+	}
+}

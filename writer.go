@@ -140,11 +140,23 @@ func (w *Writer) check(o Op) (op.Op, error) {
 				return op.Op{}, fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
 			}
 		}
-		return op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}, nil
+		return w.checkTypes(op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value})
 	case OpDelete:
-		return op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}, nil
+		return w.checkTypes(op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID})
 	}
 	return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
+}
+
+// checkTypes checks o against the column types of its mapped table, when
+// WithPostgres read them.
+func (w *Writer) checkTypes(o op.Op) (op.Op, error) {
+	if w.through == nil {
+		return o, nil
+	}
+	if err := w.through.Check(o); err != nil {
+		return op.Op{}, fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
+	}
+	return o, nil
 }
 
 func checkID(id string, maxBytes int) error {

@@ -19,8 +19,16 @@ import (
 // convertError is an ErrConvert naming the op, and the field and column
 // at fault.
 func convertError(o op.Op, where string, err error) error {
-	return fmt.Errorf("%w: entity %s id %q: %s: %v", ErrConvert, o.Entity, o.ID, where, err)
+	return &convertErr{detail: fmt.Errorf("entity %s id %q: %s: %w", o.Entity, o.ID, where, err)}
 }
+
+// convertErr is an ErrConvert; its detail says which op, field and column,
+// and why.
+type convertErr struct{ detail error }
+
+func (e *convertErr) Error() string        { return ErrConvert.Error() + ": " + e.detail.Error() }
+func (e *convertErr) Is(target error) bool { return target == ErrConvert }
+func (e *convertErr) Unwrap() error        { return e.detail }
 
 // keyOf returns the key values the op's id names, in their text form.
 func (m *mapped) keyOf(o op.Op) ([]string, error) {
@@ -314,4 +322,39 @@ func (m *mapped) stateOf(ctx context.Context, q querier, o op.Op) (State, error)
 		return State{}, nil
 	}
 	return st, err
+}
+
+// Prepare reads the tables of every mapped entity from the catalog now,
+// rather than on first use; it returns the first error.
+func (s *Sink) Prepare(ctx context.Context) error {
+	var first error
+	for _, entity := range s.mapped.Names() {
+		if _, err := s.prepared(ctx, entity); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Check says why op can never be written to its mapped entity's table, as
+// a flush would find: an id that names no key of the table's types, a value
+// its column cannot hold; the error names the op, field and column, and
+// says why. It does no I/O: an entity not prepared yet
+// (Prepare), or of a document table, is not checked.
+func (s *Sink) Check(o op.Op) error {
+	s.mu.Lock()
+	m := s.ready[o.Entity]
+	s.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	_, err := m.keyOf(o)
+	if err == nil && o.Kind == op.Put {
+		_, err = m.convert(o)
+	}
+	var ce *convertErr
+	if errors.As(err, &ce) {
+		return ce.detail
+	}
+	return err
 }
