@@ -24,10 +24,11 @@ linearize: services
 demo: services
 	scripts/demo.sh
 
-# Flush throughput against its ceiling (one run each: every run is 200k ops)
-# and the writer at concurrency 32, each on one Redis server and on a Redis
-# Cluster of three primaries with a replica each that the benchmarks start
-# (testenv.Shapes), then reads against plain go-redis.
+# Flush throughput against its ceiling, into document and mapped tables (one
+# run each: every run is 200k ops), and the writer at concurrency 32, each on
+# one Redis server and on a Redis Cluster of three primaries with a replica
+# each that the benchmarks start (testenv.Shapes), then reads against plain
+# go-redis.
 bench: services
 	$(GO) test -run '^$$' -bench Flush -benchtime=1x -timeout 30m ./internal/flusher/
 	$(GO) test -run '^$$' -bench Load -benchtime=1x -timeout 10m ./cmd/writer/

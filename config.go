@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/writebehind/writebehind/internal/config"
-	"github.com/writebehind/writebehind/internal/sink"
+	"github.com/writebehind/writebehind/internal/mapping"
 )
 
 // Store is where the data lives: the Redis keys and the tables. Every
@@ -26,8 +26,11 @@ import (
 type Store struct {
 	// Namespace prefixes every Redis key, so deployments can share a Redis.
 	Namespace string `envconfig:"NAMESPACE" default:"wb" desc:"prefix of every Redis key"`
-	// Entities maps entity names to tables ("table" or "schema.table").
-	Entities Entities `envconfig:"ENTITIES" default:"user=users,session=sessions" desc:"entity=table pairs, comma-separated"`
+	// Entities maps entity names to document tables ("table" or
+	// "schema.table"). It has no default when EntitiesFile is set.
+	Entities Entities `envconfig:"ENTITIES" default:"user=users,session=sessions" desc:"entity=table pairs, comma-separated" nodefaultwith:"ENTITIES_FILE"`
+	// EntitiesFile describes entities mapped onto existing tables.
+	EntitiesFile EntitiesFile `envconfig:"ENTITIES_FILE" desc:"YAML file mapping entities onto existing tables (README: Existing tables)"`
 	// Partitions is the number of streams; fixed for the life of the data.
 	Partitions int `envconfig:"PARTITIONS" default:"16" desc:"number of partition streams (fixed once data exists)"`
 }
@@ -97,7 +100,7 @@ func (t CleanTTLs) TTL(entity string) time.Duration {
 	return t.CleanTTL
 }
 
-// Validate checks the rules of the TTLs of entities.
+// Validate checks the rules of the TTLs of entities (Store.AllEntities).
 func (t CleanTTLs) Validate(entities Entities) error {
 	if t.CleanTTL < 0 || !config.WholeMillis(t.CleanTTL) {
 		return config.Bad("CLEAN_TTL", "must be 0 (keep) or a whole number of milliseconds", t.CleanTTL)
@@ -169,6 +172,77 @@ func (e *Entities) Decode(s string) error {
 	return nil
 }
 
+// EntitiesFile is the YAML file of WB_ENTITIES_FILE, read: entities mapped
+// onto the columns, keys and child rows of tables that may already exist.
+// The zero value names no file.
+type EntitiesFile struct {
+	// Path is where the file was read from.
+	Path string
+	// mapped is what it describes.
+	mapped mapping.Entities
+}
+
+// ReadEntitiesFile reads and checks the entities file at path.
+func ReadEntitiesFile(path string) (EntitiesFile, error) {
+	var f EntitiesFile
+	if err := f.Decode(path); err != nil {
+		return EntitiesFile{}, fmt.Errorf("%w: WB_ENTITIES_FILE: %w", config.ErrInvalid, err)
+	}
+	return f, nil
+}
+
+// Decode implements envconfig.Decoder: it reads the file at path; an empty
+// path names no file.
+func (f *EntitiesFile) Decode(path string) error {
+	path = strings.TrimSpace(path)
+	if path == "" {
+		*f = EntitiesFile{}
+		return nil
+	}
+	m, err := mapping.ReadFile(path)
+	if err != nil {
+		return config.ListError(err.Error())
+	}
+	*f = EntitiesFile{Path: path, mapped: m}
+	return nil
+}
+
+// String returns the file's path.
+func (f EntitiesFile) String() string { return f.Path }
+
+// The commands and the internal packages read the entities of a file
+// through mapping.Of: the public API names no internal type.
+func init() {
+	mapping.Of = func(file any) mapping.Entities { return file.(EntitiesFile).mapped }
+}
+
+// AllEntities returns every entity of s, of WB_ENTITIES and of
+// WB_ENTITIES_FILE, with its table.
+func (s Store) AllEntities() Entities {
+	all := make(Entities, len(s.Entities)+len(s.EntitiesFile.mapped))
+	maps.Copy(all, s.Entities)
+	for name, e := range s.EntitiesFile.mapped {
+		all[name] = e.Table.Sanitize()
+	}
+	return all
+}
+
+// has reports whether s has the entity name, of either kind.
+func (s Store) has(name string) bool {
+	_, doc := s.Entities[name]
+	_, mapped := s.EntitiesFile.mapped[name]
+	return doc || mapped
+}
+
+// keep names the fields of Store whose zero value means something: no
+// WB_ENTITIES besides a WB_ENTITIES_FILE.
+func (s Store) keep() []string {
+	if s.EntitiesFile.Path != "" {
+		return []string{"Entities"}
+	}
+	return nil
+}
+
 // String renders the map the way Decode reads it, sorted by entity.
 func (e Entities) String() string {
 	names := make([]string, 0, len(e))
@@ -201,19 +275,19 @@ func LoadWriterConfig() (WriterConfig, error) { return config.Load[WriterConfig]
 func LoadReaderConfig() (ReaderConfig, error) { return config.Load[ReaderConfig]() }
 
 // WithDefaults returns s with its zero fields set to their defaults.
-func (s Store) WithDefaults() Store { return config.WithDefaults(s) }
+func (s Store) WithDefaults() Store { return config.WithDefaults(s, s.keep()...) }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero MaxBacklog or CleanTTL stays.
 func (c WriterConfig) WithDefaults() WriterConfig {
-	return config.WithDefaults(c, "MaxBacklog", "CleanTTL")
+	return config.WithDefaults(c, append(c.keep(), "MaxBacklog", "CleanTTL")...)
 }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero CleanTTL, NegativeTTL, XFetchBeta or
 // ReadLockWait stays.
 func (c ReaderConfig) WithDefaults() ReaderConfig {
-	return config.WithDefaults(c, "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")
+	return config.WithDefaults(c, append(c.keep(), "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")...)
 }
 
 var (
@@ -227,8 +301,10 @@ func (s Store) Validate() error {
 	switch {
 	case !namespaceName.MatchString(s.Namespace):
 		return config.Bad("NAMESPACE", "must be 1 to 64 of A-Z a-z 0-9 _ . -", fmt.Sprintf("%q", s.Namespace))
-	case len(s.Entities) == 0:
-		return config.Bad("ENTITIES", "must name at least one entity=table", `""`)
+	case len(s.Entities) == 0 && len(s.EntitiesFile.mapped) == 0:
+		return config.Bad("ENTITIES", "must name at least one entity=table (or WB_ENTITIES_FILE an entity)", `""`)
+	case s.EntitiesFile.Path != "" && s.EntitiesFile.mapped == nil:
+		return config.Bad("ENTITIES_FILE", "was not read: set it with ReadEntitiesFile", fmt.Sprintf("%q", s.EntitiesFile.Path))
 	case s.Partitions < 1 || s.Partitions > 1024:
 		return config.Bad("PARTITIONS", "must be between 1 and 1024", s.Partitions)
 	}
@@ -239,18 +315,30 @@ func (s Store) Validate() error {
 		if !entityName.MatchString(name) {
 			return config.Bad("ENTITIES", "entity names must match [a-z][a-z0-9_]*", fmt.Sprintf("%q", name))
 		}
-		table, err := sink.ParseTable(s.Entities[name])
+		table, err := mapping.ParseTable(s.Entities[name])
 		if err != nil {
 			return config.Bad("ENTITIES", "entity "+name+": "+err.Error(), fmt.Sprintf("%q", s.Entities[name]))
 		}
-		if len(table) == 1 {
-			table = append([]string{"public"}, table...)
-		}
-		q := table.Sanitize()
+		q := mapping.Qualified(table)
 		if other, dup := owner[q]; dup {
 			return config.Bad("ENTITIES", "entities "+other+" and "+name+" share table "+q, fmt.Sprintf("%q", s.Entities.String()))
 		}
 		owner[q] = name
+	}
+	mapped := s.EntitiesFile.mapped
+	for _, name := range mapped.Names() {
+		got := fmt.Sprintf("%q", s.EntitiesFile.Path)
+		if !entityName.MatchString(name) {
+			return config.Bad("ENTITIES_FILE", fmt.Sprintf("entity names must match [a-z][a-z0-9_]*, not %q", name), got)
+		}
+		if _, dup := s.Entities[name]; dup {
+			return config.Bad("ENTITIES_FILE", "entity "+name+" is in WB_ENTITIES too", got)
+		}
+		for _, t := range mapped[name].Tables() {
+			if other, dup := owner[mapping.Qualified(t)]; dup {
+				return config.Bad("ENTITIES_FILE", "entity "+name+" uses table "+mapping.Qualified(t)+" of WB_ENTITIES's "+other, got)
+			}
+		}
 	}
 	return nil
 }
@@ -258,7 +346,7 @@ func (s Store) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c WriterConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.Entities)); err != nil {
+	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
 		return err
 	}
 	switch {
@@ -279,7 +367,7 @@ func (c WriterConfig) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c ReaderConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.Entities)); err != nil {
+	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
 		return err
 	}
 	switch {

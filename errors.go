@@ -20,6 +20,12 @@ var (
 	ErrInvalidID = errors.New("writebehind: invalid id")
 	// ErrInvalidValue: the value is not a JSON object.
 	ErrInvalidValue = errors.New("writebehind: value is not a JSON object")
+	// ErrDocumentMismatch: the id or the value of an entity of
+	// WB_ENTITIES_FILE can never be written to its table: the id has
+	// another number of key values, or the value a field no column takes,
+	// or a child field that is not an array of objects. The message names
+	// the field.
+	ErrDocumentMismatch = errors.New("writebehind: document does not fit its table")
 	// ErrValueTooLarge: the value is longer than MaxValueBytes.
 	ErrValueTooLarge = errors.New("writebehind: value too large")
 	// ErrPartitionMismatch: Redis holds data written with another partition

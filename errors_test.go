@@ -15,6 +15,7 @@ var exportedErrors = map[string]error{
 	"ErrUnknownEntity":     ErrUnknownEntity,
 	"ErrInvalidID":         ErrInvalidID,
 	"ErrInvalidValue":      ErrInvalidValue,
+	"ErrDocumentMismatch":  ErrDocumentMismatch,
 	"ErrValueTooLarge":     ErrValueTooLarge,
 	"ErrPartitionMismatch": ErrPartitionMismatch,
 	"ErrInvalidConfig":     ErrInvalidConfig,

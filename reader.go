@@ -151,7 +151,7 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 	}
 	for _, m := range []map[string]bool{keysOf(o.loaders), keysOf(o.batch)} {
 		for e := range m {
-			if _, ok := cfg.Entities[e]; !ok {
+			if !cfg.has(e) {
 				return nil, fmt.Errorf("%w: loader for %q", ErrUnknownEntity, e)
 			}
 		}
@@ -159,7 +159,7 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 	var s *sink.Sink
 	if pool != nil {
 		var err error
-		if s, err = sink.New(pool, cfg.Entities); err != nil {
+		if s, err = sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped); err != nil {
 			return nil, err
 		}
 	}
@@ -232,7 +232,7 @@ func newCore(client redis.UniversalClient, cfg ReaderConfig, load readpath.LoadF
 	opt.Lock = cfg.ReadLock
 	opt.LockWait = cfg.ReadLockWait
 	opt.Beta = cfg.XFetchBeta
-	return readpath.New(cache.New(client, cfg.Namespace, cfg.Partitions), slices.Sorted(maps.Keys(cfg.Entities)), load, opt)
+	return readpath.New(cache.New(client, cfg.Namespace, cfg.Partitions), slices.Sorted(maps.Keys(cfg.AllEntities())), load, opt)
 }
 
 func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([]readpath.Value, error) {
@@ -274,7 +274,7 @@ func toItem(entity, id string, v readpath.Value) Item {
 }
 
 func (r *Reader) check(entity string, ids ...string) error {
-	if _, ok := r.cfg.Entities[entity]; !ok {
+	if !r.cfg.has(entity) {
 		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
 	}
 	for _, id := range ids {

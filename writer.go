@@ -122,22 +122,45 @@ func (w *Writer) Apply(ctx context.Context, ops []Op) []Result {
 
 // check validates an op and converts it for the queue.
 func (w *Writer) check(o Op) (op.Op, error) {
-	if _, ok := w.cfg.Entities[o.Entity]; !ok {
+	if !w.cfg.has(o.Entity) {
 		return op.Op{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
 	}
 	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
 		return op.Op{}, err
+	}
+	mapped := w.cfg.EntitiesFile.mapped[o.Entity]
+	if mapped != nil {
+		if err := mapped.CheckID(o.ID); err != nil {
+			return op.Op{}, fmt.Errorf("%w: entity %s: %w", ErrDocumentMismatch, o.Entity, err)
+		}
 	}
 	switch o.Kind {
 	case OpPut:
 		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
 			return op.Op{}, err
 		}
-		return op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}, nil
+		if mapped != nil {
+			if err := mapped.CheckDocument(o.Value); err != nil {
+				return op.Op{}, fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
+			}
+		}
+		return w.checkTypes(op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value})
 	case OpDelete:
-		return op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}, nil
+		return w.checkTypes(op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID})
 	}
 	return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
+}
+
+// checkTypes checks o against the column types of its mapped table, when
+// WithPostgres read them.
+func (w *Writer) checkTypes(o op.Op) (op.Op, error) {
+	if w.through == nil {
+		return o, nil
+	}
+	if err := w.through.Check(o); err != nil {
+		return op.Op{}, fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
+	}
+	return o, nil
 }
 
 func checkID(id string, maxBytes int) error {

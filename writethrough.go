@@ -16,13 +16,19 @@ import (
 type WriterOption func(context.Context, *Writer) error
 
 // WithPostgres gives the Writer a PostgreSQL pool for PutThrough and
-// DeleteThrough. The pool stays the caller's.
+// DeleteThrough. The pool stays the caller's. The Writer also reads the
+// tables of the entities of WB_ENTITIES_FILE from the catalog, if it can
+// now, and then refuses at once a document whose values their columns can
+// never hold, with ErrDocumentMismatch; tables it cannot read yet (not
+// migrated, PostgreSQL down) leave those checks to the flushers.
 func WithPostgres(pool *pgxpool.Pool) WriterOption {
 	return func(ctx context.Context, w *Writer) error {
-		s, err := sink.New(pool, w.cfg.Entities)
+		s, err := sink.NewMapped(pool, w.cfg.Entities, w.cfg.EntitiesFile.mapped)
 		if err != nil {
 			return err
 		}
+		// Best effort: writes never wait for PostgreSQL.
+		_ = s.Prepare(ctx)
 		w.through = s
 		return nil
 	}

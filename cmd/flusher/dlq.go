@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -93,7 +94,7 @@ func dlqReplay(ctx context.Context, cfg config, q *queue.Queue, p int, id string
 		return err
 	}
 	defer pool.Close()
-	s, err := sink.New(pool, cfg.Entities)
+	s, err := sink.NewMapped(pool, cfg.Entities, mapping.Of(cfg.EntitiesFile))
 	if err != nil {
 		return err
 	}

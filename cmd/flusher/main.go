@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -28,7 +29,11 @@ const usage = `usage: flusher [command]
 
 commands:
   run       flush the partition streams into PostgreSQL until SIGTERM (default)
-  migrate   create the entity tables if they are missing, check their shape
+  migrate [--dry-run]
+            create the document tables if they are missing; add to mapped
+            tables the version and soft-delete columns they lack and create
+            the tombstone tables; check every table's shape. --dry-run
+            prints the statements and runs none
   drain [--timeout D]
             flush until nothing is undelivered or pending, print a summary;
             exit 0, 1 if stopped before that (timeout, signal, error), 3 if
@@ -87,7 +92,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 // makes the tables they flush into.
 func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	var drainTimeout time.Duration
-	if cmd == "drain" {
+	var dryRun bool
+	if cmd == "migrate" {
+		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		fs.BoolVar(&dryRun, "dry-run", false, "print the statements, run none")
+		if err := parseFlags(fs, args); err != nil {
+			return usageError(stderr, "migrate", err)
+		}
+	} else if cmd == "drain" {
 		fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
@@ -113,17 +126,24 @@ func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer pool.Close()
-	s, err := sink.New(pool, cfg.Entities)
+	s, err := sink.NewMapped(pool, cfg.Entities, mapping.Of(cfg.EntitiesFile))
 	if err != nil {
 		log.Error().Err(err).Msg("flusher cannot start")
 		return 1
 	}
 	if cmd == "migrate" {
-		if err := s.Migrate(ctx); err != nil {
+		ddl, err := s.MigrateDDL(ctx, dryRun)
+		if err != nil {
 			log.Error().Err(err).Msg("migrate failed")
 			return 1
 		}
-		log.Info().Str("entities", cfg.Entities.String()).Msg("tables ready")
+		if dryRun {
+			for _, stmt := range ddl {
+				fmt.Fprintf(stdout, "%s;\n", stmt)
+			}
+			return 0
+		}
+		log.Info().Str("entities", cfg.AllEntities().String()).Int("statements", len(ddl)).Msg("tables ready")
 		return 0
 	}
 	// A table that is missing or of another shape would make every batch

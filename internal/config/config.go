@@ -89,7 +89,29 @@ func Read(spec any) error {
 		}
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	dropDefaults(reflect.ValueOf(spec).Elem())
 	return nil
+}
+
+// dropDefaults zeroes each field tagged nodefaultwith:"OTHER" that the
+// environment does not set while it sets WB_OTHER: the field's default is
+// for when OTHER is not used (WB_ENTITIES besides WB_ENTITIES_FILE).
+func dropDefaults(v reflect.Value) {
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			dropDefaults(v.Field(i))
+			continue
+		}
+		other := f.Tag.Get("nodefaultwith")
+		if other == "" {
+			continue
+		}
+		_, set := os.LookupEnv("WB_" + f.Tag.Get("envconfig"))
+		if o, _ := os.LookupEnv("WB_" + other); !set && strings.TrimSpace(o) != "" {
+			v.Field(i).SetZero()
+		}
+	}
 }
 
 // decimal is a whole number as an operator writes one. envconfig would also
@@ -118,9 +140,10 @@ func decimalOnly(rt reflect.Type) error {
 	return nil
 }
 
-// ListError says why a list variable (WB_ENTITIES, WB_ENTITY_TTLS) does not
-// decode: a name twice, a pair without "=". It is reported as it is; for
-// the other types the expected form is the reason.
+// ListError says why a variable of structure (WB_ENTITIES, WB_ENTITY_TTLS,
+// WB_ENTITIES_FILE) does not decode: a name twice, a pair without "=", a
+// broken file. It is reported as it is; for the other types the expected
+// form is the reason.
 type ListError string
 
 func (e ListError) Error() string { return string(e) }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -107,8 +108,12 @@ type row struct {
 
 func (b bundle) rows(t testing.TB, entity string) map[string]row {
 	t.Helper()
-	table := b.cfg.Entities[entity]
-	rs, err := b.pool.Query(context.Background(), `SELECT id, data::text, version, deleted FROM `+table)
+	table, ok := b.cfg.Entities[entity]
+	q := `SELECT id, data::text, version, deleted FROM ` + table
+	if !ok {
+		q = mappedRows(mapping.Of(b.cfg.EntitiesFile)[entity])
+	}
+	rs, err := b.pool.Query(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +181,7 @@ func (b bundle) checkConverged(t testing.TB, m *model) {
 		t.Fatal(err)
 	}
 	tables := map[string]map[string]row{}
-	for entity := range b.cfg.Entities {
+	for entity := range b.cfg.AllEntities() {
 		tables[entity] = b.rows(t, entity)
 	}
 	for k, want := range m.keys {

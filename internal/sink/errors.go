@@ -40,7 +40,7 @@ func Classify(err error) Class {
 	if err == nil {
 		return Transient
 	}
-	if errors.Is(err, ErrUnknownEntity) {
+	if errors.Is(err, ErrUnknownEntity) || errors.Is(err, ErrConvert) {
 		return Permanent
 	}
 	var pgErr *pgconn.PgError

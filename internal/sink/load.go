@@ -6,11 +6,28 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/writebehind/writebehind/internal/op"
 )
 
 // LoadMany returns the documents of ids of one entity that exist (rows
 // marked deleted are absent), keyed by id, in one query.
 func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[string]Row, error) {
+	if _, ok := s.mapped[entity]; ok {
+		m, err := s.prepared(ctx, entity)
+		if err != nil {
+			return nil, err
+		}
+		byIndex, err := m.loadMany(ctx, s.pool, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]Row, len(byIndex))
+		for i, r := range byIndex {
+			out[ids[i]] = r
+		}
+		return out, nil
+	}
 	t, ok := s.tables[entity]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
@@ -35,6 +52,14 @@ func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[s
 // StoredVersion returns the version the row of a key holds, a tombstone's
 // too; 0 when there is no row.
 func (s *Sink) StoredVersion(ctx context.Context, entity, id string) (int64, error) {
+	if _, ok := s.mapped[entity]; ok {
+		m, err := s.prepared(ctx, entity)
+		if err != nil {
+			return 0, err
+		}
+		st, err := m.stateOf(ctx, s.pool, op.Op{Entity: entity, ID: id})
+		return st.Version, err
+	}
 	t, ok := s.tables[entity]
 	if !ok {
 		return 0, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)

@@ -30,6 +30,12 @@ var documentColumns = map[string]string{
 // The error wraps ErrTableShape and names the table and the first mismatch.
 func (s *Sink) CheckTables(ctx context.Context) error {
 	for _, entity := range s.entities() {
+		if _, ok := s.mapped[entity]; ok {
+			if _, err := s.prepared(ctx, entity); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := s.checkTable(ctx, s.tables[entity].name); err != nil {
 			return fmt.Errorf("entity %s: %w", entity, err)
 		}

@@ -7,36 +7,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
 // ErrUnknownEntity is returned for an op or a load whose entity has no table.
 var ErrUnknownEntity = errors.New("unknown entity")
 
-// identPart is what a table name part may be: plain identifiers only, so a
-// configured name can never smuggle SQL (it is quoted besides).
-var identPart = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
-
 // ParseTable checks a configured table name, "table" or "schema.table".
-func ParseTable(name string) (pgx.Identifier, error) {
-	parts := strings.Split(name, ".")
-	if len(parts) > 2 {
-		return nil, fmt.Errorf("table %q: want table or schema.table", name)
-	}
-	for _, p := range parts {
-		if !identPart.MatchString(p) {
-			return nil, fmt.Errorf("table %q: %q is not a plain identifier (letters, digits, _; at most 63)", name, p)
-		}
-	}
-	return pgx.Identifier(parts), nil
-}
+func ParseTable(name string) (pgx.Identifier, error) { return mapping.ParseTable(name) }
 
 type table struct {
 	name   pgx.Identifier
@@ -51,11 +37,29 @@ type table struct {
 type Sink struct {
 	pool   *pgxpool.Pool
 	tables map[string]table
+	// mapped are the entities mapped onto existing tables.
+	mapped mapping.Entities
+
+	// mu guards ready: the mapped entities prepared from the catalog.
+	mu    sync.Mutex
+	ready map[string]*mapped
 }
 
-// New returns a sink for entities mapped to table names.
+// New returns a sink for entities mapped to document table names.
 func New(pool *pgxpool.Pool, entities map[string]string) (*Sink, error) {
-	s := &Sink{pool: pool, tables: make(map[string]table, len(entities))}
+	return NewMapped(pool, entities, nil)
+}
+
+// NewMapped returns a sink for entities of document tables and entities
+// mapped onto existing tables. The mapped entities' tables are read from
+// the catalog on first use (or by CheckTables).
+func NewMapped(pool *pgxpool.Pool, entities map[string]string, mappedEntities mapping.Entities) (*Sink, error) {
+	s := &Sink{pool: pool, tables: make(map[string]table, len(entities)), mapped: mappedEntities, ready: map[string]*mapped{}}
+	for name := range mappedEntities {
+		if _, dup := entities[name]; dup {
+			return nil, fmt.Errorf("entity %s: both a document table and a mapped table", name)
+		}
+	}
 	for entity, name := range entities {
 		id, err := ParseTable(name)
 		if err != nil {
@@ -81,48 +85,112 @@ WHERE t.version < EXCLUDED.version`,
 	return s, nil
 }
 
-// Migrate creates every entity's table (and its schema) if it is missing,
-// then checks that each table, new or not, is of the shape the flusher
-// writes (CheckTables). It is idempotent and safe to run from several
-// processes at once.
+// Migrate creates every document table (and its schema) if it is missing,
+// adds to each mapped table the columns it lacks (version, soft delete) and
+// creates the tombstone tables, then checks that each table is of the shape
+// the flusher writes (CheckTables). It is idempotent and safe to run from
+// several processes at once.
 func (s *Sink) Migrate(ctx context.Context) error {
-	if err := s.create(ctx); err != nil {
-		return err
-	}
-	return s.CheckTables(ctx)
+	_, err := s.MigrateDDL(ctx, false)
+	return err
 }
 
-func (s *Sink) create(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// MigrateDDL is Migrate returning the statements it ran, in order; with
+// dryRun it runs none and returns those Migrate would run. A mapped table
+// that does not fit its mapping is refused before any statement runs.
+func (s *Sink) MigrateDDL(ctx context.Context, dryRun bool) ([]string, error) {
+	var ddl []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Concurrent CREATE ... IF NOT EXISTS can still collide: serialize.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('writebehind.migrate'))`); err != nil {
 			return err
 		}
-		for _, entity := range s.entities() {
-			t := s.tables[entity]
-			if len(t.name) == 2 {
-				if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{t.name[0]}.Sanitize()); err != nil {
-					return fmt.Errorf("entity %s: %w", entity, err)
+		// ADD COLUMN holds its table's lock for an instant, but waits for
+		// every transaction using the table, and blocks the table while it
+		// waits: give up rather than block the app for long.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+			return err
+		}
+		var err error
+		if ddl, err = s.plan(ctx, tx); err != nil || dryRun {
+			return err
+		}
+		for _, stmt := range ddl {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if dryRun {
+		return ddl, nil
+	}
+	return ddl, s.CheckTables(ctx)
+}
+
+// plan returns the statements Migrate runs: every document table created if
+// missing, the DDL each mapped table lacks.
+func (s *Sink) plan(ctx context.Context, q querier) ([]string, error) {
+	var ddl []string
+	for _, entity := range s.entities() {
+		if e, ok := s.mapped[entity]; ok {
+			_, more, err := plan(ctx, q, e)
+			if err != nil {
+				return nil, err
+			}
+			for _, stmt := range more {
+				if !slices.Contains(ddl, stmt) {
+					ddl = append(ddl, stmt)
 				}
 			}
-			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.name.Sanitize()+` (
+			continue
+		}
+		t := s.tables[entity]
+		if len(t.name) == 2 {
+			ddl = append(ddl, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{t.name[0]}.Sanitize())
+		}
+		ddl = append(ddl, `CREATE TABLE IF NOT EXISTS `+t.name.Sanitize()+` (
 	id         text        PRIMARY KEY,
 	data       jsonb       NOT NULL,
 	version    bigint      NOT NULL,
 	deleted    boolean     NOT NULL DEFAULT false,
 	updated_at timestamptz NOT NULL DEFAULT now()
 )`)
-			if err != nil {
-				return fmt.Errorf("entity %s: %w", entity, err)
-			}
-		}
-		return nil
-	})
+	}
+	return ddl, nil
+}
+
+// prepared returns a mapped entity prepared from the catalog; an entity
+// whose table migrate has not completed yet is an ErrTableShape.
+func (s *Sink) prepared(ctx context.Context, entity string) (*mapped, error) {
+	s.mu.Lock()
+	m := s.ready[entity]
+	s.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	m, ddl, err := plan(ctx, s.pool, s.mapped[entity])
+	if err != nil {
+		return nil, err
+	}
+	if len(ddl) > 0 {
+		return nil, fmt.Errorf("%w: entity %s: run `flusher migrate`, which would run: %s", ErrTableShape, entity, strings.Join(ddl, "; "))
+	}
+	s.mu.Lock()
+	s.ready[entity] = m
+	s.mu.Unlock()
+	return m, nil
 }
 
 func (s *Sink) entities() []string {
-	names := make([]string, 0, len(s.tables))
+	names := make([]string, 0, len(s.tables)+len(s.mapped))
 	for e := range s.tables {
+		names = append(names, e)
+	}
+	for e := range s.mapped {
 		names = append(names, e)
 	}
 	slices.Sort(names)
@@ -138,9 +206,20 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 	if len(ops) == 0 {
 		return nil, nil
 	}
+	ready := map[string]*mapped{}
 	for _, o := range ops {
-		if _, ok := s.tables[o.Entity]; !ok {
+		if _, ok := s.tables[o.Entity]; ok {
+			continue
+		}
+		if _, ok := s.mapped[o.Entity]; !ok {
 			return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
+		}
+		if ready[o.Entity] == nil {
+			m, err := s.prepared(ctx, o.Entity)
+			if err != nil {
+				return nil, err
+			}
+			ready[o.Entity] = m
 		}
 	}
 	rows := make(map[string]int64, 1)
@@ -150,12 +229,21 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 			for end < len(ops) && ops[end].Entity == ops[start].Entity {
 				end++
 			}
-			t := s.tables[ops[start].Entity]
-			n, err := s.upsert(ctx, tx, t, ops[start:end])
+			var n int64
+			var err error
+			var name pgx.Identifier
+			if m := ready[ops[start].Entity]; m != nil {
+				n, err = m.write(ctx, tx, ops[start:end])
+				name = m.e.Table
+			} else {
+				t := s.tables[ops[start].Entity]
+				n, err = s.upsert(ctx, tx, t, ops[start:end])
+				name = t.name
+			}
 			if err != nil {
 				return fmt.Errorf("entity %s: %w", ops[start].Entity, err)
 			}
-			rows[t.name.Sanitize()] += n
+			rows[name.Sanitize()] += n
 			start = end
 		}
 		return nil
@@ -207,6 +295,9 @@ func (s State) Found() bool { return s.Version != 0 && !s.Deleted }
 // the newer one it lost to. The upsert locks the row either way, so nothing
 // else changes it before the commit.
 func (s *Sink) WriteThrough(ctx context.Context, o op.Op) (State, error) {
+	if _, ok := s.mapped[o.Entity]; ok {
+		return s.writeThroughMapped(ctx, o)
+	}
 	t, ok := s.tables[o.Entity]
 	if !ok {
 		return State{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
@@ -227,6 +318,11 @@ func (s *Sink) WriteThrough(ctx context.Context, o op.Op) (State, error) {
 // Load returns the document of a key; found is false when there is no row or
 // the row is a tombstone.
 func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, err error) {
+	if _, ok := s.mapped[entity]; ok {
+		rows, err := s.LoadMany(ctx, entity, []string{id})
+		r, found = rows[id]
+		return r, found, err
+	}
 	t, ok := s.tables[entity]
 	if !ok {
 		return Row{}, false, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
@@ -243,6 +339,24 @@ func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, 
 
 // Knows reports whether entity has a table.
 func (s *Sink) Knows(entity string) bool {
-	_, ok := s.tables[entity]
-	return ok
+	_, doc := s.tables[entity]
+	_, mapped := s.mapped[entity]
+	return doc || mapped
+}
+
+// writeThroughMapped is WriteThrough for a mapped entity.
+func (s *Sink) writeThroughMapped(ctx context.Context, o op.Op) (State, error) {
+	m, err := s.prepared(ctx, o.Entity)
+	if err != nil {
+		return State{}, err
+	}
+	var st State
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := m.write(ctx, tx, []op.Op{o}); err != nil {
+			return fmt.Errorf("entity %s: %w", o.Entity, err)
+		}
+		st, err = m.stateOf(ctx, tx, o)
+		return err
+	})
+	return st, err
 }

@@ -111,7 +111,11 @@ func (c FlusherConfig) WithDefaults() FlusherConfig {
 	if c.Consumer == "" {
 		c.Consumer, _ = os.Hostname()
 	}
-	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
+	keep := []string{"CleanTTL", "ConsumerIdleTimeout", "MetricsAddr"}
+	if c.EntitiesFile.Path != "" {
+		keep = append(keep, "Entities")
+	}
+	return config.WithDefaults(c, keep...)
 }
 
 // LargestEntry is the most one stream entry counts for in a flusher's
@@ -122,7 +126,7 @@ func (c FlusherConfig) LargestEntry() int64 { return queue.LargestEntry(c.MaxIDB
 // one.
 func (c FlusherConfig) Validate() error {
 	bad := config.Bad
-	if err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.Entities), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); err != nil {
+	if err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.AllEntities()), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); err != nil {
 		return err
 	}
 	switch {

@@ -1,0 +1,360 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/writebehind/writebehind/internal/mapping"
+	"github.com/writebehind/writebehind/internal/op"
+)
+
+// convertError is an ErrConvert naming the op, and the field and column
+// at fault.
+func convertError(o op.Op, where string, err error) error {
+	return &convertErr{detail: fmt.Errorf("entity %s id %q: %s: %w", o.Entity, o.ID, where, err)}
+}
+
+// convertErr is an ErrConvert; its detail says which op, field and column,
+// and why.
+type convertErr struct{ detail error }
+
+func (e *convertErr) Error() string        { return ErrConvert.Error() + ": " + e.detail.Error() }
+func (e *convertErr) Is(target error) bool { return target == ErrConvert }
+func (e *convertErr) Unwrap() error        { return e.detail }
+
+// keyOf returns the key values the op's id names, in their text form.
+func (m *mapped) keyOf(o op.Op) ([]string, error) {
+	parts, err := mapping.SplitKey(o.ID, len(m.key))
+	if err != nil {
+		return nil, convertError(o, "id", err)
+	}
+	for i, p := range parts {
+		if _, err := mapping.KeyValue(m.key[i], p); err != nil {
+			return nil, convertError(o, fmt.Sprintf("key column %s (%s)", m.e.Key[i], m.key[i].Name), err)
+		}
+	}
+	return parts, nil
+}
+
+// row is a put converted: its columns' values and its children's rows.
+type row struct {
+	values   []pgtype.Text
+	children [][][]pgtype.Text
+}
+
+func text(s string, null bool) pgtype.Text { return pgtype.Text{String: s, Valid: !null} }
+
+// convert converts a put's document to the values of the mapped columns.
+func (m *mapped) convert(o op.Op) (row, error) {
+	if m.e.Document != "" {
+		return row{values: []pgtype.Text{text(string(o.Data), false)}}, nil
+	}
+	doc, err := mapping.Decode(o.Data)
+	if err != nil {
+		return row{}, convertError(o, "document", err)
+	}
+	if err := m.unmapped(doc); err != nil {
+		return row{}, convertError(o, "document", err)
+	}
+	r := row{values: make([]pgtype.Text, len(m.fields))}
+	for i, f := range m.fields {
+		s, null, err := mapping.Convert(m.types[i], doc[f])
+		if err != nil {
+			return row{}, convertError(o, fmt.Sprintf("field %s, column %s (%s)", f, m.columns[i], m.types[i].Name), err)
+		}
+		r.values[i] = text(s, null)
+	}
+	for _, c := range m.children {
+		rows, err := c.convert(doc[c.ch.Field])
+		if err != nil {
+			return row{}, convertError(o, "field "+c.ch.Field+" (child table "+c.ch.Table.Sanitize()+")", err)
+		}
+		r.children = append(r.children, rows)
+	}
+	return r, nil
+}
+
+// unmapped refuses a field no column or child table takes: its value would
+// be lost.
+func (m *mapped) unmapped(doc map[string]any) error {
+	for _, f := range slices.Sorted(maps.Keys(doc)) {
+		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
+			return fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(m.known(), ", "))
+		}
+	}
+	return nil
+}
+
+// known lists the fields a document may have.
+func (m *mapped) known() []string { return append(slices.Clone(m.fields), m.e.ChildFields()...) }
+
+// convert converts an array field to child rows: a missing or null field
+// has none.
+func (c *child) convert(v any) ([][]pgtype.Text, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("want an array of objects, got %T", v)
+	}
+	rows := make([][]pgtype.Text, len(list))
+	for i, e := range list {
+		obj, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("element %d: want an object", i)
+		}
+		for f := range obj {
+			if !slices.Contains(c.fields, f) {
+				return nil, fmt.Errorf("element %d: field %s is not mapped to a column (mapped: %s)", i, f, strings.Join(c.fields, ", "))
+			}
+		}
+		rows[i] = make([]pgtype.Text, len(c.fields))
+		for j, f := range c.fields {
+			s, null, err := mapping.Convert(c.types[j], obj[f])
+			if err != nil {
+				return nil, fmt.Errorf("element %d: field %s, column %s (%s): %v", i, f, c.columns[j], c.types[j].Name, err)
+			}
+			rows[i][j] = text(s, null)
+		}
+	}
+	return rows, nil
+}
+
+// write writes ops of the entity (one per key, sorted by id) in tx: puts
+// upserted, deletes applied and tombstoned, children replaced for the puts
+// and deletes that win. It returns the rows changed in the entity's table.
+func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, error) {
+	ids := make([]string, len(ops))
+	keys := make([][]string, len(ops))
+	var puts, dels []int
+	rows := make([]row, len(ops))
+	for i, o := range ops {
+		var err error
+		if keys[i], err = m.keyOf(o); err != nil {
+			return 0, err
+		}
+		ids[i] = o.ID
+		if o.Kind == op.Delete {
+			dels = append(dels, i)
+			continue
+		}
+		if rows[i], err = m.convert(o); err != nil {
+			return 0, err
+		}
+		puts = append(puts, i)
+	}
+	if _, err := tx.Exec(ctx, m.lock, ids); err != nil {
+		return 0, err
+	}
+	var changed int64
+	won := map[string]int{}
+	if len(puts) > 0 {
+		args := make([]any, 0, len(m.key)+len(m.columns)+2)
+		for k := range m.key {
+			args = append(args, pick(puts, func(i int) string { return keys[i][k] }))
+		}
+		for c := range m.columns {
+			args = append(args, pick(puts, func(i int) pgtype.Text { return rows[i].values[c] }))
+		}
+		args = append(args, pick(puts, func(i int) int64 { return ops[i].Version }), pick(puts, func(i int) string { return ids[i] }))
+		n, err := m.winners(ctx, tx, m.upsert, args, won)
+		if err != nil {
+			return 0, err
+		}
+		changed += n
+	}
+	if len(dels) > 0 {
+		versions := pick(dels, func(i int) int64 { return ops[i].Version })
+		if _, err := tx.Exec(ctx, m.tombstone, pick(dels, func(i int) string { return ids[i] }), versions); err != nil {
+			return 0, err
+		}
+		args := make([]any, 0, len(m.key)+1)
+		for k := range m.key {
+			args = append(args, pick(dels, func(i int) string { return keys[i][k] }))
+		}
+		n, err := m.winners(ctx, tx, m.remove, append(args, versions), won)
+		if err != nil {
+			return 0, err
+		}
+		changed += n
+	}
+	if len(m.children) == 0 || len(won) == 0 {
+		return changed, nil
+	}
+	// The ops that won replace their children: a put's by its array, a
+	// delete's by none.
+	var winners []int
+	for i, o := range ops {
+		if _, ok := won[o.ID]; ok {
+			winners = append(winners, i)
+		}
+	}
+	for c, ch := range m.children {
+		parents := make([]any, len(m.key))
+		for k := range m.key {
+			parents[k] = pick(winners, func(i int) string { return keys[i][k] })
+		}
+		if _, err := tx.Exec(ctx, ch.remove, parents...); err != nil {
+			return 0, err
+		}
+		var owners []int
+		var crow [][]pgtype.Text
+		for _, i := range winners {
+			if ops[i].Kind == op.Put {
+				for _, r := range rows[i].children[c] {
+					owners, crow = append(owners, i), append(crow, r)
+				}
+			}
+		}
+		if len(crow) == 0 {
+			continue
+		}
+		args := make([]any, 0, len(m.key)+len(ch.columns))
+		for k := range m.key {
+			args = append(args, pick(owners, func(i int) string { return keys[i][k] }))
+		}
+		for j := range ch.columns {
+			args = append(args, pick(indexes(len(crow)), func(i int) pgtype.Text { return crow[i][j] }))
+		}
+		if _, err := tx.Exec(ctx, ch.insert, args...); err != nil {
+			return 0, err
+		}
+	}
+	return changed, nil
+}
+
+// winners runs a statement returning the keys of the rows it changed and
+// adds their ids to won.
+func (m *mapped) winners(ctx context.Context, tx pgx.Tx, sql string, args []any, won map[string]int) (int64, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	parts := make([]string, len(m.key))
+	dest := make([]any, len(parts))
+	for i := range parts {
+		dest[i] = &parts[i]
+	}
+	tag, err := pgx.ForEachRow(rows, dest, func() error {
+		won[mapping.JoinKey(parts)]++
+		return nil
+	})
+	return tag.RowsAffected(), err
+}
+
+// pick returns f of each index, in order.
+func pick[T any](idx []int, f func(int) T) []T {
+	out := make([]T, len(idx))
+	for j, i := range idx {
+		out[j] = f(i)
+	}
+	return out
+}
+
+// indexes returns 0 to n-1.
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// loadMany returns the documents of ids that exist, by index in ids; an id
+// that names no key of the table names no row.
+func (m *mapped) loadMany(ctx context.Context, q querier, ids []string) (map[int]Row, error) {
+	keyCols := make([][]string, len(m.key))
+	var index []int
+	for i, id := range ids {
+		parts, err := m.keyOf(op.Op{Entity: m.e.Name, ID: id})
+		if err != nil {
+			continue
+		}
+		for k := range keyCols {
+			keyCols[k] = append(keyCols[k], parts[k])
+		}
+		index = append(index, i)
+	}
+	out := make(map[int]Row, len(index))
+	if len(index) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(keyCols))
+	for k := range keyCols {
+		args[k] = keyCols[k]
+	}
+	rows, err := q.Query(ctx, m.load, args...)
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	var r Row
+	_, err = pgx.ForEachRow(rows, []any{&n, &r.Version, &r.Data}, func() error {
+		out[index[n]] = Row{Data: bytes.Clone(r.Data), Version: r.Version}
+		return nil
+	})
+	return out, err
+}
+
+// stateOf returns what the table holds for the op's key: its row, deleted
+// or not, or its tombstone.
+func (m *mapped) stateOf(ctx context.Context, q querier, o op.Op) (State, error) {
+	parts, err := m.keyOf(o)
+	if err != nil {
+		return State{}, err
+	}
+	args := make([]any, 0, len(parts)+1)
+	for _, p := range parts {
+		args = append(args, []string{p})
+	}
+	var st State
+	err = q.QueryRow(ctx, m.state, append(args, o.ID)...).Scan(&st.Version, &st.Data, &st.Deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return State{}, nil
+	}
+	return st, err
+}
+
+// Prepare reads the tables of every mapped entity from the catalog now,
+// rather than on first use; it returns the first error.
+func (s *Sink) Prepare(ctx context.Context) error {
+	var first error
+	for _, entity := range s.mapped.Names() {
+		if _, err := s.prepared(ctx, entity); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Check says why op can never be written to its mapped entity's table, as
+// a flush would find: an id that names no key of the table's types, a value
+// its column cannot hold; the error names the op, field and column, and
+// says why. It does no I/O: an entity not prepared yet
+// (Prepare), or of a document table, is not checked.
+func (s *Sink) Check(o op.Op) error {
+	s.mu.Lock()
+	m := s.ready[o.Entity]
+	s.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	_, err := m.keyOf(o)
+	if err == nil && o.Kind == op.Put {
+		_, err = m.convert(o)
+	}
+	var ce *convertErr
+	if errors.As(err, &ce) {
+		return ce.detail
+	}
+	return err
+}
