@@ -19,10 +19,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(16 128 512)
 
+export WB_POSTGRES_URL="${WB_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 tmp="$(mktemp -d)"
+# A port nothing answers on.
 port=$((20000 + RANDOM % 20000))
+while redis-cli -p "$port" ping >/dev/null 2>&1; do port=$((20000 + RANDOM % 20000)); done
+# ours: the server on the port is the one started here, in $tmp.
+ours() { [ "$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p)" = "$(cd "$tmp" && pwd -P)" ]; }
 cleanup() {
-	redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+	if ours; then redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; fi
 	psql -q "$WB_POSTGRES_URL" -c 'DROP SCHEMA IF EXISTS sizing CASCADE' >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -31,10 +36,10 @@ trap cleanup EXIT
 go build -o "$tmp/" ./cmd/writer ./cmd/flusher
 redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly yes \
 	--maxmemory-policy noeviction --daemonize yes --logfile "$tmp/redis.log"
-until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.1; done
+for _ in $(seq 100); do ours && break; sleep 0.1; done
+ours || { echo "sizing: redis-server did not start on port $port:" >&2; cat "$tmp/redis.log" >&2; exit 1; }
 
 export WB_REDIS_URL="redis://127.0.0.1:$port/0"
-export WB_POSTGRES_URL="${WB_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 export WB_ENTITIES=user=sizing.users WB_LOG_LEVEL=error WB_METRICS_ADDR=
 psql -q "$WB_POSTGRES_URL" -c 'CREATE SCHEMA IF NOT EXISTS sizing' >/dev/null
 WB_NAMESPACE=sizing "$tmp/flusher" migrate
