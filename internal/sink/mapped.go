@@ -62,6 +62,15 @@ func keyMatch(cols []string, key []mapping.Type) string {
 	return strings.Join(parts, " AND ")
 }
 
+// keyText is the SQL of a key value's text form as ids hold it, whatever
+// the server's DateStyle.
+func keyText(expr string, t mapping.Type) string {
+	if t.Base == "date" {
+		return "to_char(" + expr + ", 'YYYY-MM-DD')"
+	}
+	return expr + "::text"
+}
+
 // build writes the entity's statements. Every statement takes its rows as
 // arrays of text, one per column, cast to the column's type: rows are
 // written in the arrays' order, which is key order, so concurrent flushes
@@ -74,7 +83,7 @@ func (m *mapped) build() {
 	for i, k := range e.Key {
 		arrays, names = append(arrays, "$"+strconv.Itoa(len(arrays)+1)+"::text[]"), append(names, alias("k", i))
 		targets, values = append(targets, quote(k)), append(values, "u."+alias("k", i)+"::"+m.key[i].Name)
-		returning = append(returning, "t."+quote(k)+"::text")
+		returning = append(returning, keyText("t."+quote(k), m.key[i]))
 	}
 	keyArrays, keyNames := slices.Clone(arrays), slices.Clone(names)
 	for i, c := range m.columns {

@@ -439,3 +439,39 @@ func TestMigrateRefusesTablesThatDoNotFit(t *testing.T) {
 		})
 	}
 }
+
+// TestMappedDateKeysWhateverTheDateStyle: a date key reads back as its id
+// however the server prints dates, so the children of a winning parent are
+// replaced.
+func TestMappedDateKeysWhateverTheDateStyle(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := testenv.Postgres(t)
+	_, err := pool.Exec(ctx, `CREATE TABLE `+schema+`.days (d date PRIMARY KEY, note text); CREATE TABLE `+schema+`.slots (day date NOT NULL, at text)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := mapping.Parse([]byte(`day: {table: ` + schema + `.days, key: [d], children: {slots: {table: ` + schema + `.slots, parent: [day]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["datestyle"] = "SQL, DMY"
+	dmy, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dmy.Close()
+	s, err := NewMapped(dmy, nil, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write(t, s, []op.Op{mput("day", "2024-05-01", 1, `{"note": "a", "slots": [{"at": "9:00"}]}`)},
+		[]op.Op{mput("day", "2024-05-01", 2, `{"note": "b", "slots": [{"at": "10:00"}]}`)})
+	if got := query(t, pool, `SELECT at FROM `+schema+`.slots`); got != "10:00" {
+		t.Fatalf("slots %q, want the newer put's", got)
+	}
+}
