@@ -34,6 +34,9 @@ type mapped struct {
 	tomb     pgx.Identifier
 
 	lock, upsert, remove, tombstone, load, state string
+	// doomed selects, and locks, the rows the hard deletes of a batch will
+	// remove; it is set only when the entity has children, which go first.
+	doomed string
 }
 
 // child is a child table of a mapped entity, its statements built.
@@ -130,6 +133,9 @@ RETURNING ` + strings.Join(returning, ", ")
 	guard := keyMatch(e.Key, m.key) + ` AND t.` + ver + ` < u.v`
 	if e.SoftDelete == "" {
 		m.remove = `DELETE FROM ` + table + ` AS t USING ` + using + ` WHERE ` + guard + ` RETURNING ` + strings.Join(returning, ", ")
+		if len(e.Children) > 0 {
+			m.doomed = `SELECT ` + strings.Join(returning, ", ") + ` FROM ` + table + ` AS t, ` + using + ` WHERE ` + guard + ` FOR UPDATE OF t`
+		}
 	} else {
 		deleted := "now()"
 		if m.softBool {

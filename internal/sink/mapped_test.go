@@ -475,3 +475,60 @@ func TestMappedDateKeysWhateverTheDateStyle(t *testing.T) {
 		t.Fatalf("slots %q, want the newer put's", got)
 	}
 }
+
+// TestMappedHardDeleteRemovesChildrenFirst: a child table whose foreign key
+// has no ON DELETE CASCADE (the default, RESTRICT-like NO ACTION) still lets
+// a hard delete of the parent land: the children of a delete that wins go
+// before their parent, in the same transaction; a delete that loses leaves
+// parent and children alone.
+func TestMappedHardDeleteRemovesChildrenFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, schema := testenv.Postgres(t)
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`
+CREATE TABLE %[1]s.carts (id bigint PRIMARY KEY, owner text);
+CREATE TABLE %[1]s.cart_lines (cart_id bigint NOT NULL REFERENCES %[1]s.carts, sku text);`, schema)); err != nil {
+		t.Fatal(err)
+	}
+	es, err := mapping.Parse([]byte(fmt.Sprintf(`
+cart:
+  table: %[1]s.carts
+  key: [id]
+  columns: {owner: owner}
+  children:
+    lines:
+      table: %[1]s.cart_lines
+      parent: [cart_id]
+      columns: {sku: sku}
+`, schema)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewMapped(pool, nil, es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		return query(t, pool, `SELECT c.id, c.owner, coalesce(string_agg(l.sku, ',' ORDER BY l.sku), '') FROM `+schema+`.carts c LEFT JOIN `+schema+`.cart_lines l ON l.cart_id = c.id GROUP BY c.id, c.owner ORDER BY c.id`)
+	}
+	write(t, s, []op.Op{
+		mput("cart", "1", 2, `{"owner": "ada", "lines": [{"sku": "a"}, {"sku": "b"}]}`),
+		mput("cart", "2", 2, `{"owner": "bo", "lines": [{"sku": "c"}]}`),
+	})
+	// The older delete loses: nothing changes.
+	write(t, s, []op.Op{mdel("cart", "1", 1)})
+	if got := state(); got != "1|ada|a,b\n2|bo|c" {
+		t.Fatalf("after a losing delete:\n%s", got)
+	}
+	// The newer delete wins, in a batch with a put of another cart.
+	write(t, s, []op.Op{mdel("cart", "1", 3), mput("cart", "2", 3, `{"owner": "bo", "lines": [{"sku": "d"}]}`)})
+	if got := state(); got != "2|bo|d" {
+		t.Fatalf("after a winning delete:\n%s", got)
+	}
+	if n := query(t, pool, `SELECT count(*) FROM `+schema+`.cart_lines WHERE cart_id = 1`); n != "0" {
+		t.Fatalf("%s lines of the deleted cart left", n)
+	}
+}

@@ -181,7 +181,20 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 		for k := range m.key {
 			args = append(args, pick(dels, func(i int) string { return keys[i][k] }))
 		}
-		n, err := m.winners(ctx, tx, m.remove, append(args, versions), won)
+		args = append(args, versions)
+		if m.doomed != "" {
+			// A foreign key from a child table may forbid removing a
+			// parent that still has children: the children of the
+			// deletes that win go before their parents.
+			doomed := map[string]int{}
+			if _, err := m.winners(ctx, tx, m.doomed, args, doomed); err != nil {
+				return 0, err
+			}
+			if err := m.removeChildren(ctx, tx, slices.DeleteFunc(slices.Clone(dels), func(i int) bool { return doomed[ids[i]] == 0 }), keys); err != nil {
+				return 0, err
+			}
+		}
+		n, err := m.winners(ctx, tx, m.remove, args, won)
 		if err != nil {
 			return 0, err
 		}
@@ -198,14 +211,10 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 			winners = append(winners, i)
 		}
 	}
+	if err := m.removeChildren(ctx, tx, winners, keys); err != nil {
+		return 0, err
+	}
 	for c, ch := range m.children {
-		parents := make([]any, len(m.key))
-		for k := range m.key {
-			parents[k] = pick(winners, func(i int) string { return keys[i][k] })
-		}
-		if _, err := tx.Exec(ctx, ch.remove, parents...); err != nil {
-			return 0, err
-		}
 		var owners []int
 		var crow [][]pgtype.Text
 		for _, i := range winners {
@@ -230,6 +239,24 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 		}
 	}
 	return changed, nil
+}
+
+// removeChildren deletes the child rows of the parents of ops idx, in
+// every child table.
+func (m *mapped) removeChildren(ctx context.Context, tx pgx.Tx, idx []int, keys [][]string) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	parents := make([]any, len(m.key))
+	for k := range m.key {
+		parents[k] = pick(idx, func(i int) string { return keys[i][k] })
+	}
+	for _, ch := range m.children {
+		if _, err := tx.Exec(ctx, ch.remove, parents...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // winners runs a statement returning the keys of the rows it changed and
