@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/startup"
@@ -24,21 +22,8 @@ func TestWaitReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	primary := testenv.StartRedis(t)
-	replica := testenv.StartRedis(t)
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", primary.Port)})
-	defer rdb.Close()
-	rep := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", replica.Port)})
-	defer rep.Close()
-	if err := rdb.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rep.SlaveOf(ctx, "127.0.0.1", fmt.Sprint(primary.Port)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 20*time.Second, "the replica to sync", func() bool {
-		info, err := rep.Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
+	replica := testenv.StartReplica(t, primary)
+	rdb, rep := primary.Client(), replica.Client()
 
 	cfg := writebehind.DefaultWriterConfig()
 	cfg.Namespace = "w"

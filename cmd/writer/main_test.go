@@ -141,9 +141,9 @@ func TestLoadReportsWhatItDid(t *testing.T) {
 }
 
 // BenchmarkLoad runs `writer load` at concurrency 32: single Put calls as an
-// app makes them, each one script call and one round trip, on one Redis
-// server and on a Redis Cluster of three primaries with a replica each
-// (testenv.Shapes), over 16 partitions.
+// app makes them, each one script call and one round trip, on every shape
+// of testenv.Shapes (one server, one with a replica, a cluster of three
+// primaries with a replica each), over 16 partitions.
 func BenchmarkLoad(b *testing.B) {
 	for _, shape := range testenv.Shapes {
 		b.Run(shape.Name, func(b *testing.B) {

@@ -225,17 +225,8 @@ func TestManualFailoverUnderLoadOnACluster(t *testing.T) {
 func TestSentinelFailoverUnderLoad(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	primary, replica := testenv.StartRedis(t), testenv.StartRedis(t)
-	if err := primary.Client().ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.Client().ReplicaOf(ctx, "127.0.0.1", fmt.Sprint(primary.Port)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 20*time.Second, "the replica to sync", func() bool {
-		info, err := replica.Client().Info(ctx, "replication").Result()
-		return err == nil && strings.Contains(info, "master_link_status:up")
-	})
+	primary := testenv.StartRedis(t)
+	testenv.StartReplica(t, primary)
 	sentinel := testenv.StartSentinel(t, primary)
 	sentinelAddr := fmt.Sprintf("127.0.0.1:%d", sentinel.Port)
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: testenv.SentinelMaster, SentinelAddrs: []string{sentinelAddr}, PoolSize: 128})

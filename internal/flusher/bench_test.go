@@ -52,9 +52,9 @@ func (b bundle) fill(tb testing.TB, n, keys int) {
 }
 
 // BenchmarkFlush measures ops per second from the streams to committed rows:
-// 200k puts on 200k distinct keys, 200k puts on 2k hot keys, each on one
-// Redis server and on a Redis Cluster of three primaries with a replica
-// each (testenv.Shapes), and the ceiling, the same rows upserted straight
+// 200k puts on 200k distinct keys, 200k puts on 2k hot keys, each on every
+// shape of testenv.Shapes (one server, one with a replica, a cluster of
+// three primaries with a replica each), and the ceiling, the same rows upserted straight
 // into PostgreSQL by the sink with the same statement, batch size, pool and
 // concurrency, without Redis.
 func BenchmarkFlush(b *testing.B) {

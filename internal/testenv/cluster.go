@@ -196,6 +196,25 @@ func (c *Cluster) URL() string {
 	return "redis+cluster://" + strings.Join(addrs, ",")
 }
 
+// StartReplica starts a server replicating primary and waits until it is
+// in sync.
+func StartReplica(t testing.TB, primary *RedisServer) *RedisServer {
+	t.Helper()
+	ctx := context.Background()
+	replica := StartRedis(t)
+	if err := primary.Client().ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Client().ReplicaOf(ctx, "127.0.0.1", fmt.Sprint(primary.Port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 20*time.Second, "the replica to sync", func() bool {
+		info, err := replica.Client().Info(ctx, "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	return replica
+}
+
 // Shape is a Redis deployment that the same test or benchmark body runs
 // on.
 type Shape struct {
@@ -208,10 +227,16 @@ type Shape struct {
 
 // Shapes are the Redis deployments the benchmarks compare, each node
 // started with the same settings (append-only file, fsync on every write):
-// one server, and a cluster of three primaries with a replica each.
+// one server; one server with a replica, as a Sentinel deployment runs; and
+// a cluster of three primaries with a replica each.
 var Shapes = []Shape{
 	{"redis", func(tb testing.TB) (redis.UniversalClient, string) {
 		s := StartRedis(tb)
+		return s.Client(), s.URL()
+	}},
+	{"replicated", func(tb testing.TB) (redis.UniversalClient, string) {
+		s := StartRedis(tb)
+		StartReplica(tb, s)
 		return s.Client(), s.URL()
 	}},
 	{"cluster", func(tb testing.TB) (redis.UniversalClient, string) {
