@@ -45,7 +45,8 @@ func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 		tb.Fatal(err)
 	}
 	s.self = float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-	// On a cluster, every node's: replicas work too.
+	// Every node's, on a cluster and on a server with replicas: replicas
+	// work too.
 	var mu sync.Mutex
 	add := func(ctx context.Context, c *redis.Client) error {
 		info, err := c.Info(ctx, "cpu").Result()
@@ -66,7 +67,9 @@ func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 	case *redis.ClusterClient:
 		err = c.ForEachShard(context.Background(), add)
 	case *redis.Client:
-		err = add(context.Background(), c)
+		if err = add(context.Background(), c); err == nil {
+			err = forEachReplica(context.Background(), c, add)
+		}
 	default:
 		tb.Fatalf("no CPU sample of a %T", rdb)
 	}
@@ -74,6 +77,36 @@ func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 		tb.Fatal(err)
 	}
 	return s
+}
+
+// forEachReplica calls fn with a client of each replica of the server of
+// c, as INFO replication lists them.
+func forEachReplica(ctx context.Context, c *redis.Client, fn func(context.Context, *redis.Client) error) error {
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || !strings.HasPrefix(k, "slave") || !strings.Contains(v, "ip=") {
+			continue
+		}
+		var ip, port string
+		for _, kv := range strings.Split(v, ",") {
+			if name, val, ok := strings.Cut(kv, "="); ok && name == "ip" {
+				ip = val
+			} else if ok && name == "port" {
+				port = val
+			}
+		}
+		r := redis.NewClient(&redis.Options{Addr: ip + ":" + port})
+		err := fn(ctx, r)
+		_ = r.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cpuSplit is the CPU time of a run, split as sampleCPU sees it.
