@@ -3,14 +3,10 @@ package flusher
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
+	"strconv"
 	"testing"
 	"time"
 
-	"github.com/writebehind/writebehind"
-	"github.com/writebehind/writebehind/internal/coalesce"
-	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/startup"
 )
 
@@ -36,7 +32,7 @@ func BenchmarkFlushMapped(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
 			bd := setupWithTable(b, cfg.Partitions, benchTable, benchYAML)
-			fillMapped(b, bd)
+			bd.fill(b, benchOps, strconv.Itoa, benchDoc)
 			b.StartTimer()
 			f := bd.flusher("bench")
 			f.opt.ClaimInterval = cfg.ClaimInterval
@@ -58,65 +54,10 @@ func BenchmarkFlushMapped(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
 			bd := setupWithTable(b, cfg.Partitions, benchTable, benchYAML)
-			byPartition := make([][]op.Op, cfg.Partitions)
-			for i := range benchOps {
-				o := op.Op{Kind: op.Put, Entity: "user", ID: fmt.Sprint(i), Version: int64(i + 1), Data: benchDoc(i)}
-				p := op.Partition(o.Entity, o.ID, cfg.Partitions)
-				byPartition[p] = append(byPartition[p], o)
-			}
-			batches := make(chan []op.Op, benchOps/cfg.BatchSize+cfg.Partitions)
-			for _, ops := range byPartition {
-				for start := 0; start < len(ops); start += cfg.BatchSize {
-					batches <- coalesce.Coalesce(ops[start:min(start+cfg.BatchSize, len(ops))])
-				}
-			}
-			close(batches)
+			batches := directBatches(strconv.Itoa, benchDoc)
 			b.StartTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range cfg.Partitions {
-				wg.Go(func() {
-					for batch := range batches {
-						if _, err := bd.sink.Write(context.Background(), batch); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed += time.Since(start)
+			elapsed += bd.upsertDirectly(b, batches)
 		}
 		b.ReportMetric(float64(benchOps*b.N)/elapsed.Seconds(), "ops/s")
 	})
-}
-
-// fillMapped writes benchOps puts on as many distinct keys, as fill does.
-func fillMapped(tb testing.TB, bd bundle) {
-	tb.Helper()
-	const chunk = 1000
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			ops := make([]writebehind.Op, 0, chunk)
-			for {
-				start := int(next.Add(chunk)) - chunk
-				if start >= benchOps {
-					return
-				}
-				ops = ops[:0]
-				for i := start; i < min(start+chunk, benchOps); i++ {
-					ops = append(ops, writebehind.Op{Kind: writebehind.OpPut, Entity: "user", ID: fmt.Sprint(i), Value: benchDoc(i)})
-				}
-				for _, r := range bd.w.Apply(context.Background(), ops) {
-					if r.Err != nil {
-						tb.Error(r.Err)
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
 }

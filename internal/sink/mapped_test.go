@@ -57,7 +57,13 @@ func shop(t *testing.T) (*Sink, *pgxpool.Pool, string) {
 	if _, err := pool.Exec(context.Background(), fmt.Sprintf(shopDDL, schema)); err != nil {
 		t.Fatal(err)
 	}
-	es, err := mapping.Parse([]byte(fmt.Sprintf(shopYAML, schema)))
+	return migrated(t, pool, fmt.Sprintf(shopYAML, schema)), pool, schema
+}
+
+// migrated returns a sink over the entities of an entities file, migrated.
+func migrated(t *testing.T, pool *pgxpool.Pool, yaml string) *Sink {
+	t.Helper()
+	es, err := mapping.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +74,7 @@ func shop(t *testing.T) (*Sink, *pgxpool.Pool, string) {
 	if err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return s, pool, schema
+	return s
 }
 
 func mput(entity, id string, v int64, doc string) op.Op {
@@ -490,7 +496,7 @@ CREATE TABLE %[1]s.carts (id bigint PRIMARY KEY, owner text);
 CREATE TABLE %[1]s.cart_lines (cart_id bigint NOT NULL REFERENCES %[1]s.carts, sku text);`, schema)); err != nil {
 		t.Fatal(err)
 	}
-	es, err := mapping.Parse([]byte(fmt.Sprintf(`
+	s := migrated(t, pool, fmt.Sprintf(`
 cart:
   table: %[1]s.carts
   key: [id]
@@ -500,17 +506,7 @@ cart:
       table: %[1]s.cart_lines
       parent: [cart_id]
       columns: {sku: sku}
-`, schema)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewMapped(pool, nil, es)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+`, schema))
 	state := func() string {
 		return query(t, pool, `SELECT c.id, c.owner, coalesce(string_agg(l.sku, ',' ORDER BY l.sku), '') FROM `+schema+`.carts c LEFT JOIN `+schema+`.cart_lines l ON l.cart_id = c.id GROUP BY c.id, c.owner ORDER BY c.id`)
 	}

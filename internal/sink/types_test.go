@@ -28,17 +28,7 @@ func TestMappedTypesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	es, err := mapping.Parse([]byte(`kind: {table: ` + schema + `.kinds, key: [k, d]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewMapped(pool, nil, es)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := migrated(t, pool, `kind: {table: `+schema+`.kinds, key: [k, d]}`)
 	put := map[string]any{
 		"t": "héllo \"/\\ wörld", "vc": "abcde", "ch": "ab", "i2": -32768, "i4": 2147483647, "i8": json.Number("-9223372036854775808"),
 		"n": json.Number("12345678901234567890.000000000001"), "n2": "19.99", "r": 1.5, "f": 2.25e-300,
