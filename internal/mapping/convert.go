@@ -3,6 +3,7 @@ package mapping
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"regexp"
@@ -25,6 +26,9 @@ type Type struct {
 	// MaxLen is the longest string a varchar(n) or char(n) holds, in
 	// characters; 0 for no limit.
 	MaxLen int
+	// NotNull is set for a column that refuses NULL, default or not: a
+	// value written there is never replaced by the default.
+	NotNull bool
 }
 
 // supported maps the base types values convert to, to what they take in
@@ -75,9 +79,13 @@ func Decode(data []byte) (map[string]any, error) {
 }
 
 // Convert returns the text form PostgreSQL reads v as a value of t (v as
-// Decode returns it), or null for SQL NULL (a JSON null). The error says why
-// v cannot be one.
+// Decode returns it), or null for SQL NULL (a JSON null or a missing field,
+// nil either way; an error for a NOT NULL column). The error says why v
+// cannot be one.
 func Convert(t Type, v any) (text string, null bool, err error) {
+	if v == nil && t.NotNull {
+		return "", true, errors.New("missing or null, but the column is NOT NULL")
+	}
 	if v == nil {
 		return "", true, nil
 	}

@@ -31,7 +31,7 @@ func columns(ctx context.Context, q querier, table pgx.Identifier) (map[string]c
 	rows, err := q.Query(ctx, `
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), coalesce(e.typname, t.typname)::text, e.oid IS NOT NULL,
        CASE WHEN coalesce(e.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 ELSE 0 END,
-       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = ''
+       a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '', a.attnotnull
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type e ON t.typcategory = 'A' AND e.oid = t.typelem
@@ -44,7 +44,7 @@ WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, tab
 		name string
 		c    column
 	)
-	_, err = pgx.ForEachRow(rows, []any{&name, &c.typ.Name, &c.typ.Base, &c.typ.Array, &c.typ.MaxLen, &c.required}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&name, &c.typ.Name, &c.typ.Base, &c.typ.Array, &c.typ.MaxLen, &c.required, &c.typ.NotNull}, func() error {
 		if out == nil {
 			out = map[string]column{}
 		}

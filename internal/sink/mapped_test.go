@@ -180,6 +180,31 @@ func TestMappedConversionErrorNamesFieldAndColumn(t *testing.T) {
 	}
 }
 
+// TestMappedNotNullColumnNeedsItsField: a put whose document lacks the
+// field of a NOT NULL column, or holds null there, is a conversion error of
+// its op naming field and column, not a write PostgreSQL refuses; the
+// Writer's check (Check) refuses it the same way.
+func TestMappedNotNullColumnNeedsItsField(t *testing.T) {
+	t.Parallel()
+	s, pool, schema := shop(t)
+	if err := s.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range []string{`{"email": "x@y"}`, `{"name": null, "email": "x@y"}`} {
+		o := mput("user", "9", 1, doc)
+		const want = "field name, column name (text): missing or null, but the column is NOT NULL"
+		if _, err := s.Write(context.Background(), []op.Op{o}); !errors.Is(err, ErrConvert) || !strings.Contains(err.Error(), want) {
+			t.Errorf("put %s: err = %v, want a conversion error saying %q", doc, err, want)
+		}
+		if err := s.Check(o); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check of put %s: %v, want %q", doc, err, want)
+		}
+	}
+	if got := query(t, pool, `SELECT count(*) FROM `+schema+`.users WHERE id = 9`); got != "0" {
+		t.Fatalf("rows written: %s", got)
+	}
+}
+
 func TestMappedDeletesNeverResurrect(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
