@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/writebehind/writebehind/internal/queue"
-	"github.com/writebehind/writebehind/internal/sink"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
 
@@ -48,22 +46,7 @@ order:
 	if cfg.EntitiesFile, err = ReadEntitiesFile(file); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWriter(ctx, rdb, cfg, WithPostgres(pool))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReader(ctx, rdb, pool, readerConfig(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &bundle{cfg: cfg, rcfg: readerConfig(cfg), w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
+	return deploy(t, rdb, pool, cfg)
 }
 
 // TestMappedPutFlushExpireGet: a document of a mapped entity, children

@@ -33,7 +33,6 @@ type bundle struct {
 
 func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	t.Helper()
-	ctx := context.Background()
 	rdb, ns := testenv.Redis(t)
 	pool, schema := testenv.Postgres(t)
 	cfg := DefaultWriterConfig()
@@ -41,7 +40,15 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	cfg.Partitions = 2
 	cfg.Entities = Entities{"user": schema + ".users", "session": schema + ".sessions"}
 	cfg.EntityTTLs = EntityTTLs{"session": 30 * time.Second}
-	s, err := sink.New(pool, cfg.Entities)
+	return deploy(t, rdb, pool, cfg, opts...)
+}
+
+// deploy migrates the tables of cfg's entities and returns a Writer with
+// PostgreSQL and a Reader beside it.
+func deploy(t testing.TB, rdb *redis.Client, pool *pgxpool.Pool, cfg WriterConfig, opts ...ReaderOption) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	s, err := sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +63,7 @@ func setupRead(t testing.TB, opts ...ReaderOption) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{cfg: cfg, rcfg: readerConfig(cfg), w: w, r: r, q: queue.New(rdb, ns, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
+	return &bundle{cfg: cfg, rcfg: readerConfig(cfg), w: w, r: r, q: queue.New(rdb, cfg.Namespace, cfg.Partitions), sink: s, rdb: rdb, pool: pool}
 }
 
 // readerConfig is the Reader's configuration beside the Writer's c: the
