@@ -11,6 +11,7 @@ import (
 
 	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/keyspace"
+	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
 	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/sink"
@@ -128,39 +129,48 @@ func (w *Writer) check(o Op) (op.Op, error) {
 	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
 		return op.Op{}, err
 	}
-	mapped := w.cfg.EntitiesFile.mapped[o.Entity]
-	if mapped != nil {
-		if err := mapped.CheckID(o.ID); err != nil {
-			return op.Op{}, fmt.Errorf("%w: entity %s: %w", ErrDocumentMismatch, o.Entity, err)
-		}
-	}
+	var out op.Op
 	switch o.Kind {
 	case OpPut:
 		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
 			return op.Op{}, err
 		}
-		if mapped != nil {
-			if err := mapped.CheckDocument(o.Value); err != nil {
-				return op.Op{}, fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
-			}
-		}
-		return w.checkTypes(op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value})
+		out = op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}
 	case OpDelete:
-		return w.checkTypes(op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID})
+		out = op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}
+	default:
+		return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
 	}
-	return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
+	if e := w.cfg.EntitiesFile.mapped[o.Entity]; e != nil {
+		if err := w.checkMapped(e, out); err != nil {
+			return op.Op{}, err
+		}
+	}
+	return out, nil
 }
 
-// checkTypes checks o against the column types of its mapped table, when
-// WithPostgres read them.
-func (w *Writer) checkTypes(o op.Op) (op.Op, error) {
+// checkMapped refuses an op of a mapped entity that can never be written:
+// against the mapping, and, once WithPostgres has read the table from the
+// catalog, against its column types, as a flush would convert it. The
+// document is decoded once for both.
+func (w *Writer) checkMapped(e *mapping.Entity, o op.Op) error {
+	if err := e.CheckID(o.ID); err != nil {
+		return fmt.Errorf("%w: entity %s: %w", ErrDocumentMismatch, o.Entity, err)
+	}
+	var doc map[string]any
+	if o.Kind == op.Put {
+		var err error
+		if doc, err = e.CheckDocument(o.Data); err != nil {
+			return fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
+		}
+	}
 	if w.through == nil {
-		return o, nil
+		return nil
 	}
-	if err := w.through.Check(o); err != nil {
-		return op.Op{}, fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
+	if err := w.through.Check(o, doc); err != nil {
+		return fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
 	}
-	return o, nil
+	return nil
 }
 
 func checkID(id string, maxBytes int) error {

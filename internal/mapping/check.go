@@ -19,27 +19,29 @@ func (e *Entity) CheckID(id string) error {
 // to the entity's table as far as the mapping tells without the catalog: a
 // field no column or child table takes, a child field that is not an array
 // of objects, an element field no child column takes. With columns
-// omitted from the mapping, only the children are checked.
-func (e *Entity) CheckDocument(data []byte) error {
+// omitted from the mapping, only the children are checked. It returns the
+// document decoded (nil for an entity held whole in one column), so the
+// caller need not decode it again.
+func (e *Entity) CheckDocument(data []byte) (map[string]any, error) {
 	if e.Document != "" {
-		return nil
+		return nil, nil
 	}
 	doc, err := Decode(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, f := range slices.Sorted(maps.Keys(doc)) {
 		c, isChild := e.Children[f]
 		if _, isColumn := e.Columns[f]; !isChild && !isColumn && e.Columns != nil {
-			return fmt.Errorf("field %s is not mapped to a column of %s (mapped: %s)", f, e.Table.Sanitize(), strings.Join(append(e.Fields(), e.ChildFields()...), ", "))
+			return nil, fmt.Errorf("field %s is not mapped to a column of %s (mapped: %s)", f, e.Table.Sanitize(), strings.Join(append(e.Fields(), e.ChildFields()...), ", "))
 		}
 		if isChild {
 			if err := c.check(doc[f]); err != nil {
-				return fmt.Errorf("field %s (child table %s): %w", f, c.Table.Sanitize(), err)
+				return nil, fmt.Errorf("field %s (child table %s): %w", f, c.Table.Sanitize(), err)
 			}
 		}
 	}
-	return nil
+	return doc, nil
 }
 
 func (c *Child) check(v any) error {

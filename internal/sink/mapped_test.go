@@ -196,7 +196,7 @@ func TestMappedNotNullColumnNeedsItsField(t *testing.T) {
 		if _, err := s.Write(context.Background(), []op.Op{o}); !errors.Is(err, ErrConvert) || !strings.Contains(err.Error(), want) {
 			t.Errorf("put %s: err = %v, want a conversion error saying %q", doc, err, want)
 		}
-		if err := s.Check(o); err == nil || !strings.Contains(err.Error(), want) {
+		if err := s.Check(o, nil); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Check of put %s: %v, want %q", doc, err, want)
 		}
 	}

@@ -52,14 +52,17 @@ type row struct {
 
 func text(s string, null bool) pgtype.Text { return pgtype.Text{String: s, Valid: !null} }
 
-// convert converts a put's document to the values of the mapped columns.
-func (m *mapped) convert(o op.Op) (row, error) {
+// convert converts a put's document to the values of the mapped columns;
+// doc is the document decoded, or nil to decode it here.
+func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 	if m.e.Document != "" {
 		return row{values: []pgtype.Text{text(string(o.Data), false)}}, nil
 	}
-	doc, err := mapping.Decode(o.Data)
-	if err != nil {
-		return row{}, convertError(o, "document", err)
+	if doc == nil {
+		var err error
+		if doc, err = mapping.Decode(o.Data); err != nil {
+			return row{}, convertError(o, "document", err)
+		}
 	}
 	if err := m.unmapped(doc); err != nil {
 		return row{}, convertError(o, "document", err)
@@ -147,7 +150,7 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 			dels = append(dels, i)
 			continue
 		}
-		if rows[i], err = m.convert(o); err != nil {
+		if rows[i], err = m.convert(o, nil); err != nil {
 			return 0, err
 		}
 		puts = append(puts, i)
@@ -366,9 +369,10 @@ func (s *Sink) Prepare(ctx context.Context) error {
 // Check says why op can never be written to its mapped entity's table, as
 // a flush would find: an id that names no key of the table's types, a value
 // its column cannot hold; the error names the op, field and column, and
-// says why. It does no I/O: an entity not prepared yet
-// (Prepare), or of a document table, is not checked.
-func (s *Sink) Check(o op.Op) error {
+// says why. doc is a put's document decoded, or nil to decode it here. It
+// does no I/O: an entity not prepared yet (Prepare), or of a document
+// table, is not checked.
+func (s *Sink) Check(o op.Op, doc map[string]any) error {
 	s.mu.Lock()
 	m := s.ready[o.Entity]
 	s.mu.Unlock()
@@ -377,7 +381,7 @@ func (s *Sink) Check(o op.Op) error {
 	}
 	_, err := m.keyOf(o)
 	if err == nil && o.Kind == op.Put {
-		_, err = m.convert(o)
+		_, err = m.convert(o, doc)
 	}
 	var ce *convertErr
 	if errors.As(err, &ce) {
