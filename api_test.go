@@ -73,7 +73,7 @@ func TestAPIMentionsNoInternalPackage(t *testing.T) {
 			pkgs = append(pkgs, d.Name())
 		}
 	}
-	// A qualified identifier, such as queue.ErrClockSkew; "the metrics." at
+	// A qualified identifier, such as cache.ErrClockSkew; "the metrics." at
 	// the end of a sentence is none.
 	qualified := regexp.MustCompile(`\b(` + strings.Join(pkgs, "|") + `)\.[A-Za-z_]`)
 	for i, line := range strings.Split(out, "\n") {
