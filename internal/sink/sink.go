@@ -199,8 +199,9 @@ func (s *Sink) entities() []string {
 
 // Write upserts coalesced ops (one per key, sorted by entity and id, as
 // coalesce.Coalesce returns them) in one transaction, one statement per
-// table. A delete writes a tombstone: deleted set, data emptied, version
-// kept. It returns how many rows changed in each table (by configured name);
+// table. A delete of a document table writes a tombstone row (deleted set,
+// data emptied, version kept); one of a mapped table records its version in
+// the tombstone table (mapped.write). It returns how many rows changed in each table (by configured name);
 // rows that already held a newer version are left alone.
 func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error) {
 	if len(ops) == 0 {
