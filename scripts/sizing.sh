@@ -9,13 +9,15 @@
 #     read, after 3 s), and the most seen during a drain (connected_clients
 #     sampled every 20 ms);
 #   - the commands per second an idle `flusher run` sends (over 3 s);
-#   - the flusher's peak RSS draining `writer load --ops 100000 --keys 10000
-#     --concurrency 32 --value-bytes 256` (/usr/bin/time -f %M).
+#   - the flusher's peak RSS draining a backlog of `writer load --ops $OPS
+#     --keys $KEYS --concurrency 32 --value-bytes 256` (/usr/bin/time -f %M;
+#     OPS and KEYS are 100000 and 10000 unless set).
 # Prints one tab-separated line per count.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+OPS="${OPS:-100000}" KEYS="${KEYS:-10000}"
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(16 128 512)
 
@@ -69,7 +71,7 @@ for n in "${counts[@]}"; do
 	kill -TERM "$pid"
 	wait "$pid" || true
 
-	"$tmp/writer" load --entity user --ops 100000 --keys 10000 --concurrency 32 --value-bytes 256 >/dev/null
+	"$tmp/writer" load --entity user --ops "$OPS" --keys "$KEYS" --concurrency 32 --value-bytes 256 >/dev/null
 	base="$(info clients connected_clients)"
 	/usr/bin/time -f %M -o "$tmp/rss" "$tmp/flusher" drain >/dev/null &
 	pid=$!
