@@ -1,10 +1,13 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -112,10 +115,8 @@ func (q *Queue) readNew(ctx context.Context, p int, group, consumer string, limi
 		}
 		// Without the group (or the stream) the read fails, and says why.
 		largest := m.largest("0-0", true)
-		for _, g := range groups {
-			if g.Name == group {
-				largest = m.largest(g.LastDeliveredID, false)
-			}
+		if i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group }); i >= 0 {
+			largest = m.largest(groups[i].LastDeliveredID, false)
 		}
 		var read *redis.XStreamSliceCmd
 		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
@@ -244,16 +245,12 @@ func (q *Queue) State(ctx context.Context, p int, group string) (PartitionState,
 	if err != nil {
 		return PartitionState{}, fmt.Errorf("partition %d: %w", p, err)
 	}
-	st := PartitionState{Length: info.Length}
-	for _, g := range groups {
-		if g.Name != group {
-			continue
-		}
-		st.Pending = g.Pending
-		st.Undelivered = lag(info.Length, info.LastGeneratedID, g)
-		return st, nil
+	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group })
+	if i < 0 {
+		return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
 	}
-	return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
+	g := groups[i]
+	return PartitionState{Length: info.Length, Pending: g.Pending, Undelivered: lag(info.Length, info.LastGeneratedID, g)}, nil
 }
 
 // lag counts the entries of a stream (length entries, the newest lastID)
@@ -275,28 +272,12 @@ func lag(length int64, lastID string, g redis.XInfoGroup) int64 {
 func compareIDs(a, b string) int {
 	am, as := splitID(a)
 	bm, bs := splitID(b)
-	switch {
-	case am != bm:
-		if am < bm {
-			return -1
-		}
-		return 1
-	case as < bs:
-		return -1
-	case as > bs:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(am, bm), cmp.Compare(as, bs))
 }
 
 func splitID(id string) (ms, seq uint64) {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '-' {
-			ms, _ = strconv.ParseUint(id[:i], 10, 64)
-			seq, _ = strconv.ParseUint(id[i+1:], 10, 64)
-			return ms, seq
-		}
-	}
-	ms, _ = strconv.ParseUint(id, 10, 64)
-	return ms, 0
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
 }
