@@ -153,8 +153,7 @@ func plan(ctx context.Context, q querier, e *mapping.Entity) (*mapped, []string,
 		if c.typ.Array || c.typ.Base != "jsonb" && c.typ.Base != "json" {
 			return nil, nil, shapeError(e, e.Table, "document column %s is %s, want jsonb or json", e.Document, c.typ.Name)
 		}
-		m.columns = []string{e.Document}
-		m.types = []mapping.Type{c.typ}
+		m.columns, m.types = []string{e.Document}, []mapping.Type{c.typ}
 		taken[e.Document] = true
 	} else {
 		m.fields, m.columns, m.types, err = fieldColumns(e.Columns, cols, taken)

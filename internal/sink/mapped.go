@@ -162,7 +162,7 @@ ON CONFLICT (tbl, key) DO UPDATE SET version = EXCLUDED.version WHERE x.version 
 UNION ALL SELECT x.version, '{}'::jsonb, true FROM ` + tomb + ` AS x WHERE x.tbl = ` + tbl + ` AND x.key = $` + strconv.Itoa(len(keyArrays)+1) + `
 ORDER BY 1 DESC LIMIT 1`
 	for _, c := range m.children {
-		c.buildFor(e.Key)
+		c.build()
 	}
 }
 
@@ -200,9 +200,9 @@ func (c *child) array(key []string) string {
 		c.ch.Table.Sanitize() + ` AS c WHERE ` + strings.Join(match, " AND ") + `), '[]'::jsonb)`
 }
 
-// buildFor writes the child's statements: remove deletes the children of
+// build writes the child's statements: remove deletes the children of
 // the given parents, insert adds rows.
-func (c *child) buildFor(parentKey []string) {
+func (c *child) build() {
 	table := c.ch.Table.Sanitize()
 	var arrays, names, targets, values []string
 	for i, p := range c.ch.Parent {

@@ -64,8 +64,12 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 			return row{}, convertError(o, "document", err)
 		}
 	}
-	if err := m.unmapped(doc); err != nil {
-		return row{}, convertError(o, "document", err)
+	// A field no column or child table takes would be lost.
+	for _, f := range slices.Sorted(maps.Keys(doc)) {
+		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
+			known := append(slices.Clone(m.fields), m.e.ChildFields()...)
+			return row{}, convertError(o, "document", fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(known, ", ")))
+		}
 	}
 	r := row{values: make([]pgtype.Text, len(m.fields))}
 	for i, f := range m.fields {
@@ -84,20 +88,6 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 	}
 	return r, nil
 }
-
-// unmapped refuses a field no column or child table takes: its value would
-// be lost.
-func (m *mapped) unmapped(doc map[string]any) error {
-	for _, f := range slices.Sorted(maps.Keys(doc)) {
-		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
-			return fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(m.known(), ", "))
-		}
-	}
-	return nil
-}
-
-// known lists the fields a document may have.
-func (m *mapped) known() []string { return append(slices.Clone(m.fields), m.e.ChildFields()...) }
 
 // convert converts an array field to child rows: a missing or null field
 // has none.

@@ -238,14 +238,13 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 	}
 	stores := map[string]store{}
 	for _, o := range ops {
-		if stores[o.Entity] != nil {
-			continue
+		if stores[o.Entity] == nil {
+			st, err := s.storeOf(ctx, o.Entity)
+			if err != nil {
+				return nil, err
+			}
+			stores[o.Entity] = st
 		}
-		st, err := s.storeOf(ctx, o.Entity)
-		if err != nil {
-			return nil, err
-		}
-		stores[o.Entity] = st
 	}
 	rows := make(map[string]int64, 1)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
