@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -214,14 +215,9 @@ func (s *Sink) storeOf(ctx context.Context, entity string) (store, error) {
 	return m, nil
 }
 
+// entities returns the names of every entity, sorted.
 func (s *Sink) entities() []string {
-	names := make([]string, 0, len(s.tables)+len(s.mapped))
-	for e := range s.tables {
-		names = append(names, e)
-	}
-	for e := range s.mapped {
-		names = append(names, e)
-	}
+	names := slices.AppendSeq(slices.Collect(maps.Keys(s.tables)), maps.Keys(s.mapped))
 	slices.Sort(names)
 	return names
 }
