@@ -25,12 +25,11 @@ import (
 // definition uses only those before it).
 var prelude = slices.Concat(cache.LuaDefs(), entryDefs(), []keyspace.Def{{Name: "mark_large", Code: largeSource}})
 
-// largeSource marks large entries (mark_large).
-//
-//go:embed large.lua
-var largeSource string
-
 var (
+	// largeSource marks large entries (mark_large).
+	//go:embed large.lua
+	largeSource string
+
 	//go:embed write.lua
 	writeSource string
 	writeScript = keyspace.NewScript(prelude, writeSource)

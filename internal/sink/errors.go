@@ -41,9 +41,13 @@ func Classify(err error) Class {
 	if errors.Is(err, ErrUnknownEntity) || errors.Is(err, ErrConvert) {
 		return Permanent
 	}
+	// Every SQLSTATE class but permanentClasses is about the server, the
+	// connection, a lock or the operator's set-up (a missing table, 42P01,
+	// means migrate was not run), so the ops wait rather than being
+	// dead-lettered.
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return classifyCode(pgErr.Code)
+	if errors.As(err, &pgErr) && inClass(pgErr.Code, permanentClasses) {
+		return Permanent
 	}
 	return Transient
 }
@@ -70,17 +74,6 @@ var transientClasses = []string{"08", "25", "28", "3D", "3F", "40", "42", "53", 
 func Unclassified(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && !inClass(pgErr.Code, permanentClasses) && !inClass(pgErr.Code, transientClasses)
-}
-
-// classifyCode classifies a SQLSTATE. Every other class is about the
-// server, the connection, a lock or the operator's set-up (a missing table,
-// 42P01, means migrate was not run), so the ops wait rather than being
-// dead-lettered.
-func classifyCode(code string) Class {
-	if inClass(code, permanentClasses) {
-		return Permanent
-	}
-	return Transient
 }
 
 // inClass reports whether SQLSTATE code is of one of classes.
