@@ -44,6 +44,7 @@ type store interface {
 	stateOf(ctx context.Context, q querier, id string) (State, error)
 	// loadMany returns the documents of ids that exist, by id.
 	loadMany(ctx context.Context, q querier, ids []string) (map[string]Row, error)
+	// table names the entity's table.
 	table() pgx.Identifier
 }
 
