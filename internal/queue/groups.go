@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -28,7 +29,7 @@ func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*GroupInfo{}
+	byName := map[string]GroupInfo{}
 	for _, p := range parts {
 		gs, err := q.rdb.XInfoGroups(ctx, q.keys.Stream(p)).Result()
 		if err != nil {
@@ -36,20 +37,15 @@ func (q *Queue) Groups(ctx context.Context) ([]GroupInfo, error) {
 		}
 		for _, g := range gs {
 			gi := byName[g.Name]
-			if gi == nil {
-				gi = &GroupInfo{Name: g.Name}
-				byName[g.Name] = gi
-			}
+			gi.Name = g.Name
 			gi.Partitions++
 			gi.Consumers += g.Consumers
 			gi.Pending += g.Pending
 			gi.Lag += max(g.Lag, 0)
+			byName[g.Name] = gi
 		}
 	}
-	out := make([]GroupInfo, 0, len(byName))
-	for _, gi := range byName {
-		out = append(out, *gi)
-	}
+	out := slices.AppendSeq(make([]GroupInfo, 0, len(byName)), maps.Values(byName))
 	slices.SortFunc(out, func(a, b GroupInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }

@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -85,28 +87,21 @@ func (q *Queue) Inspect(ctx context.Context, p int, group string) (PartitionInfo
 	if exists.Val() == 0 {
 		return info, nil
 	}
-	if err := sinfo.Err(); err != nil {
-		return info, fmt.Errorf("partition %d: %w", p, err)
-	}
-	if err := groups.Err(); err != nil {
+	if err := cmp.Or(sinfo.Err(), groups.Err()); err != nil {
 		return info, fmt.Errorf("partition %d: %w", p, err)
 	}
 	info.Length = sinfo.Val().Length
 	if last := sinfo.Val().LastGeneratedID; last != "0-0" {
 		info.LastID = last
 	}
-	var g *redis.XInfoGroup
-	for i := range groups.Val() {
-		if groups.Val()[i].Name == group {
-			g = &groups.Val()[i]
-		}
-	}
-	if g == nil {
+	i := slices.IndexFunc(groups.Val(), func(g redis.XInfoGroup) bool { return g.Name == group })
+	if i < 0 {
 		info.Lag = info.Length
 		return info, nil
 	}
+	g := groups.Val()[i]
 	info.Pending = g.Pending
-	info.Lag = lag(info.Length, info.LastID, *g)
+	info.Lag = lag(info.Length, info.LastID, g)
 	if err := q.inspectGroup(ctx, p, group, now, &info); err != nil {
 		return info, fmt.Errorf("partition %d: %w", p, err)
 	}

@@ -25,12 +25,11 @@ import (
 // definition uses only those before it).
 var prelude = slices.Concat(cache.LuaDefs(), entryDefs(), []keyspace.Def{{Name: "mark_large", Code: largeSource}})
 
-// largeSource marks large entries (mark_large).
-//
-//go:embed large.lua
-var largeSource string
-
 var (
+	// largeSource marks large entries (mark_large).
+	//go:embed large.lua
+	largeSource string
+
 	//go:embed write.lua
 	writeSource string
 	writeScript = keyspace.NewScript(prelude, writeSource)
@@ -106,19 +105,15 @@ func (q *Queue) VerifyPartitions(ctx context.Context) error {
 	return fmt.Errorf("%w: configured %d, stored %d in %s", ErrPartitionMismatch, q.partitions, n, q.keys.Meta())
 }
 
-func (q *Queue) writeArgs(o op.Op, now time.Time) ([]string, []any) {
-	p := q.Partition(o.Entity, o.ID)
-	keys := []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
-	return keys, []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, cache.SkewMicros(q.limits.MaxClockSkew), smallPayloadBytes}
-}
-
 // Write applies ops (their Version is ignored) and returns the version each
 // got, or its error. One op is a single script call; more are pipelined
 // (with the WAIT of WB_WAIT_REPLICAS at the end).
 func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
 	calls := make([]keyspace.Call, len(ops))
 	for i, o := range ops {
-		calls[i].Keys, calls[i].Args = q.writeArgs(o, now)
+		p := q.Partition(o.Entity, o.ID)
+		calls[i].Keys = []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
+		calls[i].Args = []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, cache.SkewMicros(q.limits.MaxClockSkew), smallPayloadBytes}
 	}
 	cmds, waits := keyspace.Run(ctx, q.rdb, writeScript, calls, q.limits.wait())
 	versions := make([]int64, len(ops))

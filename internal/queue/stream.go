@@ -1,10 +1,13 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,18 +35,23 @@ func (q *Queue) ensureGroupOn(ctx context.Context, p int, group string) error {
 	return nil
 }
 
-// againWithGroup runs a group command once more after creating the group,
-// if Redis answered that the group does not exist: Redis lost its data
+// readWithGroup runs a read of partition p by the group and decodes the
+// entries it read. It runs the read once more after creating the group if
+// Redis answered that the group does not exist: Redis lost its data
 // (restarted without persistence, failed over to an empty replica) while
 // writers went on, and their new entries must still be flushed.
-func (q *Queue) againWithGroup(ctx context.Context, p int, group string, err error, run func() error) error {
-	if !redis.HasErrorPrefix(err, "NOGROUP") {
-		return err
+func (q *Queue) readWithGroup(ctx context.Context, p int, group string, read func() ([]redis.XMessage, error)) ([]Entry, error) {
+	msgs, err := read()
+	if redis.HasErrorPrefix(err, "NOGROUP") {
+		if err := q.ensureGroupOn(ctx, p, group); err != nil {
+			return nil, err
+		}
+		msgs, err = read()
 	}
-	if err := q.ensureGroupOn(ctx, p, group); err != nil {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	return run()
+	return decodeMessages(msgs), nil
 }
 
 // Read reads entries of partition p for a consumer, without waiting: with
@@ -54,23 +62,16 @@ func (q *Queue) againWithGroup(ctx context.Context, p int, group string, err err
 // mark is compared with the group's last-delivered id and held still with
 // WATCH until the read, so a large entry written in between cannot slip in.
 func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, limit Limit) ([]Entry, error) {
-	var msgs []redis.XMessage
-	read := func() (err error) {
+	return q.readWithGroup(ctx, p, group, func() ([]redis.XMessage, error) {
 		if after == ">" {
-			msgs, err = q.readNew(ctx, p, group, consumer, limit)
-			return err
+			return q.readNew(ctx, p, group, consumer, limit)
 		}
 		m, err := q.readLargeMark(ctx, p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		msgs, err = q.xreadgroup(ctx, p, group, consumer, after, limit.count(m.largest(after, false)), -1)
-		return err
-	}
-	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
-		return nil, err
-	}
-	return decodeMessages(msgs), nil
+		return q.xreadgroup(ctx, p, group, consumer, after, limit.count(m.largest(after, false)), -1)
+	})
 }
 
 // Wait reads new entries of partition p for a consumer, waiting up to block
@@ -78,15 +79,9 @@ func (q *Queue) Read(ctx context.Context, p int, group, consumer, after string, 
 // asks for as many as fit in limit.Bytes at limit.Largest each: it cannot
 // know what comes while it waits.
 func (q *Queue) Wait(ctx context.Context, p int, group, consumer string, limit Limit, block time.Duration) ([]Entry, error) {
-	var msgs []redis.XMessage
-	read := func() (err error) {
-		msgs, err = q.xreadgroup(ctx, p, group, consumer, ">", limit.count(limit.Largest), block)
-		return err
-	}
-	if err := q.againWithGroup(ctx, p, group, read(), read); err != nil {
-		return nil, err
-	}
-	return decodeMessages(msgs), nil
+	return q.readWithGroup(ctx, p, group, func() ([]redis.XMessage, error) {
+		return q.xreadgroup(ctx, p, group, consumer, ">", limit.count(limit.Largest), block)
+	})
 }
 
 // readNew reads new entries, as many as fit at the size of the largest
@@ -112,10 +107,8 @@ func (q *Queue) readNew(ctx context.Context, p int, group, consumer string, limi
 		}
 		// Without the group (or the stream) the read fails, and says why.
 		largest := m.largest("0-0", true)
-		for _, g := range groups {
-			if g.Name == group {
-				largest = m.largest(g.LastDeliveredID, false)
-			}
+		if i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group }); i >= 0 {
+			largest = m.largest(groups[i].LastDeliveredID, false)
 		}
 		var read *redis.XStreamSliceCmd
 		_, err = tx.TxPipelined(ctx, func(pl redis.Pipeliner) error {
@@ -169,12 +162,11 @@ func messages(res []redis.XStream, err error) ([]redis.XMessage, error) {
 // limit allows (as Read does for pending entries). It returns the claimed
 // entries and the cursor for the next call ("0-0" once the scan went round).
 func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdle time.Duration, start string, limit Limit) ([]Entry, string, error) {
-	var msgs []redis.XMessage
 	var next string
-	claim := func() error {
+	entries, err := q.readWithGroup(ctx, p, group, func() (msgs []redis.XMessage, err error) {
 		m, err := q.readLargeMark(ctx, p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		msgs, next, err = q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream:   q.keys.Stream(p),
@@ -184,12 +176,12 @@ func (q *Queue) Claim(ctx context.Context, p int, group, consumer string, minIdl
 			Start:    start,
 			Count:    limit.count(m.largest(start, true)),
 		}).Result()
-		return err
-	}
-	if err := q.againWithGroup(ctx, p, group, claim(), claim); err != nil {
+		return msgs, err
+	})
+	if err != nil {
 		return nil, start, err
 	}
-	return decodeMessages(msgs), next, nil
+	return entries, next, nil
 }
 
 // Ack acknowledges entry ids of partition p after their ops were committed,
@@ -244,16 +236,12 @@ func (q *Queue) State(ctx context.Context, p int, group string) (PartitionState,
 	if err != nil {
 		return PartitionState{}, fmt.Errorf("partition %d: %w", p, err)
 	}
-	st := PartitionState{Length: info.Length}
-	for _, g := range groups {
-		if g.Name != group {
-			continue
-		}
-		st.Pending = g.Pending
-		st.Undelivered = lag(info.Length, info.LastGeneratedID, g)
-		return st, nil
+	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group })
+	if i < 0 {
+		return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
 	}
-	return PartitionState{}, fmt.Errorf("partition %d: no group %q", p, group)
+	g := groups[i]
+	return PartitionState{Length: info.Length, Pending: g.Pending, Undelivered: lag(info.Length, info.LastGeneratedID, g)}, nil
 }
 
 // lag counts the entries of a stream (length entries, the newest lastID)
@@ -275,28 +263,12 @@ func lag(length int64, lastID string, g redis.XInfoGroup) int64 {
 func compareIDs(a, b string) int {
 	am, as := splitID(a)
 	bm, bs := splitID(b)
-	switch {
-	case am != bm:
-		if am < bm {
-			return -1
-		}
-		return 1
-	case as < bs:
-		return -1
-	case as > bs:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(am, bm), cmp.Compare(as, bs))
 }
 
 func splitID(id string) (ms, seq uint64) {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '-' {
-			ms, _ = strconv.ParseUint(id[:i], 10, 64)
-			seq, _ = strconv.ParseUint(id[i+1:], 10, 64)
-			return ms, seq
-		}
-	}
-	ms, _ = strconv.ParseUint(id, 10, 64)
-	return ms, 0
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
 }

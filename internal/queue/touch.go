@@ -23,11 +23,7 @@ func (q *Queue) Touch(ctx context.Context, p int, group, consumer string, ids []
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	args := make([]any, 0, 2+len(ids))
-	args = append(args, group, consumer)
-	for _, id := range ids {
-		args = append(args, id)
-	}
+	args := append([]any{group, consumer}, toAny(ids)...)
 	n, err := touchScript.Run(ctx, q.rdb, []string{q.keys.Stream(p)}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("touch pending entries of partition %d: %w", p, err)

@@ -85,12 +85,6 @@ func tombstones(table pgx.Identifier) pgx.Identifier {
 	return pgx.Identifier{"writebehind_tombstones"}
 }
 
-// tombstonesDDL creates the tombstone table: a key's newest delete, by the
-// table's qualified name and the op's id.
-func tombstonesDDL(t pgx.Identifier) string {
-	return `CREATE TABLE IF NOT EXISTS ` + t.Sanitize() + ` (tbl text NOT NULL, key text NOT NULL, version bigint NOT NULL, PRIMARY KEY (tbl, key))`
-}
-
 // shapeError is an ErrTableShape naming the entity and table at fault.
 func shapeError(e *mapping.Entity, table pgx.Identifier, format string, args ...any) error {
 	return fmt.Errorf("%w: entity %s: table %s: %s", ErrTableShape, e.Name, table.Sanitize(), fmt.Sprintf(format, args...))
@@ -159,8 +153,7 @@ func plan(ctx context.Context, q querier, e *mapping.Entity) (*mapped, []string,
 		if c.typ.Array || c.typ.Base != "jsonb" && c.typ.Base != "json" {
 			return nil, nil, shapeError(e, e.Table, "document column %s is %s, want jsonb or json", e.Document, c.typ.Name)
 		}
-		m.columns = []string{e.Document}
-		m.types = []mapping.Type{c.typ}
+		m.columns, m.types = []string{e.Document}, []mapping.Type{c.typ}
 		taken[e.Document] = true
 	} else {
 		m.fields, m.columns, m.types, err = fieldColumns(e.Columns, cols, taken)
@@ -184,7 +177,8 @@ func plan(ctx context.Context, q querier, e *mapping.Entity) (*mapped, []string,
 		return nil, nil, err
 	}
 	if !exists {
-		ddl = append(ddl, tombstonesDDL(tomb))
+		// A key's newest delete, by the table's qualified name and the op's id.
+		ddl = append(ddl, `CREATE TABLE IF NOT EXISTS `+tomb.Sanitize()+` (tbl text NOT NULL, key text NOT NULL, version bigint NOT NULL, PRIMARY KEY (tbl, key))`)
 	}
 	m.tomb = tomb
 	if len(ddl) > 0 {

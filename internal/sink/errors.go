@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -37,15 +38,16 @@ func (c Class) String() string {
 // is transient: retrying a good op costs time, dead-lettering it loses it
 // from the normal path.
 func Classify(err error) Class {
-	if err == nil {
-		return Transient
-	}
 	if errors.Is(err, ErrUnknownEntity) || errors.Is(err, ErrConvert) {
 		return Permanent
 	}
+	// Every SQLSTATE class but permanentClasses is about the server, the
+	// connection, a lock or the operator's set-up (a missing table, 42P01,
+	// means migrate was not run), so the ops wait rather than being
+	// dead-lettered.
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return classifyCode(pgErr.Code)
+	if errors.As(err, &pgErr) && inClass(pgErr.Code, permanentClasses) {
+		return Permanent
 	}
 	return Transient
 }
@@ -71,55 +73,28 @@ var transientClasses = []string{"08", "25", "28", "3D", "3F", "40", "42", "53", 
 // then looks for ops it fails on alone.
 func Unclassified(err error) bool {
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || classifyCode(pgErr.Code) == Permanent {
-		return false
-	}
-	for _, class := range transientClasses {
-		if strings.HasPrefix(pgErr.Code, class) {
-			return false
-		}
-	}
-	return true
+	return errors.As(err, &pgErr) && !inClass(pgErr.Code, permanentClasses) && !inClass(pgErr.Code, transientClasses)
 }
 
-// classifyCode classifies a SQLSTATE. Every other class is about the
-// server, the connection, a lock or the operator's set-up (a missing table,
-// 42P01, means migrate was not run), so the ops wait rather than being
-// dead-lettered.
-func classifyCode(code string) Class {
-	for _, class := range permanentClasses {
-		if strings.HasPrefix(code, class) {
-			return Permanent
-		}
-	}
-	return Transient
+// inClass reports whether SQLSTATE code is of one of classes.
+func inClass(code string, classes []string) bool {
+	return slices.ContainsFunc(classes, func(class string) bool { return strings.HasPrefix(code, class) })
 }
 
 // IsConnection reports whether err is about reaching PostgreSQL at all
 // (refused, reset, closed, timed out, server shutting down), as opposed to
 // an error in the statement: the flusher logs these as an outage.
 func IsConnection(err error) bool {
-	if err == nil {
-		return false
-	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch {
-		case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57P"), strings.HasPrefix(pgErr.Code, "53"):
-			return true
-		}
-		return false
+		return inClass(pgErr.Code, []string{"08", "57P", "53"})
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error
-	switch {
-	case errors.As(err, &connectErr), errors.As(err, &netErr),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, context.DeadlineExceeded), pgconn.SafeToRetry(err):
-		return true
-	}
-	return false
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err)
 }
 
 // IsMissingTable reports whether err says a table does not exist (42P01):

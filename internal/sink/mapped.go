@@ -98,19 +98,21 @@ func (m *mapped) build() {
 	ver := quote(e.Version)
 	targets, values = append(targets, ver), append(values, "u.v")
 	sets = append(sets, ver+" = EXCLUDED."+ver)
-	if e.SoftDelete != "" {
+	// What the soft-delete column holds for a row put and for a row deleted,
+	// the condition that a row is live, and whether a row is deleted.
+	soft := "t." + quote(e.SoftDelete)
+	undeleted, deleted, live, isDeleted := "NULL::timestamptz", "now()", " AND "+soft+" IS NULL", soft+" IS NOT NULL"
+	if m.softBool {
+		undeleted, deleted, live, isDeleted = "false", "true", " AND "+soft+" IS NOT TRUE", "coalesce("+soft+", false)"
+	}
+	if e.SoftDelete == "" {
+		live, isDeleted = "", "false"
+	} else {
 		// A put undoes a soft delete.
-		undeleted := "NULL::timestamptz"
-		if m.softBool {
-			undeleted = "false"
-		}
 		targets, values = append(targets, quote(e.SoftDelete)), append(values, undeleted)
 		sets = append(sets, quote(e.SoftDelete)+" = EXCLUDED."+quote(e.SoftDelete))
 	}
-	keyList := make([]string, len(e.Key))
-	for i, k := range e.Key {
-		keyList[i] = quote(k)
-	}
+	keyList := targets[:len(e.Key)]
 	tomb := m.tomb.Sanitize()
 	// Every write of a key first takes a lock of the key, so a put and a
 	// delete of one key in concurrent transactions see each other's
@@ -137,10 +139,6 @@ RETURNING ` + strings.Join(returning, ", ")
 			m.doomed = `SELECT ` + strings.Join(returning, ", ") + ` FROM ` + table + ` AS t, ` + using + ` WHERE ` + guard + ` FOR UPDATE OF t`
 		}
 	} else {
-		deleted := "now()"
-		if m.softBool {
-			deleted = "true"
-		}
 		m.remove = `UPDATE ` + table + ` AS t SET ` + quote(e.SoftDelete) + ` = ` + deleted + `, ` + ver + ` = u.v FROM ` + using + ` WHERE ` + guard + ` RETURNING ` + strings.Join(returning, ", ")
 	}
 	m.tombstone = `INSERT INTO ` + tomb + ` AS x (tbl, key, version)
@@ -152,36 +150,19 @@ ON CONFLICT (tbl, key) DO UPDATE SET version = EXCLUDED.version WHERE x.version 
 	doc := "t." + quote(e.Document) + "::jsonb"
 	if e.Document == "" {
 		doc = buildObject("t", m.fields, m.columns)
-		if len(m.children) > 0 {
-			for _, c := range m.children {
-				doc += " || jsonb_build_object(" + quoteLiteral(c.ch.Field) + ", " + c.array(e.Key) + ")"
-			}
-		}
-	}
-	live := ""
-	if e.SoftDelete != "" {
-		if m.softBool {
-			live = " AND t." + quote(e.SoftDelete) + " IS NOT TRUE"
-		} else {
-			live = " AND t." + quote(e.SoftDelete) + " IS NULL"
+		for _, c := range m.children {
+			doc += " || jsonb_build_object(" + quoteLiteral(c.ch.Field) + ", " + c.array(e.Key) + ")"
 		}
 	}
 	from := ` FROM unnest(` + strings.Join(keyArrays, ", ") + `) WITH ORDINALITY AS u(` + strings.Join(keyNames, ", ") + `, n) JOIN ` + table + ` AS t ON ` + keyMatch(e.Key, m.key)
 	m.load = `SELECT u.n - 1, t.` + ver + `, ` + doc + from + live
 	// state reads a key's version, document and whether it is deleted:
 	// its row's, else its tombstone's.
-	deleted := "false"
-	switch {
-	case e.SoftDelete != "" && m.softBool:
-		deleted = "coalesce(t." + quote(e.SoftDelete) + ", false)"
-	case e.SoftDelete != "":
-		deleted = "t." + quote(e.SoftDelete) + " IS NOT NULL"
-	}
-	m.state = `SELECT t.` + ver + `, ` + doc + `, ` + deleted + from + `
+	m.state = `SELECT t.` + ver + `, ` + doc + `, ` + isDeleted + from + `
 UNION ALL SELECT x.version, '{}'::jsonb, true FROM ` + tomb + ` AS x WHERE x.tbl = ` + tbl + ` AND x.key = $` + strconv.Itoa(len(keyArrays)+1) + `
 ORDER BY 1 DESC LIMIT 1`
 	for _, c := range m.children {
-		c.buildFor(e.Key)
+		c.build()
 	}
 }
 
@@ -219,9 +200,9 @@ func (c *child) array(key []string) string {
 		c.ch.Table.Sanitize() + ` AS c WHERE ` + strings.Join(match, " AND ") + `), '[]'::jsonb)`
 }
 
-// buildFor writes the child's statements: remove deletes the children of
+// build writes the child's statements: remove deletes the children of
 // the given parents, insert adds rows.
-func (c *child) buildFor(parentKey []string) {
+func (c *child) build() {
 	table := c.ch.Table.Sanitize()
 	var arrays, names, targets, values []string
 	for i, p := range c.ch.Parent {

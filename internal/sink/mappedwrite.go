@@ -64,8 +64,12 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 			return row{}, convertError(o, "document", err)
 		}
 	}
-	if err := m.unmapped(doc); err != nil {
-		return row{}, convertError(o, "document", err)
+	// A field no column or child table takes would be lost.
+	for _, f := range slices.Sorted(maps.Keys(doc)) {
+		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
+			known := append(slices.Clone(m.fields), m.e.ChildFields()...)
+			return row{}, convertError(o, "document", fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(known, ", ")))
+		}
 	}
 	r := row{values: make([]pgtype.Text, len(m.fields))}
 	for i, f := range m.fields {
@@ -84,20 +88,6 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 	}
 	return r, nil
 }
-
-// unmapped refuses a field no column or child table takes: its value would
-// be lost.
-func (m *mapped) unmapped(doc map[string]any) error {
-	for _, f := range slices.Sorted(maps.Keys(doc)) {
-		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
-			return fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(m.known(), ", "))
-		}
-	}
-	return nil
-}
-
-// known lists the fields a document may have.
-func (m *mapped) known() []string { return append(slices.Clone(m.fields), m.e.ChildFields()...) }
 
 // convert converts an array field to child rows: a missing or null field
 // has none.
@@ -161,13 +151,8 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 	var changed int64
 	won := map[string]int{}
 	if len(puts) > 0 {
-		args := make([]any, 0, len(m.key)+len(m.columns)+2)
-		for k := range m.key {
-			args = append(args, pick(puts, func(i int) string { return keys[i][k] }))
-		}
-		for c := range m.columns {
-			args = append(args, pick(puts, func(i int) pgtype.Text { return rows[i].values[c] }))
-		}
+		values := pick(puts, func(i int) []pgtype.Text { return rows[i].values })
+		args := append(m.keyArgs(keys, puts), columnsOf(values, len(m.columns))...)
 		args = append(args, pick(puts, func(i int) int64 { return ops[i].Version }), pick(puts, func(i int) string { return ids[i] }))
 		n, err := m.winners(ctx, tx, m.upsert, args, won)
 		if err != nil {
@@ -180,11 +165,7 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 		if _, err := tx.Exec(ctx, m.tombstone, pick(dels, func(i int) string { return ids[i] }), versions); err != nil {
 			return 0, err
 		}
-		args := make([]any, 0, len(m.key)+1)
-		for k := range m.key {
-			args = append(args, pick(dels, func(i int) string { return keys[i][k] }))
-		}
-		args = append(args, versions)
+		args := append(m.keyArgs(keys, dels), versions)
 		if m.doomed != "" {
 			// A foreign key from a child table may forbid removing a
 			// parent that still has children: the children of the
@@ -193,7 +174,8 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 			if _, err := m.winners(ctx, tx, m.doomed, args, doomed); err != nil {
 				return 0, err
 			}
-			if err := m.removeChildren(ctx, tx, slices.DeleteFunc(slices.Clone(dels), func(i int) bool { return doomed[ids[i]] == 0 }), keys); err != nil {
+			gone := slices.DeleteFunc(slices.Clone(dels), func(i int) bool { return doomed[ids[i]] == 0 })
+			if err := m.removeChildren(ctx, tx, gone, keys); err != nil {
 				return 0, err
 			}
 		}
@@ -230,14 +212,7 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 		if len(crow) == 0 {
 			continue
 		}
-		args := make([]any, 0, len(m.key)+len(ch.columns))
-		for k := range m.key {
-			args = append(args, pick(owners, func(i int) string { return keys[i][k] }))
-		}
-		for j := range ch.columns {
-			args = append(args, pick(indexes(len(crow)), func(i int) pgtype.Text { return crow[i][j] }))
-		}
-		if _, err := tx.Exec(ctx, ch.insert, args...); err != nil {
+		if _, err := tx.Exec(ctx, ch.insert, append(m.keyArgs(keys, owners), columnsOf(crow, len(ch.columns))...)...); err != nil {
 			return 0, err
 		}
 	}
@@ -250,16 +225,18 @@ func (m *mapped) removeChildren(ctx context.Context, tx pgx.Tx, idx []int, keys 
 	if len(idx) == 0 {
 		return nil
 	}
-	parents := make([]any, len(m.key))
-	for k := range m.key {
-		parents[k] = pick(idx, func(i int) string { return keys[i][k] })
-	}
+	parents := m.keyArgs(keys, idx)
 	for _, ch := range m.children {
 		if _, err := tx.Exec(ctx, ch.remove, parents...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keyArgs returns the key columns of the keys idx, one array each.
+func (m *mapped) keyArgs(keys [][]string, idx []int) []any {
+	return columnsOf(pick(idx, func(i int) []string { return keys[i] }), len(m.key))
 }
 
 // winners runs a statement returning the keys of the rows it changed and
@@ -290,64 +267,57 @@ func pick[T any](idx []int, f func(int) T) []T {
 	return out
 }
 
-// indexes returns 0 to n-1.
-func indexes(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
+// columnsOf turns rows of n values into n columns, one array each, as
+// unnest takes them.
+func columnsOf[T any](rows [][]T, n int) []any {
+	cols := make([]any, n)
+	for c := range cols {
+		col := make([]T, len(rows))
+		for i, r := range rows {
+			col[i] = r[c]
+		}
+		cols[c] = col
 	}
-	return out
+	return cols
 }
 
-// loadMany returns the documents of ids that exist, by index in ids; an id
-// that names no key of the table names no row.
-func (m *mapped) loadMany(ctx context.Context, q querier, ids []string) (map[int]Row, error) {
-	keyCols := make([][]string, len(m.key))
-	var index []int
-	for i, id := range ids {
-		parts, err := m.keyOf(op.Op{Entity: m.e.Name, ID: id})
-		if err != nil {
-			continue
+func (m *mapped) table() pgx.Identifier { return m.e.Table }
+
+// loadMany returns the documents of ids that exist; an id that names no key
+// of the table names no row.
+func (m *mapped) loadMany(ctx context.Context, q querier, ids []string) (map[string]Row, error) {
+	var keys [][]string
+	var named []string
+	for _, id := range ids {
+		if parts, err := m.keyOf(op.Op{Entity: m.e.Name, ID: id}); err == nil {
+			keys, named = append(keys, parts), append(named, id)
 		}
-		for k := range keyCols {
-			keyCols[k] = append(keyCols[k], parts[k])
-		}
-		index = append(index, i)
 	}
-	out := make(map[int]Row, len(index))
-	if len(index) == 0 {
+	out := make(map[string]Row, len(named))
+	if len(named) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(keyCols))
-	for k := range keyCols {
-		args[k] = keyCols[k]
-	}
-	rows, err := q.Query(ctx, m.load, args...)
+	rows, err := q.Query(ctx, m.load, columnsOf(keys, len(m.key))...)
 	if err != nil {
 		return nil, err
 	}
 	var n int
 	var r Row
 	_, err = pgx.ForEachRow(rows, []any{&n, &r.Version, &r.Data}, func() error {
-		out[index[n]] = Row{Data: bytes.Clone(r.Data), Version: r.Version}
+		out[named[n]] = Row{Data: bytes.Clone(r.Data), Version: r.Version}
 		return nil
 	})
 	return out, err
 }
 
-// stateOf returns what the table holds for the op's key: its row, deleted
-// or not, or its tombstone.
-func (m *mapped) stateOf(ctx context.Context, q querier, o op.Op) (State, error) {
-	parts, err := m.keyOf(o)
+func (m *mapped) stateOf(ctx context.Context, q querier, id string) (State, error) {
+	parts, err := m.keyOf(op.Op{Entity: m.e.Name, ID: id})
 	if err != nil {
 		return State{}, err
 	}
-	args := make([]any, 0, len(parts)+1)
-	for _, p := range parts {
-		args = append(args, []string{p})
-	}
+	args := append(columnsOf([][]string{parts}, len(parts)), id)
 	var st State
-	err = q.QueryRow(ctx, m.state, append(args, o.ID)...).Scan(&st.Version, &st.Data, &st.Deleted)
+	err = q.QueryRow(ctx, m.state, args...).Scan(&st.Version, &st.Data, &st.Deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return State{}, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ var ErrUnknownEntity = errors.New("unknown entity")
 // ParseTable checks a configured table name, "table" or "schema.table".
 func ParseTable(name string) (pgx.Identifier, error) { return mapping.ParseTable(name) }
 
+// table is a document table and its statements.
 type table struct {
 	name   pgx.Identifier
 	upsert string
@@ -32,11 +34,25 @@ type table struct {
 	state string
 }
 
+// store is where an entity's rows are: a document table or a mapped one.
+type store interface {
+	// write writes ops of the entity (one per key, sorted by id) in tx and
+	// returns the rows changed in its table.
+	write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, error)
+	// stateOf returns what the table holds for key id: its row, deleted or
+	// not, or its tombstone.
+	stateOf(ctx context.Context, q querier, id string) (State, error)
+	// loadMany returns the documents of ids that exist, by id.
+	loadMany(ctx context.Context, q querier, ids []string) (map[string]Row, error)
+	// table names the entity's table.
+	table() pgx.Identifier
+}
+
 // Sink writes ops to and loads documents from the entities' tables. It is
 // safe for concurrent use; the pool stays the caller's.
 type Sink struct {
 	pool   *pgxpool.Pool
-	tables map[string]table
+	tables map[string]*table
 	// mapped are the entities mapped onto existing tables.
 	mapped mapping.Entities
 
@@ -54,7 +70,7 @@ func New(pool *pgxpool.Pool, entities map[string]string) (*Sink, error) {
 // mapped onto existing tables. The mapped entities' tables are read from
 // the catalog on first use (or by CheckTables).
 func NewMapped(pool *pgxpool.Pool, entities map[string]string, mappedEntities mapping.Entities) (*Sink, error) {
-	s := &Sink{pool: pool, tables: make(map[string]table, len(entities)), mapped: mappedEntities, ready: map[string]*mapped{}}
+	s := &Sink{pool: pool, tables: make(map[string]*table, len(entities)), mapped: mappedEntities, ready: map[string]*mapped{}}
 	for name := range mappedEntities {
 		if _, dup := entities[name]; dup {
 			return nil, fmt.Errorf("entity %s: both a document table and a mapped table", name)
@@ -66,7 +82,7 @@ func NewMapped(pool *pgxpool.Pool, entities map[string]string, mappedEntities ma
 			return nil, fmt.Errorf("entity %s: %w", entity, err)
 		}
 		q := id.Sanitize()
-		s.tables[entity] = table{
+		s.tables[entity] = &table{
 			name: id,
 			// Rows go in the order of the arrays, which is key order, so
 			// concurrent flushes lock rows in one order and cannot deadlock.
@@ -185,14 +201,24 @@ func (s *Sink) prepared(ctx context.Context, entity string) (*mapped, error) {
 	return m, nil
 }
 
+// storeOf returns the store of entity, a mapped one prepared.
+func (s *Sink) storeOf(ctx context.Context, entity string) (store, error) {
+	if t, ok := s.tables[entity]; ok {
+		return t, nil
+	}
+	if _, ok := s.mapped[entity]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	m, err := s.prepared(ctx, entity)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// entities returns the names of every entity, sorted.
 func (s *Sink) entities() []string {
-	names := make([]string, 0, len(s.tables)+len(s.mapped))
-	for e := range s.tables {
-		names = append(names, e)
-	}
-	for e := range s.mapped {
-		names = append(names, e)
-	}
+	names := slices.AppendSeq(slices.Collect(maps.Keys(s.tables)), maps.Keys(s.mapped))
 	slices.Sort(names)
 	return names
 }
@@ -207,20 +233,14 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	ready := map[string]*mapped{}
+	stores := map[string]store{}
 	for _, o := range ops {
-		if _, ok := s.tables[o.Entity]; ok {
-			continue
-		}
-		if _, ok := s.mapped[o.Entity]; !ok {
-			return nil, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
-		}
-		if ready[o.Entity] == nil {
-			m, err := s.prepared(ctx, o.Entity)
+		if stores[o.Entity] == nil {
+			st, err := s.storeOf(ctx, o.Entity)
 			if err != nil {
 				return nil, err
 			}
-			ready[o.Entity] = m
+			stores[o.Entity] = st
 		}
 	}
 	rows := make(map[string]int64, 1)
@@ -230,21 +250,12 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 			for end < len(ops) && ops[end].Entity == ops[start].Entity {
 				end++
 			}
-			var n int64
-			var err error
-			var name pgx.Identifier
-			if m := ready[ops[start].Entity]; m != nil {
-				n, err = m.write(ctx, tx, ops[start:end])
-				name = m.e.Table
-			} else {
-				t := s.tables[ops[start].Entity]
-				n, err = s.upsert(ctx, tx, t, ops[start:end])
-				name = t.name
-			}
+			st := stores[ops[start].Entity]
+			n, err := st.write(ctx, tx, ops[start:end])
 			if err != nil {
 				return fmt.Errorf("entity %s: %w", ops[start].Entity, err)
 			}
-			rows[name.Sanitize()] += n
+			rows[st.table().Sanitize()] += n
 			start = end
 		}
 		return nil
@@ -255,7 +266,9 @@ func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error)
 	return rows, nil
 }
 
-func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, t table, ops []op.Op) (int64, error) {
+func (t *table) table() pgx.Identifier { return t.name }
+
+func (t *table) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, error) {
 	ids := make([]string, len(ops))
 	data := make([]string, len(ops))
 	versions := make([]int64, len(ops))
@@ -273,6 +286,30 @@ func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, t table, ops []op.Op) (int
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+func (t *table) stateOf(ctx context.Context, q querier, id string) (State, error) {
+	var st State
+	err := q.QueryRow(ctx, t.state, id).Scan(&st.Data, &st.Version, &st.Deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return State{}, nil
+	}
+	return st, err
+}
+
+func (t *table) loadMany(ctx context.Context, q querier, ids []string) (map[string]Row, error) {
+	rows, err := q.Query(ctx, `SELECT id, data, version FROM `+t.name.Sanitize()+` WHERE id = ANY($1) AND NOT deleted`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Row, len(ids))
+	var id string
+	var r Row
+	_, err = pgx.ForEachRow(rows, []any{&id, &r.Data, &r.Version}, func() error {
+		out[id] = Row{Data: append([]byte(nil), r.Data...), Version: r.Version}
+		return nil
+	})
+	return out, err
 }
 
 // Row is a stored document.
@@ -296,37 +333,29 @@ func (s State) Found() bool { return s.Version != 0 && !s.Deleted }
 // the newer one it lost to. The upsert locks the row either way, so nothing
 // else changes it before the commit.
 func (s *Sink) WriteThrough(ctx context.Context, o op.Op) (State, error) {
-	if _, ok := s.mapped[o.Entity]; ok {
-		return s.writeThroughMapped(ctx, o)
-	}
-	t, ok := s.tables[o.Entity]
-	if !ok {
-		return State{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
-	}
-	var st State
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := s.upsert(ctx, tx, t, []op.Op{o}); err != nil {
-			return fmt.Errorf("entity %s: %w", o.Entity, err)
-		}
-		return tx.QueryRow(ctx, t.state, o.ID).Scan(&st.Data, &st.Version, &st.Deleted)
-	})
+	st, err := s.storeOf(ctx, o.Entity)
 	if err != nil {
 		return State{}, err
 	}
-	return st, nil
+	var state State
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := st.write(ctx, tx, []op.Op{o}); err != nil {
+			return fmt.Errorf("entity %s: %w", o.Entity, err)
+		}
+		state, err = st.stateOf(ctx, tx, o.ID)
+		return err
+	})
+	return state, err
 }
 
 // Load returns the document of a key; found is false when there is no row or
 // the row is a tombstone.
 func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, err error) {
-	if _, ok := s.mapped[entity]; ok {
+	t, ok := s.tables[entity]
+	if !ok {
 		rows, err := s.LoadMany(ctx, entity, []string{id})
 		r, found = rows[id]
 		return r, found, err
-	}
-	t, ok := s.tables[entity]
-	if !ok {
-		return Row{}, false, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
 	}
 	err = s.pool.QueryRow(ctx, t.load, id).Scan(&r.Data, &r.Version)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -338,6 +367,31 @@ func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, 
 	return r, true, nil
 }
 
+// LoadMany returns the documents of ids of one entity that exist (rows
+// marked deleted are absent), keyed by id, in one query.
+func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[string]Row, error) {
+	st, err := s.storeOf(ctx, entity)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.loadMany(ctx, s.pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// StoredVersion returns the version the row of a key holds, a tombstone's
+// too; 0 when there is no row.
+func (s *Sink) StoredVersion(ctx context.Context, entity, id string) (int64, error) {
+	st, err := s.storeOf(ctx, entity)
+	if err != nil {
+		return 0, err
+	}
+	state, err := st.stateOf(ctx, s.pool, id)
+	return state.Version, err
+}
+
 // Knows reports whether entity has a table.
 func (s *Sink) Knows(entity string) bool {
 	_, doc := s.tables[entity]
@@ -345,19 +399,5 @@ func (s *Sink) Knows(entity string) bool {
 	return doc || mapped
 }
 
-// writeThroughMapped is WriteThrough for a mapped entity.
-func (s *Sink) writeThroughMapped(ctx context.Context, o op.Op) (State, error) {
-	m, err := s.prepared(ctx, o.Entity)
-	if err != nil {
-		return State{}, err
-	}
-	var st State
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := m.write(ctx, tx, []op.Op{o}); err != nil {
-			return fmt.Errorf("entity %s: %w", o.Entity, err)
-		}
-		st, err = m.stateOf(ctx, tx, o)
-		return err
-	})
-	return st, err
-}
+// Ping checks that PostgreSQL answers, for readiness probes.
+func (s *Sink) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
