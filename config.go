@@ -122,28 +122,17 @@ type EntityTTLs map[string]time.Duration
 
 // Decode implements envconfig.Decoder.
 func (e *EntityTTLs) Decode(s string) error {
-	m := EntityTTLs{}
-	for _, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		name, d, ok := strings.Cut(pair, "=")
-		if !ok {
-			return config.ListError(fmt.Sprintf("%q is not entity=duration", pair))
-		}
-		name = strings.TrimSpace(name)
-		if _, dup := m[name]; dup {
-			return config.ListError(fmt.Sprintf("entity %q appears twice", name))
-		}
+	m, err := decodePairs(s, "entity=duration", func(name, d string) (time.Duration, error) {
 		ttl, err := time.ParseDuration(strings.TrimSpace(d))
 		if err != nil {
-			return config.ListError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
+			return 0, config.ListError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
 		}
-		m[name] = ttl
+		return ttl, nil
+	})
+	if err == nil {
+		*e = m
 	}
-	*e = m
-	return nil
+	return err
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -152,24 +141,36 @@ type Entities map[string]string
 
 // Decode implements envconfig.Decoder.
 func (e *Entities) Decode(s string) error {
-	m := Entities{}
+	m, err := decodePairs(s, "entity=table", func(_, table string) (string, error) { return strings.TrimSpace(table), nil })
+	if err == nil {
+		*e = m
+	}
+	return err
+}
+
+// decodePairs decodes comma-separated pairs of the form "entity=value",
+// each entity once, with value parsing the part after "=".
+func decodePairs[V any](s, form string, value func(entity, v string) (V, error)) (map[string]V, error) {
+	m := map[string]V{}
 	for _, pair := range strings.Split(s, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
-		name, table, ok := strings.Cut(pair, "=")
+		name, v, ok := strings.Cut(pair, "=")
 		if !ok {
-			return config.ListError(fmt.Sprintf("%q is not entity=table", pair))
+			return nil, config.ListError(fmt.Sprintf("%q is not %s", pair, form))
 		}
-		name, table = strings.TrimSpace(name), strings.TrimSpace(table)
+		name = strings.TrimSpace(name)
 		if _, dup := m[name]; dup {
-			return config.ListError(fmt.Sprintf("entity %q appears twice", name))
+			return nil, config.ListError(fmt.Sprintf("entity %q appears twice", name))
 		}
-		m[name] = table
+		var err error
+		if m[name], err = value(name, v); err != nil {
+			return nil, err
+		}
 	}
-	*e = m
-	return nil
+	return m, nil
 }
 
 // EntitiesFile is the YAML file of WB_ENTITIES_FILE, read: entities mapped
@@ -245,15 +246,11 @@ func (s Store) keep() []string {
 
 // String renders the map the way Decode reads it, sorted by entity.
 func (e Entities) String() string {
-	names := make([]string, 0, len(e))
-	for n := range e {
-		names = append(names, n)
+	pairs := make([]string, 0, len(e))
+	for _, n := range slices.Sorted(maps.Keys(e)) {
+		pairs = append(pairs, n+"="+e[n])
 	}
-	slices.Sort(names)
-	for i, n := range names {
-		names[i] = n + "=" + e[n]
-	}
-	return strings.Join(names, ",")
+	return strings.Join(pairs, ",")
 }
 
 // DefaultWriterConfig returns the Writer's configuration with every

@@ -49,19 +49,21 @@ func Defaults[T any]() T {
 // embeds, set to their defaults, but for the fields named in keep: their
 // zero means something.
 func WithDefaults[T any](c T, keep ...string) T {
-	fill(reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]()), keep)
+	v, d := reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]())
+	for _, f := range fields(v.Type()) {
+		if fv := v.FieldByIndex(f.Index); fv.IsZero() && !slices.Contains(keep, f.Name) {
+			fv.Set(d.FieldByIndex(f.Index))
+		}
+	}
 	return c
 }
 
-func fill(v, d reflect.Value, keep []string) {
-	for i := range v.NumField() {
-		switch f := v.Type().Field(i); {
-		case f.Anonymous && f.Type.Kind() == reflect.Struct:
-			fill(v.Field(i), d.Field(i), keep)
-		case v.Field(i).IsZero() && !slices.Contains(keep, f.Name):
-			v.Field(i).Set(d.Field(i))
-		}
-	}
+// fields returns the fields of the struct type t, with those of the structs
+// it embeds in their place.
+func fields(t reflect.Type) []reflect.StructField {
+	return slices.DeleteFunc(reflect.VisibleFields(t), func(f reflect.StructField) bool {
+		return f.Anonymous && f.Type.Kind() == reflect.Struct
+	})
 }
 
 // Load reads a T from WB_ environment variables and validates it.
@@ -97,19 +99,14 @@ func Read(spec any) error {
 // environment does not set while it sets WB_OTHER: the field's default is
 // for when OTHER is not used (WB_ENTITIES besides WB_ENTITIES_FILE).
 func dropDefaults(v reflect.Value) {
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			dropDefaults(v.Field(i))
-			continue
-		}
+	for _, f := range fields(v.Type()) {
 		other := f.Tag.Get("nodefaultwith")
 		if other == "" {
 			continue
 		}
 		_, set := os.LookupEnv("WB_" + f.Tag.Get("envconfig"))
 		if o, _ := os.LookupEnv("WB_" + other); !set && strings.TrimSpace(o) != "" {
-			v.Field(i).SetZero()
+			v.FieldByIndex(f.Index).SetZero()
 		}
 	}
 }
@@ -121,14 +118,7 @@ var decimal = regexp.MustCompile(`^[+-]?(0|[1-9][0-9]*)$`)
 // decimalOnly checks that every integer variable of rt that is set is
 // decimal.
 func decimalOnly(rt reflect.Type) error {
-	for i := range rt.NumField() {
-		f := rt.Field(i)
-		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			if err := decimalOnly(f.Type); err != nil {
-				return err
-			}
-			continue
-		}
+	for _, f := range fields(rt) {
 		if k := f.Type.Kind(); k != reflect.Int && k != reflect.Int64 || f.Type == reflect.TypeFor[time.Duration]() {
 			continue
 		}
