@@ -54,10 +54,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "help", "-h", "--help":
 		startup.Usage(stdout, usage, &writebehind.WriterConfig{}, &writebehind.ReaderConfig{})
 		return 0
-	case "put":
-		err = put(ctx, rest, stdout)
-	case "del":
-		err = del(ctx, rest, stdout)
+	case "put", "del":
+		err = write(ctx, cmd, rest, stdout)
 	case "get":
 		err = get(ctx, rest, stdout)
 	case "apply":
@@ -109,37 +107,28 @@ func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, func(), 
 	return w, func() { rdb.Close() }, nil
 }
 
-func put(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) != 3 {
+// write puts or deletes one document and prints its version.
+func write(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
+	o := writebehind.Op{Kind: writebehind.OpDelete}
+	switch {
+	case cmd == "put" && len(args) == 3:
+		o = writebehind.Op{Kind: writebehind.OpPut, Value: []byte(args[2])}
+	case cmd == "put":
 		return fmt.Errorf("%w: put takes ENTITY ID JSON", errUsage)
-	}
-	w, done, err := newWriter(ctx, 0)
-	if err != nil {
-		return err
-	}
-	defer done()
-	v, err := w.Put(ctx, args[0], args[1], []byte(args[2]))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, v)
-	return nil
-}
-
-func del(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) != 2 {
+	case len(args) != 2:
 		return fmt.Errorf("%w: del takes ENTITY ID", errUsage)
 	}
+	o.Entity, o.ID = args[0], args[1]
 	w, done, err := newWriter(ctx, 0)
 	if err != nil {
 		return err
 	}
 	defer done()
-	v, err := w.Delete(ctx, args[0], args[1])
-	if err != nil {
-		return err
+	r := w.Apply(ctx, []writebehind.Op{o})[0]
+	if r.Err != nil {
+		return r.Err
 	}
-	fmt.Fprintln(stdout, v)
+	fmt.Fprintln(stdout, r.Version)
 	return nil
 }
 
