@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -58,12 +59,11 @@ func inspect(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "inspect", err)
 	}
 	return withQueue(stderr, "inspect", func(ctx context.Context, q *queue.Queue, cfg config) error {
-		group := cfg.Group
-		infos, err := q.InspectAll(ctx, group)
+		infos, err := q.InspectAll(ctx, cfg.Group)
 		if err != nil {
 			return err
 		}
-		rep := summarize(group, infos)
+		rep := summarize(cfg.Group, infos)
 		if rep.Groups, err = q.Groups(ctx); err != nil {
 			return err
 		}
@@ -94,15 +94,7 @@ func summarize(group string, infos []queue.PartitionInfo) inspectReport {
 			rep.Consumers[i].Idle = min(rep.Consumers[i].Idle, c.Idle)
 		}
 	}
-	slices.SortFunc(rep.Consumers, func(a, b consumerTotal) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rep.Consumers, func(a, b consumerTotal) int { return strings.Compare(a.Name, b.Name) })
 	return rep
 }
 

@@ -93,80 +93,74 @@ func run(args []string, stdout, stderr io.Writer) int {
 func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	var drainTimeout time.Duration
 	var dryRun bool
-	if cmd == "migrate" {
-		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	switch cmd {
+	case "migrate":
 		fs.BoolVar(&dryRun, "dry-run", false, "print the statements, run none")
-		if err := parseFlags(fs, args); err != nil {
-			return usageError(stderr, "migrate", err)
-		}
-	} else if cmd == "drain" {
-		fs := flag.NewFlagSet("drain", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+	case "drain":
 		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
-		if err := parseFlags(fs, args); err != nil || drainTimeout < 0 {
-			if err == nil {
-				err = fmt.Errorf("--timeout must not be negative")
-			}
-			return usageError(stderr, "drain", err)
-		}
-	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[0], usage)
-		return startup.ExitUsage
+	}
+	err := parseFlags(fs, args)
+	switch {
+	case cmd == "run" && len(args) > 0:
+		err = fmt.Errorf("unexpected argument %q", args[0])
+	case err == nil && drainTimeout < 0:
+		err = fmt.Errorf("--timeout must not be negative")
+	}
+	if err != nil {
+		return usageError(stderr, cmd, err)
 	}
 	cfg := loadConfig()
 	log := startup.Logger(cfg.Settings, os.Stderr).With().Str("consumer", cfg.Consumer).Logger()
+	fail := func(msg string, err error) int {
+		log.Error().Err(err).Msg(msg)
+		return 1
+	}
 
 	ctx, stop := signalContext(log)
 	defer stop()
 
 	pool, err := startup.Postgres(ctx, cfg.Settings)
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	defer pool.Close()
 	s, err := sink.NewMapped(pool, cfg.Entities, mapping.Of(cfg.EntitiesFile))
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	if cmd == "migrate" {
-		ddl, err := s.MigrateDDL(ctx, dryRun)
-		if err != nil {
-			log.Error().Err(err).Msg("migrate failed")
-			return 1
-		}
-		if dryRun {
+		switch ddl, err := s.MigrateDDL(ctx, dryRun); {
+		case err != nil:
+			return fail("migrate failed", err)
+		case dryRun:
 			for _, stmt := range ddl {
 				fmt.Fprintf(stdout, "%s;\n", stmt)
 			}
-			return 0
+		default:
+			log.Info().Str("entities", cfg.AllEntities().String()).Int("statements", len(ddl)).Msg("tables ready")
 		}
-		log.Info().Str("entities", cfg.AllEntities().String()).Int("statements", len(ddl)).Msg("tables ready")
 		return 0
 	}
 	// A table that is missing or of another shape would make every batch
 	// retry for ever or every op dead-lettered: refuse to start. PostgreSQL
 	// unreachable is no reason not to start: batches wait for it.
 	if err := s.CheckTables(ctx); errors.Is(err, sink.ErrTableShape) {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	} else if err != nil {
 		log.Warn().Err(err).Msg("cannot check the tables yet; starting anyway")
 	}
 	q, closeRedis, err := connectQueue(ctx, cfg, log)
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	defer closeRedis()
 	var m *metrics.Flusher
 	if cmd == "run" {
 		var stopServer func()
 		if m, stopServer, err = serveOps(ctx, cfg, q, s, log); err != nil {
-			log.Error().Err(err).Msg("flusher cannot start")
-			return 1
+			return fail("flusher cannot start", err)
 		}
 		defer stopServer()
 	}
@@ -178,8 +172,7 @@ func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
 		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
 	if err := f.Run(ctx); err != nil {
-		log.Error().Err(err).Msg("flusher failed")
-		return 1
+		return fail("flusher failed", err)
 	}
 	st := f.Stats()
 	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
@@ -195,11 +188,10 @@ func connectQueue(ctx context.Context, cfg config, log zerolog.Logger) (*queue.Q
 		return nil, nil, err
 	}
 	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if err := q.CheckPartitions(ctx); err != nil {
-		_ = rdb.Close()
-		return nil, nil, err
+	if err = q.CheckPartitions(ctx); err == nil {
+		err = startup.CheckRedis(ctx, cfg.Settings, q, log)
 	}
-	if err := startup.CheckRedis(ctx, cfg.Settings, q, log); err != nil {
+	if err != nil {
 		_ = rdb.Close()
 		return nil, nil, err
 	}

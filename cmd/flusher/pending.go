@@ -29,27 +29,21 @@ func pending(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "pending", fmt.Errorf("--limit and --min-idle must not be negative"))
 	}
 	return withQueue(stderr, "pending", func(ctx context.Context, q *queue.Queue, cfg config) error {
-		group := cfg.Group
-		parts := make([]int, 0, q.Partitions())
-		switch {
-		case *partition >= q.Partitions():
+		if *partition >= q.Partitions() {
 			return fmt.Errorf("%w: --partition %d: there are %d partitions (0 to %d)", errUsage, *partition, q.Partitions(), q.Partitions()-1)
-		case *partition >= 0:
-			parts = append(parts, *partition)
-		default:
-			for p := range q.Partitions() {
-				parts = append(parts, p)
-			}
 		}
 		entries := []queue.PendingEntry{}
-		for _, p := range parts {
+		for p := range q.Partitions() {
+			if *partition >= 0 && p != *partition {
+				continue
+			}
 			pf := f
 			if f.Limit > 0 {
 				if pf.Limit = f.Limit - len(entries); pf.Limit == 0 {
 					break
 				}
 			}
-			got, err := q.Pending(ctx, p, group, pf)
+			got, err := q.Pending(ctx, p, cfg.Group, pf)
 			if err != nil {
 				return err
 			}
