@@ -235,15 +235,6 @@ func (s Store) has(name string) bool {
 	return doc || mapped
 }
 
-// keep names the fields of Store whose zero value means something: no
-// WB_ENTITIES besides a WB_ENTITIES_FILE.
-func (s Store) keep() []string {
-	if s.EntitiesFile.Path != "" {
-		return []string{"Entities"}
-	}
-	return nil
-}
-
 // String renders the map the way Decode reads it, sorted by entity.
 func (e Entities) String() string {
 	pairs := make([]string, 0, len(e))
@@ -272,19 +263,19 @@ func LoadWriterConfig() (WriterConfig, error) { return config.Load[WriterConfig]
 func LoadReaderConfig() (ReaderConfig, error) { return config.Load[ReaderConfig]() }
 
 // WithDefaults returns s with its zero fields set to their defaults.
-func (s Store) WithDefaults() Store { return config.WithDefaults(s, s.keep()...) }
+func (s Store) WithDefaults() Store { return config.WithDefaults(s) }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero MaxBacklog or CleanTTL stays.
 func (c WriterConfig) WithDefaults() WriterConfig {
-	return config.WithDefaults(c, append(c.keep(), "MaxBacklog", "CleanTTL")...)
+	return config.WithDefaults(c, "MaxBacklog", "CleanTTL")
 }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero CleanTTL, NegativeTTL, XFetchBeta or
 // ReadLockWait stays.
 func (c ReaderConfig) WithDefaults() ReaderConfig {
-	return config.WithDefaults(c, append(c.keep(), "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")...)
+	return config.WithDefaults(c, "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")
 }
 
 var (

@@ -46,12 +46,18 @@ func Defaults[T any]() T {
 }
 
 // WithDefaults returns c with its zero fields, and those of the structs it
-// embeds, set to their defaults, but for the fields named in keep: their
-// zero means something.
+// embeds, set to their defaults, but for the fields named in keep (their
+// zero means something) and those tagged nodefaultwith:"OTHER" while the
+// field of OTHER is set.
 func WithDefaults[T any](c T, keep ...string) T {
 	v, d := reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]())
-	for _, f := range fields(v.Type()) {
-		if fv := v.FieldByIndex(f.Index); fv.IsZero() && !slices.Contains(keep, f.Name) {
+	fs := fields(v.Type())
+	set := func(name string) bool { // whether the field of WB_name is set
+		i := slices.IndexFunc(fs, func(f reflect.StructField) bool { return f.Tag.Get("envconfig") == name })
+		return name != "" && i >= 0 && !v.FieldByIndex(fs[i].Index).IsZero()
+	}
+	for _, f := range fs {
+		if fv := v.FieldByIndex(f.Index); fv.IsZero() && !slices.Contains(keep, f.Name) && !set(f.Tag.Get("nodefaultwith")) {
 			fv.Set(d.FieldByIndex(f.Index))
 		}
 	}

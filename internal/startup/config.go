@@ -111,11 +111,7 @@ func (c FlusherConfig) WithDefaults() FlusherConfig {
 	if c.Consumer == "" {
 		c.Consumer, _ = os.Hostname()
 	}
-	keep := []string{"CleanTTL", "ConsumerIdleTimeout", "MetricsAddr"}
-	if c.EntitiesFile.Path != "" {
-		keep = append(keep, "Entities")
-	}
-	return config.WithDefaults(c, keep...)
+	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
 }
 
 // LargestEntry is the most one stream entry counts for in a flusher's
