@@ -19,8 +19,7 @@ import (
 // put their entries back into the partition streams, or drop them.
 func dlq(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "flusher dlq: want list, replay or purge\n%s", usage)
-		return startup.ExitUsage
+		return usageError(stderr, "dlq", errors.New("want list, replay or purge"))
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("flusher dlq "+sub, flag.ContinueOnError)
@@ -35,14 +34,11 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case sub != "list" && sub != "replay" && sub != "purge":
-		fmt.Fprintf(stderr, "flusher dlq: unknown command %q\n%s", sub, usage)
-		return startup.ExitUsage
+		return usageError(stderr, "dlq", fmt.Errorf("unknown command %q", sub))
 	case sub == "replay" && (*id == "") == !*all:
-		fmt.Fprintf(stderr, "flusher dlq replay: give --id ID or --all\n%s", usage)
-		return startup.ExitUsage
+		return usageError(stderr, "dlq replay", errors.New("give --id ID or --all"))
 	case *partition >= 0 && *id == "":
-		fmt.Fprintf(stderr, "flusher dlq replay: --partition goes with --id\n%s", usage)
-		return startup.ExitUsage
+		return usageError(stderr, "dlq replay", errors.New("--partition goes with --id"))
 	}
 
 	return withQueue(stderr, "dlq "+sub, func(ctx context.Context, q *queue.Queue, cfg config) error {

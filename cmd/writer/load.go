@@ -78,24 +78,17 @@ func load(ctx context.Context, args []string, stdout io.Writer) error {
 	start := time.Now()
 	for g := range spec.concurrency {
 		wg.Go(func() {
-			// put writes op n, reporting whether to go on.
-			put := func(n int64) bool {
+			latencies[g] = make([]time.Duration, 0, spec.ops/spec.concurrency+1)
+			for n := next.Add(1); n <= int64(spec.ops) && ctx.Err() == nil; n = next.Add(1) {
 				id := strconv.Itoa(rand.IntN(spec.keys))
 				value := `{"n":` + strconv.FormatInt(n, 10) + `,"pad":"` + pad + `"}`
 				t := time.Now()
 				if _, err := w.Put(ctx, spec.entity, id, []byte(value)); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					next.Store(int64(spec.ops))
-					return false
-				}
-				latencies[g] = append(latencies[g], time.Since(t))
-				return true
-			}
-			latencies[g] = make([]time.Duration, 0, spec.ops/spec.concurrency+1)
-			for {
-				if n := next.Add(1); n > int64(spec.ops) || ctx.Err() != nil || !put(n) {
 					return
 				}
+				latencies[g] = append(latencies[g], time.Since(t))
 			}
 		})
 	}
