@@ -122,17 +122,13 @@ type EntityTTLs map[string]time.Duration
 
 // Decode implements envconfig.Decoder.
 func (e *EntityTTLs) Decode(s string) error {
-	m, err := decodePairs(s, "entity=duration", func(name, d string) (time.Duration, error) {
+	return decodePairs((*map[string]time.Duration)(e), s, "entity=duration", func(name, d string) (time.Duration, error) {
 		ttl, err := time.ParseDuration(strings.TrimSpace(d))
 		if err != nil {
 			return 0, config.ListError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
 		}
 		return ttl, nil
 	})
-	if err == nil {
-		*e = m
-	}
-	return err
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -141,16 +137,12 @@ type Entities map[string]string
 
 // Decode implements envconfig.Decoder.
 func (e *Entities) Decode(s string) error {
-	m, err := decodePairs(s, "entity=table", func(_, table string) (string, error) { return strings.TrimSpace(table), nil })
-	if err == nil {
-		*e = m
-	}
-	return err
+	return decodePairs((*map[string]string)(e), s, "entity=table", func(_, table string) (string, error) { return strings.TrimSpace(table), nil })
 }
 
-// decodePairs decodes comma-separated pairs of the form "entity=value",
-// each entity once, with value parsing the part after "=".
-func decodePairs[V any](s, form string, value func(entity, v string) (V, error)) (map[string]V, error) {
+// decodePairs decodes into dst comma-separated pairs of the form
+// "entity=value", each entity once, with value parsing the part after "=".
+func decodePairs[V any](dst *map[string]V, s, form string, value func(entity, v string) (V, error)) error {
 	m := map[string]V{}
 	for _, pair := range strings.Split(s, ",") {
 		pair = strings.TrimSpace(pair)
@@ -159,18 +151,19 @@ func decodePairs[V any](s, form string, value func(entity, v string) (V, error))
 		}
 		name, v, ok := strings.Cut(pair, "=")
 		if !ok {
-			return nil, config.ListError(fmt.Sprintf("%q is not %s", pair, form))
+			return config.ListError(fmt.Sprintf("%q is not %s", pair, form))
 		}
 		name = strings.TrimSpace(name)
 		if _, dup := m[name]; dup {
-			return nil, config.ListError(fmt.Sprintf("entity %q appears twice", name))
+			return config.ListError(fmt.Sprintf("entity %q appears twice", name))
 		}
 		var err error
 		if m[name], err = value(name, v); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return m, nil
+	*dst = m
+	return nil
 }
 
 // EntitiesFile is the YAML file of WB_ENTITIES_FILE, read: entities mapped

@@ -246,15 +246,7 @@ func toItem(entity, id string, v readpath.Value) Item {
 }
 
 func (r *Reader) check(entity string, ids ...string) error {
-	if !r.cfg.has(entity) {
-		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
-	}
-	for _, id := range ids {
-		if err := checkID(id, r.cfg.MaxIDBytes); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.cfg.checkKeys(r.cfg.MaxIDBytes, entity, ids...)
 }
 
 // Get returns the document entity/id. A cached value, clean or not yet

@@ -123,10 +123,7 @@ func (w *Writer) Apply(ctx context.Context, ops []Op) []Result {
 
 // check validates an op and converts it for the queue.
 func (w *Writer) check(o Op) (op.Op, error) {
-	if !w.cfg.has(o.Entity) {
-		return op.Op{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
-	}
-	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
+	if err := w.cfg.checkKeys(w.cfg.MaxIDBytes, o.Entity, o.ID); err != nil {
 		return op.Op{}, err
 	}
 	var out op.Op
@@ -173,16 +170,23 @@ func (w *Writer) checkMapped(e *mapping.Entity, o op.Op) error {
 	return nil
 }
 
-func checkID(id string, maxBytes int) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty", ErrInvalidID)
-	case len(id) > maxBytes:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidID, len(id), maxBytes)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
-	case strings.IndexByte(id, 0) >= 0:
-		return fmt.Errorf("%w: holds a NUL byte", ErrInvalidID)
+// checkKeys refuses an entity s does not have, and ids that are empty,
+// longer than maxIDBytes, not UTF-8 or hold a NUL byte.
+func (s Store) checkKeys(maxIDBytes int, entity string, ids ...string) error {
+	if !s.has(entity) {
+		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	for _, id := range ids {
+		switch {
+		case id == "":
+			return fmt.Errorf("%w: empty", ErrInvalidID)
+		case len(id) > maxIDBytes:
+			return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidID, len(id), maxIDBytes)
+		case !utf8.ValidString(id):
+			return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
+		case strings.IndexByte(id, 0) >= 0:
+			return fmt.Errorf("%w: holds a NUL byte", ErrInvalidID)
+		}
 	}
 	return nil
 }

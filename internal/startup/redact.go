@@ -30,18 +30,16 @@ func RedactURL(s string) string {
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), redacted)
 	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		changed := false
-		for k := range q {
-			if strings.Contains(strings.ToLower(k), "password") {
-				q.Set(k, redacted)
-				changed = true
-			}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, redacted)
+			changed = true
 		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
 }

@@ -31,7 +31,7 @@ func ParseRedisURL(raw string) (RedisTarget, error) {
 		return RedisTarget{}, RedactError(fmt.Errorf("no scheme"), raw)
 	}
 	base, kind, _ := strings.Cut(scheme, "+")
-	if base != "redis" && base != "rediss" {
+	if base != "redis" && base != "rediss" || kind != "" && kind != "cluster" && kind != "sentinel" {
 		return RedisTarget{}, RedactError(fmt.Errorf("scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme), raw)
 	}
 	var t RedisTarget
@@ -60,8 +60,6 @@ func ParseRedisURL(raw string) (RedisTarget, error) {
 			t.failover.Username, t.failover.Password = t.failover.SentinelUsername, t.failover.SentinelPassword
 			t.failover.SentinelUsername, t.failover.SentinelPassword = "", ""
 		}
-	default:
-		err = fmt.Errorf("scheme %q: want redis, rediss, redis+cluster or redis+sentinel", scheme)
 	}
 	if err != nil {
 		return RedisTarget{}, RedactError(err, raw)
@@ -104,20 +102,19 @@ func seeded(base, rest, master string) (string, error) {
 // Client returns a client of the target with room for poolSize connections
 // per node (0: the go-redis default). It does not connect yet.
 func (t RedisTarget) Client(poolSize int) redis.UniversalClient {
+	size := func(pool *int) {
+		if poolSize > 0 {
+			*pool = poolSize
+		}
+	}
 	switch {
 	case t.cluster != nil:
-		if poolSize > 0 {
-			t.cluster.PoolSize = poolSize
-		}
+		size(&t.cluster.PoolSize)
 		return redis.NewClusterClient(t.cluster)
 	case t.failover != nil:
-		if poolSize > 0 {
-			t.failover.PoolSize = poolSize
-		}
+		size(&t.failover.PoolSize)
 		return redis.NewFailoverClient(t.failover)
 	}
-	if poolSize > 0 {
-		t.single.PoolSize = poolSize
-	}
+	size(&t.single.PoolSize)
 	return redis.NewClient(t.single)
 }
