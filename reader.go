@@ -164,7 +164,11 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 			if len(items) != len(ids) {
 				return nil, fmt.Errorf("%w: batch loader of %s returned %d items for %d ids", ErrLoader, entity, len(items), len(ids))
 			}
-			return toValues(items), nil
+			vals := make([]readpath.Value, len(items))
+			for i, it := range items {
+				vals[i] = readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version}
+			}
+			return vals, nil
 		}
 		if s == nil {
 			return nil, fmt.Errorf("%w: no loader and no PostgreSQL pool for %s", ErrLoader, entity)
@@ -227,14 +231,6 @@ func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([
 		}
 	}
 	return out, nil
-}
-
-func toValues(items []Item) []readpath.Value {
-	out := make([]readpath.Value, len(items))
-	for i, it := range items {
-		out[i] = readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version}
-	}
-	return out
 }
 
 func toItem(entity, id string, v readpath.Value) Item {
@@ -309,10 +305,11 @@ func (r *Reader) Refresh(ctx context.Context, entity, id string) (Item, error) {
 
 // one checks entity and id and reads the document with read.
 func (r *Reader) one(ctx context.Context, entity, id string, read func(context.Context, string, string) (readpath.Value, error)) (Item, error) {
-	if err := r.check(entity, id); err != nil {
-		return Item{Entity: entity, ID: id}, err
+	var v readpath.Value
+	err := r.check(entity, id)
+	if err == nil {
+		v, err = read(ctx, entity, id)
 	}
-	v, err := read(ctx, entity, id)
 	if err != nil {
 		return Item{Entity: entity, ID: id}, err
 	}

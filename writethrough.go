@@ -90,8 +90,7 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	}
 	start := time.Now()
 	now := w.now()
-	deadline := now.Add(w.cfg.WriteThroughTimeout)
-	v, err := w.cells.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
+	v, err := w.cells.BeginThrough(ctx, vo.Entity, vo.ID, now, now.Add(w.cfg.WriteThroughTimeout))
 	if err != nil {
 		return 0, err
 	}
