@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -93,7 +94,7 @@ func Read(spec any) error {
 			if le := ListError(""); errors.As(pe.Err, &le) {
 				return fmt.Errorf("%w: %s: %v, got %q", ErrInvalid, pe.KeyName, le, pe.Value)
 			}
-			return fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalid, pe.KeyName, expected(pe.TypeName), pe.Value)
+			return fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalid, pe.KeyName, cmp.Or(expected[pe.TypeName], pe.TypeName), pe.Value)
 		}
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -144,18 +145,13 @@ type ListError string
 
 func (e ListError) Error() string { return string(e) }
 
-func expected(typeName string) string {
-	switch typeName {
-	case "Duration":
-		return "a duration like 500ms, 30s or 5m"
-	case "int", "int64":
-		return "a whole number"
-	case "bool":
-		return "true or false"
-	case "float64":
-		return "a number"
-	}
-	return typeName
+// expected names the form of a variable of each type envconfig reports.
+var expected = map[string]string{
+	"Duration": "a duration like 500ms, 30s or 5m",
+	"int":      "a whole number",
+	"int64":    "a whole number",
+	"bool":     "true or false",
+	"float64":  "a number",
 }
 
 // The upper bounds of WB_MAX_ID_BYTES and WB_MAX_VALUE_BYTES: an id or value
