@@ -327,10 +327,9 @@ func (s Store) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c WriterConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
+	switch err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.AllEntities())); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.MaxBacklog < 0:
 		return config.Bad("MAX_BACKLOG", "must not be negative", c.MaxBacklog)
 	case c.WaitReplicas < 0:
@@ -348,10 +347,9 @@ func (c WriterConfig) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c ReaderConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
+	switch err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.AllEntities())); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.NegativeTTL < 0 || !config.WholeMillis(c.NegativeTTL):
 		return config.Bad("NEGATIVE_TTL", "must be 0 (none) or a whole number of milliseconds", c.NegativeTTL)
 	case !(c.XFetchBeta >= 0 && c.XFetchBeta <= 1000): // NaN fails both

@@ -167,7 +167,25 @@ func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopServer()
 	}
-	f := flusher.New(q, s, flusherOptions(cfg, log, m))
+	f := flusher.New(q, s, flusher.Options{
+		Group:               cfg.Group,
+		Consumer:            cfg.Consumer,
+		BatchSize:           cfg.BatchSize,
+		ClaimMinIdle:        cfg.ClaimMinIdle,
+		ClaimInterval:       cfg.ClaimInterval,
+		CleanTTL:            cfg.CleanTTL,
+		Log:                 log,
+		Metrics:             m,
+		EntityTTLs:          cfg.EntityTTLs,
+		FinishTimeout:       cfg.ShutdownTimeout,
+		MaxDeliveries:       cfg.MaxDeliveries,
+		TrimInterval:        cfg.TrimInterval,
+		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
+		MaxClockSkew:        cfg.MaxClockSkew,
+		MaxBatchBytes:       cfg.MaxBatchBytes,
+		MaxInflightBytes:    cfg.MaxInflightBytes,
+		LargestEntry:        cfg.LargestEntry(),
+	})
 	if cmd == "drain" {
 		return drain(ctx, f, drainTimeout, stdout, log)
 	}
@@ -199,30 +217,6 @@ func connectQueue(ctx context.Context, cfg config, log zerolog.Logger) (*queue.Q
 		return nil, nil, err
 	}
 	return q, func() { _ = rdb.Close() }, nil
-}
-
-// flusherOptions is the one place the flusher's configuration meets
-// flusher.Options.
-func flusherOptions(cfg config, log zerolog.Logger, m *metrics.Flusher) flusher.Options {
-	return flusher.Options{
-		Group:               cfg.Group,
-		Consumer:            cfg.Consumer,
-		BatchSize:           cfg.BatchSize,
-		ClaimMinIdle:        cfg.ClaimMinIdle,
-		ClaimInterval:       cfg.ClaimInterval,
-		CleanTTL:            cfg.CleanTTL,
-		Log:                 log,
-		Metrics:             m,
-		EntityTTLs:          cfg.EntityTTLs,
-		FinishTimeout:       cfg.ShutdownTimeout,
-		MaxDeliveries:       cfg.MaxDeliveries,
-		TrimInterval:        cfg.TrimInterval,
-		ConsumerIdleTimeout: cfg.ConsumerIdleTimeout,
-		MaxClockSkew:        cfg.MaxClockSkew,
-		MaxBatchBytes:       cfg.MaxBatchBytes,
-		MaxInflightBytes:    cfg.MaxInflightBytes,
-		LargestEntry:        cfg.LargestEntry(),
-	}
 }
 
 // config is what the flusher command reads.

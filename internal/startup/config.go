@@ -122,10 +122,9 @@ func (c FlusherConfig) LargestEntry() int64 { return queue.LargestEntry(c.MaxIDB
 // one.
 func (c FlusherConfig) Validate() error {
 	bad := config.Bad
-	if err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.AllEntities()), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); err != nil {
+	switch err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.AllEntities()), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.Group == "":
 		return bad("GROUP", "must be set", `""`)
 	case c.Consumer == "":
