@@ -84,8 +84,7 @@ var ErrCacheMiss = errors.New("writebehind: cache miss")
 type ReaderOption func(*readerOptions)
 
 type readerOptions struct {
-	// loaders holds the entities' loaders, a WithLoader one as a batch
-	// loader of one call per id.
+	// loaders holds every entity's loader, WithLoader's as batch loaders.
 	loaders  map[string]BatchLoader
 	batch    map[string]BatchLoader
 	registry prometheus.Registerer

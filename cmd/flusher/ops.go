@@ -145,10 +145,8 @@ func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) { // the ASCII space is printable, a tab is not
-			return strconv.Quote(s)
-		}
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) { // the ASCII space is printable, a tab is not
+		return strconv.Quote(s)
 	}
 	return s
 }
@@ -195,24 +193,21 @@ func withQueue(stderr io.Writer, cmd string, fn func(context.Context, *queue.Que
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	rdb, err := startup.Redis(cfg.Settings, 0)
-	if err != nil {
-		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
-		return 1
-	}
-	defer rdb.Close()
-	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if err := q.VerifyPartitions(ctx); err != nil {
-		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
-		return 1
-	}
-	if err := fn(ctx, q, cfg); err != nil {
-		if errors.Is(err, errUsage) {
-			return usageError(stderr, cmd, err)
+	if err == nil {
+		defer rdb.Close()
+		q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+		if err = q.VerifyPartitions(ctx); err == nil {
+			err = fn(ctx, q, cfg)
 		}
-		fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
-		return 1
 	}
-	return 0
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return usageError(stderr, cmd, err)
+	}
+	fmt.Fprintf(stderr, "flusher %s: %v\n", cmd, err)
+	return 1
 }
 
 // groups runs `flusher groups [--json]` (every consumer group on the

@@ -165,8 +165,7 @@ var queryPassword = regexp.MustCompile(`(?i)[?&][a-z]*password=([^&#]*)`)
 // written in it.
 func secrets(raw string) []string {
 	var out []string
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
 				out = append(out, pw)
