@@ -122,28 +122,13 @@ type EntityTTLs map[string]time.Duration
 
 // Decode implements envconfig.Decoder.
 func (e *EntityTTLs) Decode(s string) error {
-	m := EntityTTLs{}
-	for _, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		name, d, ok := strings.Cut(pair, "=")
-		if !ok {
-			return config.ListError(fmt.Sprintf("%q is not entity=duration", pair))
-		}
-		name = strings.TrimSpace(name)
-		if _, dup := m[name]; dup {
-			return config.ListError(fmt.Sprintf("entity %q appears twice", name))
-		}
+	return decodePairs((*map[string]time.Duration)(e), s, "entity=duration", func(name, d string) (time.Duration, error) {
 		ttl, err := time.ParseDuration(strings.TrimSpace(d))
 		if err != nil {
-			return config.ListError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
+			return 0, config.ListError(fmt.Sprintf("entity %q: %q is not a duration", name, d))
 		}
-		m[name] = ttl
-	}
-	*e = m
-	return nil
+		return ttl, nil
+	})
 }
 
 // Entities maps entity names to table names. It decodes from
@@ -152,23 +137,32 @@ type Entities map[string]string
 
 // Decode implements envconfig.Decoder.
 func (e *Entities) Decode(s string) error {
-	m := Entities{}
+	return decodePairs((*map[string]string)(e), s, "entity=table", func(_, table string) (string, error) { return strings.TrimSpace(table), nil })
+}
+
+// decodePairs decodes into dst comma-separated pairs of the form
+// "entity=value", each entity once, with value parsing the part after "=".
+func decodePairs[V any](dst *map[string]V, s, form string, value func(entity, v string) (V, error)) error {
+	m := map[string]V{}
 	for _, pair := range strings.Split(s, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
-		name, table, ok := strings.Cut(pair, "=")
+		name, v, ok := strings.Cut(pair, "=")
 		if !ok {
-			return config.ListError(fmt.Sprintf("%q is not entity=table", pair))
+			return config.ListError(fmt.Sprintf("%q is not %s", pair, form))
 		}
-		name, table = strings.TrimSpace(name), strings.TrimSpace(table)
+		name = strings.TrimSpace(name)
 		if _, dup := m[name]; dup {
 			return config.ListError(fmt.Sprintf("entity %q appears twice", name))
 		}
-		m[name] = table
+		var err error
+		if m[name], err = value(name, v); err != nil {
+			return err
+		}
 	}
-	*e = m
+	*dst = m
 	return nil
 }
 
@@ -234,26 +228,13 @@ func (s Store) has(name string) bool {
 	return doc || mapped
 }
 
-// keep names the fields of Store whose zero value means something: no
-// WB_ENTITIES besides a WB_ENTITIES_FILE.
-func (s Store) keep() []string {
-	if s.EntitiesFile.Path != "" {
-		return []string{"Entities"}
-	}
-	return nil
-}
-
 // String renders the map the way Decode reads it, sorted by entity.
 func (e Entities) String() string {
-	names := make([]string, 0, len(e))
-	for n := range e {
-		names = append(names, n)
+	pairs := make([]string, 0, len(e))
+	for _, n := range slices.Sorted(maps.Keys(e)) {
+		pairs = append(pairs, n+"="+e[n])
 	}
-	slices.Sort(names)
-	for i, n := range names {
-		names[i] = n + "=" + e[n]
-	}
-	return strings.Join(names, ",")
+	return strings.Join(pairs, ",")
 }
 
 // DefaultWriterConfig returns the Writer's configuration with every
@@ -275,19 +256,19 @@ func LoadWriterConfig() (WriterConfig, error) { return config.Load[WriterConfig]
 func LoadReaderConfig() (ReaderConfig, error) { return config.Load[ReaderConfig]() }
 
 // WithDefaults returns s with its zero fields set to their defaults.
-func (s Store) WithDefaults() Store { return config.WithDefaults(s, s.keep()...) }
+func (s Store) WithDefaults() Store { return config.WithDefaults(s) }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero MaxBacklog or CleanTTL stays.
 func (c WriterConfig) WithDefaults() WriterConfig {
-	return config.WithDefaults(c, append(c.keep(), "MaxBacklog", "CleanTTL")...)
+	return config.WithDefaults(c, "MaxBacklog", "CleanTTL")
 }
 
 // WithDefaults returns c with its zero fields set to their defaults, but for
 // those 0 means something for: a zero CleanTTL, NegativeTTL, XFetchBeta or
 // ReadLockWait stays.
 func (c ReaderConfig) WithDefaults() ReaderConfig {
-	return config.WithDefaults(c, append(c.keep(), "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")...)
+	return config.WithDefaults(c, "CleanTTL", "NegativeTTL", "XFetchBeta", "ReadLockWait")
 }
 
 var (
@@ -346,10 +327,9 @@ func (s Store) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c WriterConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
+	switch err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes), c.CleanTTLs.Validate(c.AllEntities())); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.MaxBacklog < 0:
 		return config.Bad("MAX_BACKLOG", "must not be negative", c.MaxBacklog)
 	case c.WaitReplicas < 0:
@@ -367,10 +347,9 @@ func (c WriterConfig) Validate() error {
 // Validate checks every rule; the error names the first variable that breaks
 // one.
 func (c ReaderConfig) Validate() error {
-	if err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.AllEntities())); err != nil {
+	switch err := config.First(c.Store.Validate(), config.MaxIDBytes(c.MaxIDBytes), c.CleanTTLs.Validate(c.AllEntities())); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.NegativeTTL < 0 || !config.WholeMillis(c.NegativeTTL):
 		return config.Bad("NEGATIVE_TTL", "must be 0 (none) or a whole number of milliseconds", c.NegativeTTL)
 	case !(c.XFetchBeta >= 0 && c.XFetchBeta <= 1000): // NaN fails both

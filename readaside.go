@@ -5,7 +5,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/readpath"
 )
 
@@ -20,8 +19,7 @@ import (
 //		it, err = aside.Fill(ctx, l, load(id))
 //	}
 type ReadAside struct {
-	cfg  ReaderConfig
-	core *readpath.Core
+	r *Reader
 }
 
 // Lease is the right to fill one key after a miss. A write made since the
@@ -34,18 +32,11 @@ type Lease struct {
 // NewReadAside returns the read-aside face over Redis alone. It checks the
 // partition count as NewReader does.
 func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg ReaderConfig, opts ...ReaderOption) (*ReadAside, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
-		return nil, err
-	}
-	o, err := newReaderOptions(opts)
+	o, err := newReaderOptions(ctx, client, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	core := newCore(client, cfg, nil, readpathOptions(o))
-	return &ReadAside{cfg: cfg, core: core}, nil
+	return &ReadAside{&Reader{cfg: cfg, core: o.newCore(client, cfg, nil)}}, nil
 }
 
 // Get returns the cached document entity/id, or ErrCacheMiss and the Lease
@@ -53,10 +44,10 @@ func NewReadAside(ctx context.Context, client redis.UniversalClient, cfg ReaderC
 // fills nothing), so the app reads its own store.
 func (a *ReadAside) Get(ctx context.Context, entity, id string) (Item, *Lease, error) {
 	it := Item{Entity: entity, ID: id}
-	if err := (&Reader{cfg: a.cfg}).check(entity, id); err != nil {
+	if err := a.r.check(entity, id); err != nil {
 		return it, nil, err
 	}
-	v, ok, l, err := a.core.Lookup(ctx, entity, id)
+	v, ok, l, err := a.r.core.Lookup(ctx, entity, id)
 	if err != nil {
 		return it, nil, err
 	}
@@ -78,7 +69,7 @@ func (a *ReadAside) Fill(ctx context.Context, l *Lease, it Item) (Item, error) {
 	if l == nil {
 		return it, nil
 	}
-	v, ok, err := a.core.Fill(ctx, &l.l, readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version})
+	v, ok, err := a.r.core.Fill(ctx, &l.l, readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version})
 	if err != nil {
 		return Item{Entity: it.Entity, ID: it.ID}, err
 	}
@@ -90,25 +81,19 @@ func (a *ReadAside) Fill(ctx context.Context, l *Lease, it Item) (Item, error) {
 
 // Invalidate drops the cached value of entity/id if PostgreSQL has it.
 func (a *ReadAside) Invalidate(ctx context.Context, entity, id string) error {
-	return a.InvalidateMany(ctx, entity, []string{id})
+	return a.r.Invalidate(ctx, entity, id)
 }
 
 // InvalidateMany drops the cached values of ids if PostgreSQL has them.
 func (a *ReadAside) InvalidateMany(ctx context.Context, entity string, ids []string) error {
-	if err := (&Reader{cfg: a.cfg}).check(entity, ids...); err != nil {
-		return err
-	}
-	return a.core.Invalidate(ctx, entity, ids...)
+	return a.r.InvalidateMany(ctx, entity, ids)
 }
 
 // InvalidateEntity makes every flushed cached value of entity a miss; see
 // Reader.InvalidateEntity.
 func (a *ReadAside) InvalidateEntity(ctx context.Context, entity string) error {
-	if err := (&Reader{cfg: a.cfg}).check(entity); err != nil {
-		return err
-	}
-	return a.core.InvalidateEntity(ctx, entity)
+	return a.r.InvalidateEntity(ctx, entity)
 }
 
 // Stats returns what the read path has done so far.
-func (a *ReadAside) Stats() ReadStats { return readStats(a.core.Stats()) }
+func (a *ReadAside) Stats() ReadStats { return a.r.Stats() }

@@ -73,19 +73,8 @@ type ReadStats struct {
 	Fallbacks int64
 }
 
-// readStats converts the read path's counts.
-func readStats(s readpath.Stats) ReadStats {
-	return ReadStats{
-		Hits:       s.Hits,
-		Misses:     s.Misses,
-		Fills:      s.Fills,
-		Loads:      s.Loads,
-		LoadErrors: s.LoadErrors,
-		LoadTime:   s.LoadTime,
-		Refreshes:  s.Refreshes,
-		Fallbacks:  s.Fallbacks,
-	}
-}
+// readStats converts the read path's counts, field for field.
+func readStats(s readpath.Stats) ReadStats { return ReadStats(s) }
 
 // ErrCacheMiss is returned by ReadAside.Get when the cache has no answer: the
 // caller loads the document and hands it to ReadAside.Fill.
@@ -95,18 +84,28 @@ var ErrCacheMiss = errors.New("writebehind: cache miss")
 type ReaderOption func(*readerOptions)
 
 type readerOptions struct {
-	loaders  map[string]Loader
+	// loaders holds every entity's loader, WithLoader's as batch loaders.
+	loaders  map[string]BatchLoader
 	batch    map[string]BatchLoader
 	registry prometheus.Registerer
-	metrics  *metrics.ReadPath
-	log      zerolog.Logger
-	now      func() time.Time
+	core     readpath.Options
 }
 
 // WithLoader makes the Reader load entity's misses with fn instead of the
 // entity's table.
 func WithLoader(entity string, fn Loader) ReaderOption {
-	return func(o *readerOptions) { o.loaders[entity] = fn }
+	return func(o *readerOptions) {
+		o.loaders[entity] = func(ctx context.Context, ids []string) ([]Item, error) {
+			items := make([]Item, len(ids))
+			for i, id := range ids {
+				var err error
+				if items[i], err = fn(ctx, id); err != nil {
+					return nil, err
+				}
+			}
+			return items, nil
+		}
+	}
 }
 
 // WithBatchLoader makes the Reader load entity's misses with fn, one call per
@@ -126,12 +125,12 @@ func WithReadMetrics(reg prometheus.Registerer) ReaderOption {
 // WithReadLogger logs Redis failures and failed refreshes to log (default:
 // nothing).
 func WithReadLogger(log zerolog.Logger) ReaderOption {
-	return func(o *readerOptions) { o.log = log }
+	return func(o *readerOptions) { o.core.Log = log }
 }
 
 // WithReadClock replaces time.Now, so tests can move time.
 func WithReadClock(now func() time.Time) ReaderOption {
-	return func(o *readerOptions) { o.now = now }
+	return func(o *readerOptions) { o.core.Now = now }
 }
 
 // NewReader returns a read-through Reader over Redis and PostgreSQL. pool may
@@ -139,32 +138,24 @@ func WithReadClock(now func() time.Time) ReaderOption {
 // ErrPartitionMismatch when Redis holds data of another partition count: it
 // would look for keys in the wrong partitions.
 func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.Pool, cfg ReaderConfig, opts ...ReaderOption) (*Reader, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
-		return nil, err
-	}
-	o, err := newReaderOptions(opts)
+	o, err := newReaderOptions(ctx, client, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range []map[string]bool{keysOf(o.loaders), keysOf(o.batch)} {
-		for e := range m {
-			if !cfg.has(e) {
-				return nil, fmt.Errorf("%w: loader for %q", ErrUnknownEntity, e)
-			}
+	maps.Copy(o.loaders, o.batch)
+	for e := range o.loaders {
+		if !cfg.has(e) {
+			return nil, fmt.Errorf("%w: loader for %q", ErrUnknownEntity, e)
 		}
 	}
 	var s *sink.Sink
 	if pool != nil {
-		var err error
 		if s, err = sink.NewMapped(pool, cfg.Entities, cfg.EntitiesFile.mapped); err != nil {
 			return nil, err
 		}
 	}
 	load := func(ctx context.Context, entity string, ids []string) ([]readpath.Value, error) {
-		if fn, ok := o.batch[entity]; ok {
+		if fn, ok := o.loaders[entity]; ok {
 			items, err := fn(ctx, ids)
 			if err != nil {
 				return nil, err
@@ -172,66 +163,50 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 			if len(items) != len(ids) {
 				return nil, fmt.Errorf("%w: batch loader of %s returned %d items for %d ids", ErrLoader, entity, len(items), len(ids))
 			}
-			return toValues(items), nil
-		}
-		if fn, ok := o.loaders[entity]; ok {
-			items := make([]Item, len(ids))
-			for i, id := range ids {
-				it, err := fn(ctx, id)
-				if err != nil {
-					return nil, err
-				}
-				items[i] = it
+			vals := make([]readpath.Value, len(items))
+			for i, it := range items {
+				vals[i] = readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version}
 			}
-			return toValues(items), nil
+			return vals, nil
 		}
 		if s == nil {
 			return nil, fmt.Errorf("%w: no loader and no PostgreSQL pool for %s", ErrLoader, entity)
 		}
 		return loadRows(ctx, s, entity, ids)
 	}
-	core := newCore(client, cfg, load, readpathOptions(o))
-	return &Reader{cfg: cfg, core: core}, nil
+	return &Reader{cfg: cfg, core: o.newCore(client, cfg, load)}, nil
 }
 
 // ErrLoader marks a loader set-up that cannot answer (a batch loader
 // returning the wrong number of items, an entity with no loader).
 var ErrLoader = errors.New("writebehind: loader")
 
-func keysOf[V any](m map[string]V) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
+// newReaderOptions checks cfg and the partition count, as both faces do, and
+// applies opts over the defaults.
+func newReaderOptions(ctx context.Context, client redis.UniversalClient, cfg ReaderConfig, opts []ReaderOption) (readerOptions, error) {
+	o := readerOptions{loaders: map[string]BatchLoader{}, batch: map[string]BatchLoader{}, core: readpath.Options{Log: zerolog.Nop()}}
+	if err := cfg.Validate(); err != nil {
+		return o, err
 	}
-	return out
-}
-
-// newReaderOptions applies opts over the defaults.
-func newReaderOptions(opts []ReaderOption) (readerOptions, error) {
-	o := readerOptions{loaders: map[string]Loader{}, batch: map[string]BatchLoader{}, log: zerolog.Nop()}
+	if err := queue.New(client, cfg.Namespace, cfg.Partitions).CheckPartitions(ctx); err != nil {
+		return o, err
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.registry != nil {
-		m, err := metrics.NewReadPath(o.registry)
-		if err != nil {
+		var err error
+		if o.core.Metrics, err = metrics.NewReadPath(o.registry); err != nil {
 			return o, err
 		}
-		o.metrics = m
 	}
 	return o, nil
 }
 
-func readpathOptions(o readerOptions) readpath.Options {
-	return readpath.Options{Log: o.log, Metrics: o.metrics, Now: o.now}
-}
-
-func newCore(client redis.UniversalClient, cfg ReaderConfig, load readpath.LoadFunc, opt readpath.Options) *readpath.Core {
-	opt.TTL = cfg.TTL
-	opt.NegativeTTL = cfg.NegativeTTL
-	opt.Lock = cfg.ReadLock
-	opt.LockWait = cfg.ReadLockWait
-	opt.Beta = cfg.XFetchBeta
+func (o readerOptions) newCore(client redis.UniversalClient, cfg ReaderConfig, load readpath.LoadFunc) *readpath.Core {
+	opt := o.core
+	opt.TTL, opt.NegativeTTL, opt.Beta = cfg.TTL, cfg.NegativeTTL, cfg.XFetchBeta
+	opt.Lock, opt.LockWait = cfg.ReadLock, cfg.ReadLockWait
 	return readpath.New(cache.New(client, cfg.Namespace, cfg.Partitions), slices.Sorted(maps.Keys(cfg.AllEntities())), load, opt)
 }
 
@@ -257,14 +232,6 @@ func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([
 	return out, nil
 }
 
-func toValues(items []Item) []readpath.Value {
-	out := make([]readpath.Value, len(items))
-	for i, it := range items {
-		out[i] = readpath.Value{Found: it.Found, Data: it.Data, Version: it.Version}
-	}
-	return out
-}
-
 func toItem(entity, id string, v readpath.Value) Item {
 	it := Item{Entity: entity, ID: id, Found: v.Found, Version: v.Version}
 	if v.Found {
@@ -274,15 +241,7 @@ func toItem(entity, id string, v readpath.Value) Item {
 }
 
 func (r *Reader) check(entity string, ids ...string) error {
-	if !r.cfg.has(entity) {
-		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
-	}
-	for _, id := range ids {
-		if err := checkID(id, r.cfg.MaxIDBytes); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.cfg.checkKeys(r.cfg.MaxIDBytes, entity, ids...)
 }
 
 // Get returns the document entity/id. A cached value, clean or not yet
@@ -291,14 +250,7 @@ func (r *Reader) check(entity string, ids ...string) error {
 // on one key share one load. If Redis fails, the loader answers; if the
 // loader fails, its error is returned.
 func (r *Reader) Get(ctx context.Context, entity, id string) (Item, error) {
-	if err := r.check(entity, id); err != nil {
-		return Item{Entity: entity, ID: id}, err
-	}
-	v, err := r.core.Get(ctx, entity, id)
-	if err != nil {
-		return Item{Entity: entity, ID: id}, err
-	}
-	return toItem(entity, id, v), nil
+	return r.one(ctx, entity, id, r.core.Get)
 }
 
 // GetMany returns the documents ids of entity in the order of ids,
@@ -347,10 +299,16 @@ func (r *Reader) InvalidateEntity(ctx context.Context, entity string) error {
 // Refresh reloads entity/id now and caches it in place of any flushed value;
 // an unflushed value is returned as it is, being newer than the table.
 func (r *Reader) Refresh(ctx context.Context, entity, id string) (Item, error) {
-	if err := r.check(entity, id); err != nil {
-		return Item{Entity: entity, ID: id}, err
+	return r.one(ctx, entity, id, r.core.Refresh)
+}
+
+// one checks entity and id and reads the document with read.
+func (r *Reader) one(ctx context.Context, entity, id string, read func(context.Context, string, string) (readpath.Value, error)) (Item, error) {
+	var v readpath.Value
+	err := r.check(entity, id)
+	if err == nil {
+		v, err = read(ctx, entity, id)
 	}
-	v, err := r.core.Refresh(ctx, entity, id)
 	if err != nil {
 		return Item{Entity: entity, ID: id}, err
 	}
@@ -362,4 +320,4 @@ func (r *Reader) Refresh(ctx context.Context, entity, id string) (Item, error) {
 func (r *Reader) Stats() ReadStats { return readStats(r.core.Stats()) }
 
 // Aside returns the read-aside face over the same cache and counters.
-func (r *Reader) Aside() *ReadAside { return &ReadAside{cfg: r.cfg, core: r.core} }
+func (r *Reader) Aside() *ReadAside { return &ReadAside{r} }

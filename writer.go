@@ -1,7 +1,9 @@
 package writebehind
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/writebehind/writebehind/internal/cache"
+	"github.com/writebehind/writebehind/internal/jsonb"
 	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/op"
@@ -123,21 +126,17 @@ func (w *Writer) Apply(ctx context.Context, ops []Op) []Result {
 
 // check validates an op and converts it for the queue.
 func (w *Writer) check(o Op) (op.Op, error) {
-	if !w.cfg.has(o.Entity) {
-		return op.Op{}, fmt.Errorf("%w: %q", ErrUnknownEntity, o.Entity)
-	}
-	if err := checkID(o.ID, w.cfg.MaxIDBytes); err != nil {
+	if err := w.cfg.checkKeys(w.cfg.MaxIDBytes, o.Entity, o.ID); err != nil {
 		return op.Op{}, err
 	}
-	var out op.Op
+	out := op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}
 	switch o.Kind {
 	case OpPut:
 		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
 			return op.Op{}, err
 		}
-		out = op.Op{Kind: op.Put, Entity: o.Entity, ID: o.ID, Data: o.Value}
+		out.Kind, out.Data = op.Put, o.Value
 	case OpDelete:
-		out = op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}
 	default:
 		return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
 	}
@@ -164,25 +163,58 @@ func (w *Writer) checkMapped(e *mapping.Entity, o op.Op) error {
 			return fmt.Errorf("%w: entity %s id %q: %w", ErrDocumentMismatch, o.Entity, o.ID, err)
 		}
 	}
-	if w.through == nil {
-		return nil
-	}
-	if err := w.through.Check(o, doc); err != nil {
-		return fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
+	if w.through != nil {
+		if err := w.through.Check(o, doc); err != nil {
+			return fmt.Errorf("%w: %w", ErrDocumentMismatch, err)
+		}
 	}
 	return nil
 }
 
-func checkID(id string, maxBytes int) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty", ErrInvalidID)
-	case len(id) > maxBytes:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidID, len(id), maxBytes)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
-	case strings.IndexByte(id, 0) >= 0:
-		return fmt.Errorf("%w: holds a NUL byte", ErrInvalidID)
+// checkKeys refuses an entity s does not have, and ids that are empty,
+// longer than maxIDBytes, not UTF-8 or hold a NUL byte.
+func (s Store) checkKeys(maxIDBytes int, entity string, ids ...string) error {
+	if !s.has(entity) {
+		return fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	for _, id := range ids {
+		switch {
+		case id == "":
+			return fmt.Errorf("%w: empty", ErrInvalidID)
+		case len(id) > maxIDBytes:
+			return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidID, len(id), maxIDBytes)
+		case !utf8.ValidString(id):
+			return fmt.Errorf("%w: not UTF-8", ErrInvalidID)
+		case strings.IndexByte(id, 0) >= 0:
+			return fmt.Errorf("%w: holds a NUL byte", ErrInvalidID)
+		}
+	}
+	return nil
+}
+
+// checkValue accepts a JSON object that PostgreSQL's jsonb can store and
+// reads back as it was written. A value jsonb rejects would be acknowledged
+// now and dead-lettered at its flush: it is refused here instead, with the
+// reason.
+func checkValue(v []byte, maxBytes int) error {
+	if len(v) > maxBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrValueTooLarge, len(v), maxBytes)
+	}
+	trimmed := bytes.TrimLeft(v, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return ErrInvalidValue
+	}
+	if !json.Valid(v) {
+		if d := jsonb.Depth(v); d > jsonb.MaxDepth {
+			return fmt.Errorf("%w: nested %d levels deep, at most %d", ErrInvalidValue, d, jsonb.MaxDepth)
+		}
+		return ErrInvalidValue
+	}
+	if !utf8.Valid(v) {
+		return fmt.Errorf("%w: not UTF-8", ErrInvalidValue)
+	}
+	if err := jsonb.Storable(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidValue, err)
 	}
 	return nil
 }

@@ -90,8 +90,7 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	}
 	start := time.Now()
 	now := w.now()
-	deadline := now.Add(w.cfg.WriteThroughTimeout)
-	v, err := w.cells.BeginThrough(ctx, vo.Entity, vo.ID, now, deadline)
+	v, err := w.cells.BeginThrough(ctx, vo.Entity, vo.ID, now, now.Add(w.cfg.WriteThroughTimeout))
 	if err != nil {
 		return 0, err
 	}
@@ -111,15 +110,13 @@ func (w *Writer) through1(ctx context.Context, o Op) (int64, error) {
 	}
 	ttl := w.cfg.TTL(vo.Entity)
 	stamp := w.now()
-	m := cache.FillMeta{Stamp: stamp.UnixMicro()}
+	fill := cache.Fill{Found: row.Found(), Version: row.Version, Meta: cache.FillMeta{Stamp: stamp.UnixMicro()}, Data: row.Data}
 	if ttl > 0 {
-		m.Expire = stamp.Add(ttl).UnixMicro()
+		fill.Meta.Expire = stamp.Add(ttl).UnixMicro()
 	}
-	data := row.Data
 	if row.Version == v {
-		data = vo.Data // the caller's bytes, as Put caches them
+		fill.Data = vo.Data // the caller's bytes, as Put caches them
 	}
-	fill := cache.Fill{Found: row.Found(), Version: row.Version, Meta: m, Data: data}
 	if _, err := w.cells.FinishThrough(context.WithoutCancel(ctx), vo.Entity, vo.ID, fill, ttl); err != nil {
 		return v, fmt.Errorf("%w: version %d: %v", ErrCacheNotUpdated, v, err)
 	}

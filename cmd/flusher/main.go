@@ -15,9 +15,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/flusher"
+	"github.com/writebehind/writebehind/internal/health"
 	"github.com/writebehind/writebehind/internal/mapping"
 	"github.com/writebehind/writebehind/internal/metrics"
 	"github.com/writebehind/writebehind/internal/queue"
@@ -93,123 +96,78 @@ func run(args []string, stdout, stderr io.Writer) int {
 func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	var drainTimeout time.Duration
 	var dryRun bool
-	if cmd == "migrate" {
-		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	switch cmd {
+	case "migrate":
 		fs.BoolVar(&dryRun, "dry-run", false, "print the statements, run none")
-		if err := parseFlags(fs, args); err != nil {
-			return usageError(stderr, "migrate", err)
-		}
-	} else if cmd == "drain" {
-		fs := flag.NewFlagSet("drain", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
+	case "drain":
 		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
-		if err := parseFlags(fs, args); err != nil || drainTimeout < 0 {
-			if err == nil {
-				err = fmt.Errorf("--timeout must not be negative")
-			}
-			return usageError(stderr, "drain", err)
-		}
-	} else if len(args) > 0 {
-		fmt.Fprintf(stderr, "flusher %s: unexpected argument %q\n%s", cmd, args[0], usage)
-		return startup.ExitUsage
+	}
+	err := parseFlags(fs, args)
+	switch {
+	case cmd == "run" && len(args) > 0:
+		err = fmt.Errorf("unexpected argument %q", args[0])
+	case err == nil && drainTimeout < 0:
+		err = fmt.Errorf("--timeout must not be negative")
+	}
+	if err != nil {
+		return usageError(stderr, cmd, err)
 	}
 	cfg := loadConfig()
 	log := startup.Logger(cfg.Settings, os.Stderr).With().Str("consumer", cfg.Consumer).Logger()
+	fail := func(msg string, err error) int {
+		log.Error().Err(err).Msg(msg)
+		return 1
+	}
 
 	ctx, stop := signalContext(log)
 	defer stop()
 
 	pool, err := startup.Postgres(ctx, cfg.Settings)
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	defer pool.Close()
 	s, err := sink.NewMapped(pool, cfg.Entities, mapping.Of(cfg.EntitiesFile))
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	if cmd == "migrate" {
-		ddl, err := s.MigrateDDL(ctx, dryRun)
-		if err != nil {
-			log.Error().Err(err).Msg("migrate failed")
-			return 1
-		}
-		if dryRun {
+		switch ddl, err := s.MigrateDDL(ctx, dryRun); {
+		case err != nil:
+			return fail("migrate failed", err)
+		case dryRun:
 			for _, stmt := range ddl {
 				fmt.Fprintf(stdout, "%s;\n", stmt)
 			}
-			return 0
+		default:
+			log.Info().Str("entities", cfg.AllEntities().String()).Int("statements", len(ddl)).Msg("tables ready")
 		}
-		log.Info().Str("entities", cfg.AllEntities().String()).Int("statements", len(ddl)).Msg("tables ready")
 		return 0
 	}
 	// A table that is missing or of another shape would make every batch
 	// retry for ever or every op dead-lettered: refuse to start. PostgreSQL
 	// unreachable is no reason not to start: batches wait for it.
 	if err := s.CheckTables(ctx); errors.Is(err, sink.ErrTableShape) {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	} else if err != nil {
 		log.Warn().Err(err).Msg("cannot check the tables yet; starting anyway")
 	}
 	q, closeRedis, err := connectQueue(ctx, cfg, log)
 	if err != nil {
-		log.Error().Err(err).Msg("flusher cannot start")
-		return 1
+		return fail("flusher cannot start", err)
 	}
 	defer closeRedis()
 	var m *metrics.Flusher
 	if cmd == "run" {
 		var stopServer func()
 		if m, stopServer, err = serveOps(ctx, cfg, q, s, log); err != nil {
-			log.Error().Err(err).Msg("flusher cannot start")
-			return 1
+			return fail("flusher cannot start", err)
 		}
 		defer stopServer()
 	}
-	f := flusher.New(q, s, flusherOptions(cfg, log, m))
-	if cmd == "drain" {
-		return drain(ctx, f, drainTimeout, stdout, log)
-	}
-
-	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
-		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
-	if err := f.Run(ctx); err != nil {
-		log.Error().Err(err).Msg("flusher failed")
-		return 1
-	}
-	st := f.Stats()
-	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
-	return 0
-}
-
-// connectQueue connects to Redis and checks it holds what this flusher
-// expects: the partition count, and settings that keep unflushed writes.
-func connectQueue(ctx context.Context, cfg config, log zerolog.Logger) (*queue.Queue, func(), error) {
-	// Every partition holds one blocking read; leave room for the rest.
-	rdb, err := startup.Redis(cfg.Settings, 2*cfg.Partitions+8)
-	if err != nil {
-		return nil, nil, err
-	}
-	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
-	if err := q.CheckPartitions(ctx); err != nil {
-		_ = rdb.Close()
-		return nil, nil, err
-	}
-	if err := startup.CheckRedis(ctx, cfg.Settings, q, log); err != nil {
-		_ = rdb.Close()
-		return nil, nil, err
-	}
-	return q, func() { _ = rdb.Close() }, nil
-}
-
-// flusherOptions is the one place the flusher's configuration meets
-// flusher.Options.
-func flusherOptions(cfg config, log zerolog.Logger, m *metrics.Flusher) flusher.Options {
-	return flusher.Options{
+	f := flusher.New(q, s, flusher.Options{
 		Group:               cfg.Group,
 		Consumer:            cfg.Consumer,
 		BatchSize:           cfg.BatchSize,
@@ -227,7 +185,38 @@ func flusherOptions(cfg config, log zerolog.Logger, m *metrics.Flusher) flusher.
 		MaxBatchBytes:       cfg.MaxBatchBytes,
 		MaxInflightBytes:    cfg.MaxInflightBytes,
 		LargestEntry:        cfg.LargestEntry(),
+	})
+	if cmd == "drain" {
+		return drain(ctx, f, drainTimeout, stdout, log)
 	}
+
+	log.Info().Int("partitions", cfg.Partitions).Str("group", cfg.Group).
+		Str("redis", startup.RedactURL(cfg.RedisURL)).Str("postgres", startup.RedactURL(cfg.PostgresURL)).Msg("flusher running")
+	if err := f.Run(ctx); err != nil {
+		return fail("flusher failed", err)
+	}
+	st := f.Stats()
+	log.Info().Int64("ops", st.Ops).Int64("rows", st.Rows).Msg("flusher stopped")
+	return 0
+}
+
+// connectQueue connects to Redis and checks it holds what this flusher
+// expects: the partition count, and settings that keep unflushed writes.
+func connectQueue(ctx context.Context, cfg config, log zerolog.Logger) (*queue.Queue, func(), error) {
+	// Every partition holds one blocking read; leave room for the rest.
+	rdb, err := startup.Redis(cfg.Settings, 2*cfg.Partitions+8)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := queue.New(rdb, cfg.Namespace, cfg.Partitions)
+	if err = q.CheckPartitions(ctx); err == nil {
+		err = startup.CheckRedis(ctx, cfg.Settings, q, log)
+	}
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, err
+	}
+	return q, func() { _ = rdb.Close() }, nil
 }
 
 // config is what the flusher command reads.
@@ -293,3 +282,39 @@ func signalContext(log zerolog.Logger) (context.Context, func()) {
 }
 
 func round(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// scrapeTimeout bounds the Redis reads of one scrape and of one readiness
+// probe.
+const scrapeTimeout = 2 * time.Second
+
+// serveOps starts the metrics and health server on WB_METRICS_ADDR and
+// returns the flusher's metrics and a function that stops the server. With
+// the address empty it serves nothing and the metrics record nothing.
+// Readiness fails as soon as ctx is cancelled, while the batches in hand
+// are still finishing.
+func serveOps(ctx context.Context, cfg config, q *queue.Queue, s *sink.Sink, log zerolog.Logger) (*metrics.Flusher, func(), error) {
+	if cfg.MetricsAddr == "" {
+		return nil, func() {}, nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.NewFlusher(reg)
+	reg.MustRegister(metrics.NewPartitions(q, cfg.Group, scrapeTimeout))
+	srv := health.New(health.Options{
+		Addr:         cfg.MetricsAddr,
+		Gatherer:     reg,
+		Checks:       []health.Check{{Name: "redis", Fn: q.Ping}, {Name: "postgres", Fn: s.Ping}},
+		CheckTimeout: scrapeTimeout,
+	})
+	if err := srv.Start(); err != nil {
+		return nil, nil, err
+	}
+	stopReady := context.AfterFunc(ctx, srv.ShuttingDown)
+	log.Info().Str("addr", srv.Addr()).Msg("serving /metrics, /healthz and /readyz")
+	return m, func() {
+		stopReady()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), scrapeTimeout)
+		defer cancel()
+		_ = srv.Stop(sctx)
+	}, nil
+}

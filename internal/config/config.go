@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -46,22 +47,30 @@ func Defaults[T any]() T {
 }
 
 // WithDefaults returns c with its zero fields, and those of the structs it
-// embeds, set to their defaults, but for the fields named in keep: their
-// zero means something.
+// embeds, set to their defaults, but for the fields named in keep (their
+// zero means something) and those tagged nodefaultwith:"OTHER" while the
+// field of OTHER is set.
 func WithDefaults[T any](c T, keep ...string) T {
-	fill(reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]()), keep)
+	v, d := reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]())
+	fs := fields(v.Type())
+	set := func(name string) bool { // whether the field of WB_name is set
+		i := slices.IndexFunc(fs, func(f reflect.StructField) bool { return f.Tag.Get("envconfig") == name })
+		return name != "" && i >= 0 && !v.FieldByIndex(fs[i].Index).IsZero()
+	}
+	for _, f := range fs {
+		if fv := v.FieldByIndex(f.Index); fv.IsZero() && !slices.Contains(keep, f.Name) && !set(f.Tag.Get("nodefaultwith")) {
+			fv.Set(d.FieldByIndex(f.Index))
+		}
+	}
 	return c
 }
 
-func fill(v, d reflect.Value, keep []string) {
-	for i := range v.NumField() {
-		switch f := v.Type().Field(i); {
-		case f.Anonymous && f.Type.Kind() == reflect.Struct:
-			fill(v.Field(i), d.Field(i), keep)
-		case v.Field(i).IsZero() && !slices.Contains(keep, f.Name):
-			v.Field(i).Set(d.Field(i))
-		}
-	}
+// fields returns the fields of the struct type t, with those of the structs
+// it embeds in their place.
+func fields(t reflect.Type) []reflect.StructField {
+	return slices.DeleteFunc(reflect.VisibleFields(t), func(f reflect.StructField) bool {
+		return f.Anonymous && f.Type.Kind() == reflect.Struct
+	})
 }
 
 // Load reads a T from WB_ environment variables and validates it.
@@ -85,7 +94,7 @@ func Read(spec any) error {
 			if le := ListError(""); errors.As(pe.Err, &le) {
 				return fmt.Errorf("%w: %s: %v, got %q", ErrInvalid, pe.KeyName, le, pe.Value)
 			}
-			return fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalid, pe.KeyName, expected(pe.TypeName), pe.Value)
+			return fmt.Errorf("%w: %s: expected %s, got %q", ErrInvalid, pe.KeyName, cmp.Or(expected[pe.TypeName], pe.TypeName), pe.Value)
 		}
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -97,19 +106,14 @@ func Read(spec any) error {
 // environment does not set while it sets WB_OTHER: the field's default is
 // for when OTHER is not used (WB_ENTITIES besides WB_ENTITIES_FILE).
 func dropDefaults(v reflect.Value) {
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			dropDefaults(v.Field(i))
-			continue
-		}
+	for _, f := range fields(v.Type()) {
 		other := f.Tag.Get("nodefaultwith")
 		if other == "" {
 			continue
 		}
 		_, set := os.LookupEnv("WB_" + f.Tag.Get("envconfig"))
 		if o, _ := os.LookupEnv("WB_" + other); !set && strings.TrimSpace(o) != "" {
-			v.Field(i).SetZero()
+			v.FieldByIndex(f.Index).SetZero()
 		}
 	}
 }
@@ -121,14 +125,7 @@ var decimal = regexp.MustCompile(`^[+-]?(0|[1-9][0-9]*)$`)
 // decimalOnly checks that every integer variable of rt that is set is
 // decimal.
 func decimalOnly(rt reflect.Type) error {
-	for i := range rt.NumField() {
-		f := rt.Field(i)
-		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			if err := decimalOnly(f.Type); err != nil {
-				return err
-			}
-			continue
-		}
+	for _, f := range fields(rt) {
 		if k := f.Type.Kind(); k != reflect.Int && k != reflect.Int64 || f.Type == reflect.TypeFor[time.Duration]() {
 			continue
 		}
@@ -148,18 +145,13 @@ type ListError string
 
 func (e ListError) Error() string { return string(e) }
 
-func expected(typeName string) string {
-	switch typeName {
-	case "Duration":
-		return "a duration like 500ms, 30s or 5m"
-	case "int", "int64":
-		return "a whole number"
-	case "bool":
-		return "true or false"
-	case "float64":
-		return "a number"
-	}
-	return typeName
+// expected names the form of a variable of each type envconfig reports.
+var expected = map[string]string{
+	"Duration": "a duration like 500ms, 30s or 5m",
+	"int":      "a whole number",
+	"int64":    "a whole number",
+	"bool":     "true or false",
+	"float64":  "a number",
 }
 
 // The upper bounds of WB_MAX_ID_BYTES and WB_MAX_VALUE_BYTES: an id or value

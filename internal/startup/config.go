@@ -111,11 +111,7 @@ func (c FlusherConfig) WithDefaults() FlusherConfig {
 	if c.Consumer == "" {
 		c.Consumer, _ = os.Hostname()
 	}
-	keep := []string{"CleanTTL", "ConsumerIdleTimeout", "MetricsAddr"}
-	if c.EntitiesFile.Path != "" {
-		keep = append(keep, "Entities")
-	}
-	return config.WithDefaults(c, keep...)
+	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
 }
 
 // LargestEntry is the most one stream entry counts for in a flusher's
@@ -126,10 +122,9 @@ func (c FlusherConfig) LargestEntry() int64 { return queue.LargestEntry(c.MaxIDB
 // one.
 func (c FlusherConfig) Validate() error {
 	bad := config.Bad
-	if err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.AllEntities()), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); err != nil {
+	switch err := config.First(c.Store.Validate(), c.CleanTTLs.Validate(c.AllEntities()), config.MaxIDBytes(c.MaxIDBytes), config.MaxValueBytes(c.MaxValueBytes)); {
+	case err != nil:
 		return err
-	}
-	switch {
 	case c.Group == "":
 		return bad("GROUP", "must be set", `""`)
 	case c.Consumer == "":

@@ -5,19 +5,25 @@
 package startup
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kelseyhightower/envconfig"
 	"github.com/mattn/go-isatty"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind/internal/config"
+	"github.com/writebehind/writebehind/internal/queue"
 )
 
 // ExitUsage is the exit code for bad configuration or usage.
@@ -115,4 +121,54 @@ func Postgres(ctx context.Context, cfg Settings) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("postgres: %w", RedactError(err, cfg.PostgresURL))
 	}
 	return pool, nil
+}
+
+// ErrUnsafeRedis is returned by CheckRedis under WB_STRICT=true when a Redis
+// setting could lose unflushed writes.
+var ErrUnsafeRedis = errors.New("redis settings could lose unflushed writes (WB_STRICT=true)")
+
+// CheckRedis logs every Redis setting that could lose writes acknowledged to
+// producers before they are flushed, and fails with ErrUnsafeRedis when
+// cfg.Strict is set and there is one. A Redis that hides its configuration
+// is only warned about.
+func CheckRedis(ctx context.Context, cfg Settings, q *queue.Queue, log zerolog.Logger) error {
+	found, err := q.CheckDurability(ctx)
+	if errors.Is(err, queue.ErrCannotCheck) {
+		log.Warn().Err(err).Msg("could not check that Redis keeps unflushed writes safe (eviction policy, persistence)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, f := range found {
+		log.Warn().Str("setting", f.Setting).Str("value", f.Value).Msg("UNSAFE REDIS SETTING: " + f.Risk)
+	}
+	if cfg.Strict && len(found) > 0 {
+		return fmt.Errorf("%w: %s", ErrUnsafeRedis, found[0])
+	}
+	return nil
+}
+
+const variablesFormat = `{{range .}}  {{usage_key .}}	{{usage_default .}}	{{usage_description .}}
+{{end}}`
+
+// Usage writes a command's usage followed by every WB_ variable it reads
+// (the Settings and each configuration of cfgs, each variable once) with its
+// default and meaning, read from the tags of the configurations so the list
+// cannot fall behind them.
+func Usage(w io.Writer, commands string, cfgs ...any) {
+	_, _ = io.WriteString(w, commands+"\nConfiguration (environment variables):\n")
+	var lines bytes.Buffer
+	for _, c := range append([]any{&Settings{}}, cfgs...) {
+		_ = envconfig.Usagef("WB", c, &lines, variablesFormat)
+	}
+	tw := tabwriter.NewWriter(w, 1, 0, 2, ' ', 0)
+	seen := map[string]bool{}
+	for _, l := range strings.SplitAfter(lines.String(), "\n") {
+		if key, _, _ := strings.Cut(strings.TrimSpace(l), "\t"); key != "" && !seen[key] {
+			seen[key] = true
+			_, _ = io.WriteString(tw, l)
+		}
+	}
+	_ = tw.Flush()
 }
