@@ -67,21 +67,21 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
+	cmd, rest := "run", args
 	if len(args) > 0 {
-		cmd = args[0]
+		cmd, rest = args[0], args[1:]
 	}
 	switch cmd {
 	case "dlq":
-		return dlq(args[1:], stdout, stderr)
+		return dlq(rest, stdout, stderr)
 	case "run", "migrate", "drain":
-		return daemon(cmd, args[1:], stdout, stderr)
+		return daemon(cmd, rest, stdout, stderr)
 	case "inspect":
-		return inspect(args[1:], stdout, stderr)
+		return inspect(rest, stdout, stderr)
 	case "pending":
-		return pending(args[1:], stdout, stderr)
+		return pending(rest, stdout, stderr)
 	case "groups":
-		return groups(args[1:], stdout, stderr)
+		return groups(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		startup.Usage(stdout, usage, &startup.FlusherConfig{})
 		return 0

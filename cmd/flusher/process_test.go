@@ -235,6 +235,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestNoCommandIsRun runs the flusher without arguments: it is `flusher
+// run`, so a bad variable is refused as run refuses it.
+func TestNoCommandIsRun(t *testing.T) {
+	t.Parallel()
+	flusherBin, _ := testenv.Commands(t)
+	code, _, stderr := runBin(t, flusherBin, []string{"WB_BATCH_SIZE=0"})
+	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "WB_BATCH_SIZE:") {
+		t.Errorf("flusher without arguments, WB_BATCH_SIZE=0: exit %d, stderr %q; want exit 2 and one line naming WB_BATCH_SIZE", code, stderr)
+	}
+}
+
 // reads reports whether one of the configurations rts has the variable name.
 func reads(rts []reflect.Type, name string) bool {
 	for _, rt := range rts {
