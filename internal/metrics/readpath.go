@@ -25,28 +25,16 @@ type ReadPath struct {
 // its collectors: the counts are the process's.
 func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	m := &ReadPath{
-		Hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_hits_total", Help: "Reads answered from the cache (negative hits included).",
-		}),
-		Misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_misses_total", Help: "Reads the cache could not answer.",
-		}),
-		Fills: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_fills_total", Help: "Loaded values stored in the cache.",
-		}),
-		Loads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_loads_total", Help: "Loads from the database (or an app loader).",
-		}),
-		LoadErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_load_errors_total", Help: "Loads that failed.",
-		}),
+		Hits:       counter("writebehind_read_hits_total", "Reads answered from the cache (negative hits included)."),
+		Misses:     counter("writebehind_read_misses_total", "Reads the cache could not answer."),
+		Fills:      counter("writebehind_read_fills_total", "Loaded values stored in the cache."),
+		Loads:      counter("writebehind_read_loads_total", "Loads from the database (or an app loader)."),
+		LoadErrors: counter("writebehind_read_load_errors_total", "Loads that failed."),
 		LoadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "writebehind_read_load_duration_seconds", Help: "Time a load took.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_redis_fallbacks_total", Help: "Reads served by the loader because Redis failed.",
-		}),
+		Fallbacks: counter("writebehind_read_redis_fallbacks_total", "Reads served by the loader because Redis failed."),
 	}
 	for _, c := range []*prometheus.Counter{&m.Hits, &m.Misses, &m.Fills, &m.Loads, &m.LoadErrors, &m.Fallbacks} {
 		if err := register(reg, c); err != nil {
