@@ -7,7 +7,7 @@ package cache
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"time"
 
@@ -17,22 +17,28 @@ import (
 	"github.com/writebehind/writebehind/internal/op"
 )
 
+// sources holds the scripts, each with its contract on top.
+//
+//go:embed *.lua
+var sources embed.FS
+
+// source returns the text of the script file name.
+func source(name string) string {
+	b, err := sources.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// script makes the script of file name with the cell's definitions.
+func script(name string) *redis.Script { return keyspace.NewScript(LuaDefs(), source(name)) }
+
 var (
-	//go:embed lease.lua
-	leaseSource string
-	leaseScript = keyspace.NewScript(LuaDefs(), leaseSource)
-
-	//go:embed cas.lua
-	casSource string
-	casScript = keyspace.NewScript(LuaDefs(), casSource)
-
-	//go:embed drop.lua
-	dropSource string
-	dropScript = keyspace.NewScript(LuaDefs(), dropSource)
-
-	//go:embed cutoff.lua
-	cutoffSource string
-	cutoffScript = keyspace.NewScript(LuaDefs(), cutoffSource)
+	leaseScript  = script("lease.lua")
+	casScript    = script("cas.lua")
+	dropScript   = script("drop.lua")
+	cutoffScript = script("cutoff.lua")
 )
 
 // Cells are the cached values of one namespace. They are safe for

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	_ "embed"
 	"fmt"
 	"strconv"
 
@@ -77,14 +76,10 @@ const (
 	fillHeaderLen                          = expireAt + expireDigits
 )
 
-// versionSource is the version rule (next_version).
-//
-//go:embed version.lua
-var versionSource string
-
 // LuaDefs render the layout for the scripts: state letters, the flush
 // table, accessors of a cell string (1-based, as Lua's string.sub) and of a
-// key holding one (0-based, as GETRANGE), and the version rule.
+// key holding one (0-based, as GETRANGE), set_px (a SET with a TTL in ms, 0
+// none) and the version rule.
 func LuaDefs() []keyspace.Def {
 	return []keyspace.Def{
 		keyspace.Const("DIRTY", "'%c'", Dirty), keyspace.Const("CLEAN", "'%c'", Clean),
@@ -107,9 +102,10 @@ func LuaDefs() []keyspace.Def {
 		keyspace.Func("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
 		keyspace.Func("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
 		keyspace.Func("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
+		keyspace.Func("set_px", "(key, v, ms) if tonumber(ms) > 0 then redis.call('SET', key, v, 'PX', ms) else redis.call('SET', key, v) end"),
 		keyspace.Func("unflushed", "(st) return FLUSHED[st] ~= nil"),
 		keyspace.Func("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),
-		{Name: "next_version", Code: versionSource},
+		{Name: "next_version", Code: source("version.lua")},
 	}
 }
 

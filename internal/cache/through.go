@@ -2,11 +2,9 @@ package cache
 
 import (
 	"context"
-	_ "embed"
 	"strconv"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -18,17 +16,9 @@ import (
 // when FinishThrough replaces the mark with the committed row.
 
 var (
-	//go:embed through_begin.lua
-	throughBeginSource string
-	throughBeginScript = keyspace.NewScript(LuaDefs(), throughBeginSource)
-
-	//go:embed through_finish.lua
-	throughFinishSource string
-	throughFinishScript = keyspace.NewScript(LuaDefs(), throughFinishSource)
-
-	//go:embed through_abort.lua
-	throughAbortSource string
-	throughAbortScript = keyspace.NewScript(LuaDefs(), throughAbortSource)
+	throughBeginScript  = script("through_begin.lua")
+	throughFinishScript = script("through_finish.lua")
+	throughAbortScript  = script("through_abort.lua")
 )
 
 // BeginThrough takes the next version of a key from its partition clock, as a

@@ -33,9 +33,5 @@ end
 if st ~= WRITING and not (written(st) and ver < ARGV[1]) then
   return 0
 end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
+set_px(KEYS[1], ARGV[2], ARGV[3])
 return 1
