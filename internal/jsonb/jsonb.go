@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -102,12 +103,7 @@ type frame struct {
 // has reports whether k is among the object's keys so far, and notes it.
 func (f *frame) has(keys []key, k key) bool {
 	if f.seen == nil && len(keys) < 16 {
-		for _, o := range keys {
-			if o.equal(k) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(keys, k.equal)
 	}
 	if f.seen == nil {
 		f.seen = make(map[string]struct{}, 2*len(keys))
@@ -134,16 +130,11 @@ type key struct {
 func newKey(quoted []byte) key {
 	k := key{raw: quoted[1 : len(quoted)-1]}
 	if bytes.IndexByte(k.raw, '\\') >= 0 {
-		k.escaped, k.decoded = true, unquote(quoted)
+		var s string
+		_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
+		k.escaped, k.decoded = true, s
 	}
 	return k
-}
-
-// unquote decodes a quoted JSON string of valid JSON.
-func unquote(quoted []byte) string {
-	var s string
-	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
-	return s
 }
 
 func (k key) text() string {
@@ -230,16 +221,11 @@ func numberEnd(v []byte, i int) (int, error) {
 	}
 	// lead counts the digits from the first nonzero one to the decimal
 	// point (3 for 123.4, -2 for 0.001); nonzero says there is one.
-	lead, nonzero, intDigits, fracDigits := 0, false, 0, 0
-	firstNonzero := 0
+	lead, nonzero, fracDigits := 0, false, 0
 	for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
-		intDigits++
-		if !nonzero && v[i] != '0' {
-			nonzero, firstNonzero = true, intDigits
+		if nonzero = nonzero || v[i] != '0'; nonzero {
+			lead++
 		}
-	}
-	if nonzero {
-		lead = intDigits - firstNonzero + 1
 	}
 	if i < len(v) && v[i] == '.' {
 		for i++; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
