@@ -45,12 +45,23 @@ func Func(name, format string, args ...any) Def {
 // definitions, in prelude order. Definitions run at every call of a
 // script, so a script carries only those it uses.
 func preludeFor(prelude []Def, source string) string {
+	// words holds the whole words of source and of the definitions taken.
+	words := map[string]bool{}
+	mention := func(text string) {
+		for _, w := range strings.FieldsFunc(text, func(c rune) bool {
+			return c != '_' && (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z')
+		}) {
+			words[w] = true
+		}
+	}
+	mention(source)
 	used := make([]bool, len(prelude))
-	for text, grew := source, true; grew; {
+	for grew := true; grew; {
 		grew = false
 		for i, d := range prelude {
-			if !used[i] && mentions(text, d.Name) {
-				used[i], text, grew = true, text+d.Code, true
+			if !used[i] && words[d.Name] {
+				used[i], grew = true, true
+				mention(d.Code)
 			}
 		}
 	}
@@ -61,25 +72,6 @@ func preludeFor(prelude []Def, source string) string {
 		}
 	}
 	return b.String()
-}
-
-// mentions reports whether name stands in text as a whole word.
-func mentions(text, name string) bool {
-	word := func(c byte) bool {
-		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-	}
-	for i := strings.Index(text, name); i >= 0; {
-		end := i + len(name)
-		if (i == 0 || !word(text[i-1])) && (end == len(text) || !word(text[end])) {
-			return true
-		}
-		next := strings.Index(text[i+1:], name)
-		if next < 0 {
-			return false
-		}
-		i += 1 + next
-	}
-	return false
 }
 
 // Call is one call of a script.
