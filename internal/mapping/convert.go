@@ -126,13 +126,24 @@ var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 var uuidForm = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
+// takes maps the base types whose values are of one JSON kind to that kind,
+// as kindOf names it; json, jsonb and numeric take more than one.
+var takes = map[string]string{
+	"text": "a string", "varchar": "a string", "bpchar": "a string",
+	"timestamptz": "a string", "timestamp": "a string", "date": "a string", "uuid": "a string",
+	"int2": "a number", "int4": "a number", "int8": "a number", "float4": "a number", "float8": "a number",
+	"bool": "a boolean",
+}
+
 // intBits are the sizes of the integer kinds.
 var intBits = map[string]int{"int2": 16, "int4": 32, "int8": 64}
 
 func scalar(t Type, v any) (string, error) {
-	want := supported[t.Base]
 	wrong := func() (string, error) {
-		return "", fmt.Errorf("%s is %s, want %s", describe(v), kindOf(v), want)
+		return "", fmt.Errorf("%s is %s, want %s", describe(v), kindOf(v), supported[t.Base])
+	}
+	if k := takes[t.Base]; k != "" && kindOf(v) != k {
+		return wrong()
 	}
 	switch t.Base {
 	case "json", "jsonb":
@@ -146,10 +157,7 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return string(b), nil
 	case "text", "varchar", "bpchar":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		if strings.IndexByte(s, 0) >= 0 {
 			return "", fmt.Errorf("holds a NUL character, which PostgreSQL cannot store")
 		}
@@ -158,35 +166,27 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return s, nil
 	case "int2", "int4", "int8":
-		n, ok := v.(json.Number)
-		if !ok {
-			return wrong()
-		}
+		n := v.(json.Number)
 		i, err := strconv.ParseInt(n.String(), 10, intBits[t.Base])
 		if err != nil {
 			return "", fmt.Errorf("%s is not a whole number that %s holds", n, t.Name)
 		}
 		return strconv.FormatInt(i, 10), nil
 	case "numeric":
-		var s string
-		switch n := v.(type) {
-		case json.Number:
-			s = n.String()
-		case string:
-			// Decimals are often sent as strings to keep every digit.
-			if _, ok := new(big.Float).SetString(n); !ok || !jsonNumber.MatchString(n) {
-				return "", fmt.Errorf("%q is not a decimal number", n)
-			}
-			s = n
-		default:
-			return wrong()
+		if n, ok := v.(json.Number); ok {
+			return n.String(), nil
 		}
-		return s, nil
-	case "float4", "float8":
-		n, ok := v.(json.Number)
+		s, ok := v.(string)
 		if !ok {
 			return wrong()
 		}
+		// Decimals are often sent as strings to keep every digit.
+		if _, ok := new(big.Float).SetString(s); !ok || !jsonNumber.MatchString(s) {
+			return "", fmt.Errorf("%q is not a decimal number", s)
+		}
+		return s, nil
+	case "float4", "float8":
+		n := v.(json.Number)
 		bits := 64
 		if t.Base == "float4" {
 			bits = 32
@@ -196,26 +196,16 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return n.String(), nil
 	case "bool":
-		b, ok := v.(bool)
-		if !ok {
-			return wrong()
-		}
-		return strconv.FormatBool(b), nil
+		return strconv.FormatBool(v.(bool)), nil
 	case "timestamptz":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return "", fmt.Errorf("%q is not an RFC 3339 time", s)
 		}
 		return tm.UTC().Format(time.RFC3339Nano), nil
 	case "timestamp":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse("2006-01-02T15:04:05.999999999", s)
 		if err != nil {
 			if tm, err = time.Parse(time.RFC3339Nano, s); err != nil {
@@ -225,20 +215,14 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return tm.Format("2006-01-02T15:04:05.999999999"), nil
 	case "date":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse(time.DateOnly, s)
 		if err != nil {
 			return "", fmt.Errorf("%q is not a date (2006-01-02)", s)
 		}
 		return tm.Format(time.DateOnly), nil
 	case "uuid":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		if !uuidForm.MatchString(s) {
 			return "", fmt.Errorf("%q is not a UUID (8-4-4-4-12 hex digits)", s)
 		}
