@@ -122,24 +122,20 @@ func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Ca
 		if !ok {
 			continue
 		}
-		c, err := Parse(s)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
+		if c, err := Parse(s); err == nil {
+			out[i], found[i] = c, true
+		} else if firstErr == nil {
+			firstErr = err
 		}
-		out[i], found[i] = c, true
 	}
 	return out, found, firstErr
 }
 
 // LeaseResult is the answer to a lease request: either the lease was taken,
-// or the key holds a value (Found) that is not to be replaced.
+// or the key holds a value (Cached) that is not to be replaced.
 type LeaseResult struct {
 	Granted bool
 	Cached  Cached
-	Found   bool
 }
 
 // Lease leaves a lease with token in each key of ids (one entity) that holds
@@ -170,7 +166,6 @@ func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens 
 			if out[i].Cached, err = Parse(v); err != nil {
 				return nil, err
 			}
-			out[i].Found = true
 		}
 	}
 	return out, nil
