@@ -6,6 +6,7 @@ package mapping
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -194,10 +195,7 @@ func (r *rawEntity) check(name string) (*Entity, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Entity{Name: name, Table: table, Version: r.Version, Document: r.Document}
-	if e.Version == "" {
-		e.Version = DefaultVersion
-	}
+	e := &Entity{Name: name, Table: table, Key: r.Key, Version: cmp.Or(r.Version, DefaultVersion), Document: r.Document}
 	claim := roles{}.claim
 	if len(r.Key) == 0 {
 		return nil, errors.New("key: must name at least one column")
@@ -207,7 +205,6 @@ func (r *rawEntity) check(name string) (*Entity, error) {
 			return nil, err
 		}
 	}
-	e.Key = r.Key
 	if err := claim(e.Version, "version"); err != nil {
 		return nil, err
 	}

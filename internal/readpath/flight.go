@@ -34,9 +34,6 @@ func (fs *flights) join(key string) (*flight, bool) {
 	if cur != nil && !cur.sealed {
 		return cur, false
 	}
-	if fs.m == nil {
-		fs.m = make(map[string]*flight)
-	}
 	f := &flight{prev: cur, done: make(chan struct{})}
 	fs.m[key] = f
 	return f, true

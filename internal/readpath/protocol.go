@@ -1,6 +1,7 @@
 package readpath
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -266,10 +267,7 @@ func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, cut
 		}
 		return true
 	})
-	if err == nil {
-		err = failed
-	}
-	return err
+	return cmp.Or(err, failed)
 }
 
 // poll reads the keys of slots every LockPoll, for at most limit (negative:

@@ -140,7 +140,7 @@ func New(q *cache.Cells, entities []string, load LoadFunc, opt Options) *Core {
 	if opt.Rand == nil {
 		opt.Rand = rand.Float64
 	}
-	c := &Core{q: q, load: load, opt: opt, cuts: make(map[string]*cutoff, len(entities))}
+	c := &Core{q: q, load: load, opt: opt, flights: flights{m: map[string]*flight{}}, cuts: make(map[string]*cutoff, len(entities))}
 	for _, e := range entities {
 		c.cuts[e] = &cutoff{}
 	}
@@ -250,7 +250,7 @@ func answer(cv cache.Cached, cut int64) (Value, bool) {
 	return Value{Version: cv.Version}, true
 }
 
-// early decides whether a clean value is refreshed before it expires: XFetch
+// refreshDue decides whether a clean value is refreshed before it expires: XFetch
 // (Vattani et al., VLDB 2015) refreshes when now - delta*beta*ln(rand) passes
 // the expiry, so the nearer the expiry and the slower the load, the likelier.
 func (c *Core) refreshDue(cv cache.Cached) bool {
@@ -262,7 +262,7 @@ func (c *Core) refreshDue(cv cache.Cached) bool {
 	return float64(c.opt.Now().UnixMicro())+gap >= float64(cv.Meta.Expire)
 }
 
-// token returns a fresh lease token.
+// token returns a fresh lease token; never 0, which means none.
 func token() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
 // encode makes a loaded value the cell to cache and returns its TTL; ok is
