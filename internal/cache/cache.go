@@ -56,9 +56,8 @@ func New(rdb redis.UniversalClient, ns string, partitions int) *Cells {
 	return &Cells{rdb: rdb, keys: keyspace.NewKeys(ns), partitions: partitions}
 }
 
-// WithMaxClockSkew returns the cells of the same namespace whose
-// write-throughs take versions at most d ahead of Redis's clock (0:
-// DefaultMaxClockSkew).
+// WithMaxClockSkew returns these cells with write-through versions at most
+// d ahead of Redis's clock (0: DefaultMaxClockSkew).
 func (cs *Cells) WithMaxClockSkew(d time.Duration) *Cells {
 	c := *cs
 	c.maxSkew = d
@@ -69,8 +68,7 @@ func (cs *Cells) valueKey(entity, id string) string {
 	return cs.keys.Value(op.Partition(entity, id, cs.partitions), entity, id)
 }
 
-// Cached returns the cached value of a key; found is false when Redis holds
-// nothing for it.
+// Cached returns the cached value of a key; found is false for none.
 func (cs *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
 	s, err := cs.rdb.Get(ctx, cs.valueKey(entity, id)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -141,8 +139,7 @@ type LeaseResult struct {
 // Lease leaves a lease with token in each key of ids (one entity) that holds
 // nothing, a clean value stamped before cutoff, or (with force) any clean
 // value; keys holding an unflushed value, another lease or a fresh clean
-// value are returned as they are. One key is one script call; more are
-// pipelined.
+// value are returned as they are. Several keys are pipelined.
 func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
 	f := "0"
 	if force {
@@ -182,8 +179,7 @@ type Swap struct {
 	Value *Fill
 	// TTL of the new value; 0 none.
 	TTL time.Duration
-	// Check only tells whether the key still holds what is expected; Value
-	// and TTL are ignored.
+	// Check only tells whether the key still holds what is expected.
 	Check bool
 }
 
@@ -195,9 +191,9 @@ func (s Swap) expect() string {
 	return fillHeader(s.Refreshing.State, s.Refreshing.Version, s.Refreshing.Meta)
 }
 
-// CompareAndSet applies each swap only where its key still starts with
-// what it expects, and reports which were applied. A fill uses it with its lease, so
-// a write (which replaces the lease) always wins over a fill, and an owner
+// CompareAndSet applies each swap only where its key still starts with what
+// it expects, and reports which were applied. A fill uses it with its lease,
+// so a write (which replaces the lease) always wins over a fill, and an owner
 // releases its lease with it.
 func (cs *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
 	calls := make([]keyspace.Call, len(swaps))
@@ -240,8 +236,7 @@ func (cs *Cells) Drop(ctx context.Context, entity string, ids []string) error {
 	return nil
 }
 
-// Cutoff returns an entity's invalidation cut-off (Unix microseconds; 0 when
-// it was never invalidated).
+// Cutoff returns an entity's invalidation cut-off (Unix µs; 0: never set).
 func (cs *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
 	n, err := cs.rdb.Get(ctx, cs.keys.Cutoff(entity)).Int64()
 	if errors.Is(err, redis.Nil) {

@@ -23,8 +23,7 @@ import (
 //
 // Cached is the decoded cell.
 
-// State is the first byte of a cell: whether it holds data or a tombstone,
-// and whether PostgreSQL has it yet.
+// State is the first byte of a cell: data or tombstone, flushed or not.
 type State byte
 
 const (
@@ -34,8 +33,7 @@ const (
 	Clean State = 'C'
 	// DirtyTombstone is a delete not yet flushed: reads see "not found".
 	DirtyTombstone State = 'T'
-	// CleanTombstone is a flushed delete, kept for the clean TTL as a
-	// cached "not found".
+	// CleanTombstone is a flushed delete, a cached "not found" (clean TTL).
 	CleanTombstone State = 'X'
 	// Filled is a clean value the read path loaded and stored, with its
 	// fill stamp, load time and expiry (see FillMeta).
@@ -143,11 +141,10 @@ type FillMeta struct {
 // Found reports whether the cached value says the document exists.
 func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.State == Filled }
 
-// FreshStamp is the time a cached value counts from when it is compared to an
-// entity's invalidation cut-off: its load start for values the read path
-// filled, its version (the hybrid clock, in microseconds) for values the
-// flusher marked clean. Unflushed values and leases return MaxInt64: they
-// are never stale.
+// FreshStamp is the time a cached value counts from against an entity's
+// invalidation cut-off: its load start for values the read path filled, its
+// version (the hybrid clock, in µs) for values the flusher marked clean.
+// Unflushed values and leases are never stale: they return MaxInt64.
 func (c Cached) FreshStamp() int64 {
 	switch c.State {
 	case Filled, Negative:
@@ -158,8 +155,7 @@ func (c Cached) FreshStamp() int64 {
 	return 1<<63 - 1
 }
 
-// header renders the first headerLen bytes of a cell: the state and the
-// version.
+// header renders the first headerLen bytes of a cell: state and version.
 func header(st State, v int64) string {
 	var b [headerLen]byte
 	b[0] = byte(st)

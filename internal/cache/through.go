@@ -44,9 +44,8 @@ func (cs *Cells) AbortThrough(ctx context.Context, entity, id string, version in
 	return throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)}, FormatVersion(version), "0").Err()
 }
 
-// ExpireThrough removes the mark of the write-through of version if it is
-// past its deadline at now (its writer died or hangs), as AbortThrough does.
-// It reports whether it did.
+// ExpireThrough does what AbortThrough does if the mark is past its deadline
+// at now (its writer died or hangs), and reports whether it did.
 func (cs *Cells) ExpireThrough(ctx context.Context, entity, id string, version int64, now time.Time) (bool, error) {
 	n, err := throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)},
 		FormatVersion(version), strconv.FormatInt(now.UnixMicro(), 10)).Int64()

@@ -78,16 +78,14 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Addr is the bound address (with the real port when Options.Addr asked for
-// port 0); call it after Start.
+// Addr is the bound address (the real port for port 0); call it after Start.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // ShuttingDown makes /readyz fail from now on, so no new work is routed to
 // a process that is finishing the work in hand.
 func (s *Server) ShuttingDown() { s.stopping.Store(true) }
 
-// Stop closes the listener and waits for requests in flight, at most until
-// ctx is done.
+// Stop closes the listener and waits for requests in flight until ctx is done.
 func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
@@ -100,8 +98,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
-// Ready tries every check and returns the failures, by check name; an empty
-// map means ready.
+// Ready tries every check and returns the failures by name (empty: ready).
 func (s *Server) Ready(ctx context.Context) map[string]error {
 	failed := map[string]error{}
 	if s.stopping.Load() {

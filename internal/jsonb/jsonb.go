@@ -95,8 +95,7 @@ func Storable(v []byte) error {
 type frame struct {
 	object bool
 	first  int
-	// seen holds the keys once the object has many, so a large object is
-	// checked in linear time.
+	// seen holds the keys of a large object, so it is checked in linear time.
 	seen map[string]struct{}
 }
 
@@ -151,8 +150,7 @@ func (k key) equal(o key) bool {
 	return k.text() == o.text()
 }
 
-// isKey reports whether the string that ended just before i is an object
-// key: the next token is a colon.
+// isKey reports whether the string ending before i is a key: a colon follows.
 func isKey(v []byte, i int) bool {
 	for ; i < len(v); i++ {
 		switch v[i] {
@@ -212,8 +210,7 @@ func hex4(b []byte) int {
 	return n
 }
 
-// numberEnd checks that the number starting at i fits PostgreSQL's numeric
-// and returns the index just past it.
+// numberEnd checks the number at i fits numeric and returns the index past it.
 func numberEnd(v []byte, i int) (int, error) {
 	start := i
 	if v[i] == '-' {
@@ -260,8 +257,7 @@ func numberEnd(v []byte, i int) (int, error) {
 
 // String decodes a quoted JSON string exactly: encoding/json alone turns
 // invalid UTF-8 and lone UTF-16 surrogates into U+FFFD, so two distinct
-// strings could decode as one. Such strings, and the escape \u0000, are
-// refused.
+// strings could decode as one. It refuses them, and the escape \u0000.
 func String(quoted []byte) (string, error) {
 	var s string
 	if err := json.Unmarshal(quoted, &s); err != nil {

@@ -41,8 +41,7 @@ func (k Keys) Value(p int, entity, id string) string {
 // Stream is the partition's stream of ops.
 func (k Keys) Stream(p int) string { return k.prefix(p) + streamName }
 
-// Clock holds the partition's last version, so versions keep increasing when
-// cached values expire.
+// Clock holds the partition's last version, kept when cached values expire.
 func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
 
 // DeadLetter is the partition's dead-letter stream: entries that can never
@@ -74,9 +73,8 @@ const (
 	trialName      = "trial"
 )
 
-// PartitionOf returns the partition of a partition's own key (stream,
-// clock, dead letters, large mark, trials), as Stream, Clock, DeadLetter,
-// Large and Trial build them.
+// PartitionOf returns the partition of a key that Stream, Clock, DeadLetter,
+// Large or Trial built.
 func (k Keys) PartitionOf(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {

@@ -19,8 +19,7 @@ import (
 // scripts holds every script, for LoadScripts.
 var scripts []*redis.Script
 
-// NewScript returns the script of source with the definitions of prelude it
-// uses, registered.
+// NewScript registers and returns source with the prelude definitions it uses.
 func NewScript(prelude []Def, source string) *redis.Script {
 	s := redis.NewScript(preludeFor(prelude, source) + source)
 	scripts = append(scripts, s)
@@ -92,8 +91,7 @@ type Wait struct {
 	Timeout  time.Duration
 }
 
-// Check turns the answer of WAIT (nil when none was sent) into
-// ErrNotReplicated.
+// Check turns the answer of WAIT (nil: none sent) into ErrNotReplicated.
 func (w Wait) Check(answer *redis.Cmd) error {
 	if answer == nil {
 		return nil
@@ -160,8 +158,7 @@ func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, 
 				cmds[i] = s.EvalSha(ctx, p, calls[i].Keys, calls[i].Args...)
 			}
 			if w.Replicas > 0 {
-				// WAIT covers the writes of its own connection, so it
-				// must share the pipeline's.
+				// WAIT covers only the writes of its own connection: this pipeline's.
 				wait = p.Do(ctx, "WAIT", w.Replicas, w.Timeout.Milliseconds())
 			}
 			return nil
@@ -186,8 +183,7 @@ func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, 
 	}
 }
 
-// LoadScripts makes sure every script is cached by Redis, so pipelines can
-// call them by hash.
+// LoadScripts caches every script in Redis, for pipelines to call by hash.
 func LoadScripts(ctx context.Context, rdb redis.Scripter) error {
 	for _, s := range scripts {
 		if err := s.Load(ctx, rdb).Err(); err != nil {

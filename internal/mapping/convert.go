@@ -18,21 +18,18 @@ type Type struct {
 	// Name is the type as format_type prints it, for messages and casts:
 	// "numeric(10,2)", "character varying(20)[]".
 	Name string
-	// Base is the name (pg_type.typname) of the type, or of the element
-	// type of an array.
+	// Base is the pg_type.typname of the type, or of an array's elements.
 	Base string
 	// Array is set for an array type.
 	Array bool
-	// MaxLen is the longest string a varchar(n) or char(n) holds, in
-	// characters; 0 for no limit.
+	// MaxLen is the n of varchar(n) or char(n), in characters; 0: no limit.
 	MaxLen int
 	// NotNull is set for a column that refuses NULL, default or not: a
 	// value written there is never replaced by the default.
 	NotNull bool
 }
 
-// supported maps the base types values convert to, to what they take in
-// JSON.
+// supported maps the base types values convert to, to what they take in JSON.
 var supported = map[string]string{
 	"text": "a string", "varchar": "a string", "bpchar": "a string",
 	"int2": "a whole number", "int4": "a whole number", "int8": "a whole number",
@@ -63,8 +60,7 @@ func (t Type) KeySupported() error {
 	return nil
 }
 
-// Decode reads a JSON document into fields, numbers as json.Number so no
-// digit is lost.
+// Decode reads a JSON document, numbers as json.Number so no digit is lost.
 func Decode(data []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

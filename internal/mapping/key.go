@@ -21,8 +21,7 @@ func JoinKey(parts []string) string {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
 
-// SplitKey returns the n key values id names, or an error saying why it
-// names none.
+// SplitKey returns the n key values id names, or why it names none.
 func SplitKey(id string, n int) ([]string, error) {
 	parts := strings.Split(id, "/")
 	if len(parts) != n {

@@ -58,8 +58,7 @@ type Child struct {
 	Field string
 	// Table is the child table.
 	Table pgx.Identifier
-	// Parent holds the child columns holding the parent's key, in the order
-	// of the parent's key columns.
+	// Parent holds the child columns holding the parent's key, in key order.
 	Parent []string
 	// Columns maps the fields of each array element to columns; nil means
 	// every column but the parent columns.

@@ -47,8 +47,7 @@ func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	return m, nil
 }
 
-// register registers *c with reg, or takes the collector reg already has
-// under its name.
+// register registers *c with reg, or takes the one reg has under its name.
 func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
 	err := reg.Register(*c)
 	var already prometheus.AlreadyRegisteredError

@@ -9,8 +9,7 @@ import (
 	"github.com/writebehind/writebehind/internal/cache"
 )
 
-// isRedisDown reports whether err is Redis failing rather than a value it
-// holds being unreadable.
+// isRedisDown reports whether err is Redis failing, not an unreadable value.
 func isRedisDown(err error) bool {
 	return err != nil && !errors.Is(err, cache.ErrCorruptValue) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
@@ -49,9 +48,8 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 		c.joined()
 	}
 	if lead {
-		// The shared read outlives any one caller's cancellation (bounded
-		// by the lease TTL); each caller stops waiting when its own
-		// context ends.
+		// The shared read outlives any one caller's cancellation (bounded by
+		// the lease TTL); each caller stops waiting when its context ends.
 		go func() {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
 			defer cancel()
@@ -190,16 +188,14 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv cache.Cac
 // caller's own load of it. The zero Lease (Redis failed) checks nothing.
 type Lease struct {
 	Entity, ID string
-	// token is the lease left in the key; held another reader's lease
-	// found there instead (see slot).
+	// token is the lease left in the key, held another reader's (see slot).
 	token, held int64
 	start       time.Time
 	cut         int64
 }
 
-// Lookup is read-aside Get: the cached answer, or ok false and a Lease for
-// the caller to load the document and Fill. It runs the read protocol up to
-// the load.
+// Lookup is read-aside Get, the read protocol up to the load: the cached
+// answer, or ok false and a Lease to load the document with and Fill.
 func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool, l Lease, err error) {
 	l = Lease{Entity: entity, ID: id}
 	cut, err := c.cutoff(ctx, entity)

@@ -62,8 +62,7 @@ func ids(slots []*slot) []string {
 }
 
 // resolve answers every slot not yet done. With force it leases over clean
-// values too, to replace them (a refresh). If Redis fails, the loader
-// answers what is left, unchecked.
+// values too (a refresh). If Redis fails, the loader answers, unchecked.
 func (c *Core) resolve(ctx context.Context, entity string, slots []*slot, cut int64, force bool) error {
 	for round := 0; ; round++ {
 		todo := undone(slots)
@@ -198,8 +197,7 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 	return nil
 }
 
-// release gives up the leases of slots after a failed load, so others need
-// not wait them out.
+// release gives up the leases of a failed load, so others need not wait.
 func (c *Core) release(ctx context.Context, entity string, slots []*slot) {
 	var swaps []cache.Swap
 	for _, s := range slots {

@@ -43,8 +43,7 @@ type Options struct {
 	TTL func(entity string) time.Duration
 	// NegativeTTL is how long a "not found" stays cached; 0 caches none.
 	NegativeTTL time.Duration
-	// LeaseTTL bounds a load: a lease left by a reader that died expires
-	// after it (default 10s).
+	// LeaseTTL bounds a load: a dead reader's lease expires after it (default 10s).
 	LeaseTTL time.Duration
 	// Lock makes a reader that finds another process's lease wait up to
 	// LockWait for its fill, polling every LockPoll (default 5ms), instead
@@ -119,8 +118,7 @@ type cutoff struct {
 	mu      sync.Mutex   // serializes reads of the key
 }
 
-// New returns the read path over q for entities; load may be nil for a
-// read-aside only core.
+// New returns the read path over q for entities; load is nil for read-aside.
 func New(q *cache.Cells, entities []string, load LoadFunc, opt Options) *Core {
 	if opt.TTL == nil {
 		opt.TTL = func(string) time.Duration { return 0 }
