@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -198,14 +199,8 @@ func stringEnd(v []byte, i int) (int, error) {
 func hex4(b []byte) int {
 	n := 0
 	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n*16 + int(c-'0')
-		case c >= 'a' && c <= 'f':
-			n = n*16 + int(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			n = n*16 + int(c-'A') + 10
-		}
+		// c is a hex digit (v is valid JSON); c|0x20 lowercases a letter.
+		n = n*16 + strings.IndexByte("0123456789abcdef", c|0x20)
 	}
 	return n
 }
