@@ -63,8 +63,7 @@ func New(opt Options) *Server {
 	return s
 }
 
-// Start listens and serves in the background; it returns once the address
-// is bound, so probes can reach it at once.
+// Start serves in the background; it returns once bound, for probes to reach.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.opt.Addr)
 	if err != nil {
@@ -81,8 +80,7 @@ func (s *Server) Start() error {
 // Addr is the bound address (the real port for port 0); call it after Start.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// ShuttingDown makes /readyz fail from now on, so no new work is routed to
-// a process that is finishing the work in hand.
+// ShuttingDown makes /readyz fail from now on: no new work for this process.
 func (s *Server) ShuttingDown() { s.stopping.Store(true) }
 
 // Stop closes the listener and waits for requests in flight until ctx is done.

@@ -1,8 +1,7 @@
-// Package jsonb knows what PostgreSQL's jsonb stores, and stores as it was
-// written, at the byte level of the JSON text: the checks valid JSON still
-// needs before a Put may acknowledge it, and the exact decoding of a JSON
-// string that the writer's inputs need. It allocates nothing on the path
-// of every Put for documents of small objects.
+// Package jsonb knows what PostgreSQL's jsonb stores, and stores as written,
+// at the byte level of the JSON text: the checks valid JSON still needs
+// before a Put may acknowledge it, and the exact decoding of a JSON string
+// the writer's inputs need. Put's checks allocate nothing for small objects.
 package jsonb
 
 import (

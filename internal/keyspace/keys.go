@@ -44,14 +44,12 @@ func (k Keys) Stream(p int) string { return k.prefix(p) + streamName }
 // Clock holds the partition's last version, kept when cached values expire.
 func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
 
-// DeadLetter is the partition's dead-letter stream: entries that can never
-// be flushed, with the reason, kept under the partition's hash tag so one
-// script moves an entry there and acknowledges it.
+// DeadLetter is the partition's stream of entries that can never be flushed,
+// with the reason, under its hash tag so one script moves and acks an entry.
 func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
 
 // Large holds the stream id of the partition's latest large entry (see
-// queue.SmallEntryBytes), so a flusher can tell whether the entries it is
-// about to read may be large before it reads them.
+// queue.SmallEntryBytes), so a flusher knows before a read if it may be large.
 func (k Keys) Large(p int) string { return k.prefix(p) + largeName }
 
 // Cutoff is the key holding an entity's invalidation cut-off.
@@ -92,9 +90,8 @@ func (k Keys) PartitionOf(key string) (int, bool) {
 	return 0, false
 }
 
-// Beyond returns a partition's own key (stream, clock, dead letters, ...) of
-// a partition at or above partitions, or "". It scans the namespace's
-// partition keys once, on every primary of a cluster.
+// Beyond returns a partition's own key of a partition at or above
+// partitions, or "", scanning the keys once, on every primary of a cluster.
 func (k Keys) Beyond(ctx context.Context, rdb redis.UniversalClient, partitions int) (string, error) {
 	var mu sync.Mutex
 	var found string

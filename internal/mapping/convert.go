@@ -74,10 +74,9 @@ func Decode(data []byte) (map[string]any, error) {
 	return doc, nil
 }
 
-// Convert returns the text form PostgreSQL reads v as a value of t (v as
-// Decode returns it), or null for SQL NULL (a JSON null or a missing field,
-// nil either way; an error for a NOT NULL column). The error says why v
-// cannot be one.
+// Convert returns the text form PostgreSQL reads v (as Decode returns it) as
+// a value of t, or null for SQL NULL (v nil: a JSON null or a missing field;
+// an error for a NOT NULL column), or why v cannot be one.
 func Convert(t Type, v any) (text string, null bool, err error) {
 	if v == nil && t.NotNull {
 		return "", true, errors.New("missing or null, but the column is NOT NULL")

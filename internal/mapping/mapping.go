@@ -34,9 +34,9 @@ type Entity struct {
 	Table pgx.Identifier
 	// Key holds the key columns, in the order of the id's parts.
 	Key []string
-	// Columns maps document fields to columns; nil means every column of
-	// the table but the key, version and delete columns, each under its
-	// own name (the sink fills it in from the catalog).
+	// Columns maps document fields to columns; nil means every column but
+	// the key, version and delete ones, under its own name (the sink fills
+	// it in from the catalog).
 	Columns map[string]string
 	// Document is the jsonb column holding the whole document, instead of
 	// Columns; empty when the document is spread over columns.

@@ -19,10 +19,9 @@ type ReadPath struct {
 	Fallbacks   prometheus.Counter
 }
 
-// NewReadPath creates the read path's metrics and registers them with reg.
-// An app that wants them published passes its registry (or
-// prometheus.DefaultRegisterer). Several read paths on one registry share
-// its collectors: the counts are the process's.
+// NewReadPath creates the read path's metrics and registers them with reg
+// (an app's registry, or prometheus.DefaultRegisterer). Several read paths on
+// one registry share its collectors: the counts are the process's.
 func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	m := &ReadPath{
 		Hits:       counter("writebehind_read_hits_total", "Reads answered from the cache (negative hits included)."),

@@ -16,10 +16,9 @@ func isRedisDown(err error) bool {
 }
 
 // Get returns the document entity/id: from the cache when it answers, else
-// through the read protocol (lease, load, fill). Concurrent misses on one
-// key in this process share one read when it is valid for each of them
-// (see flights). If Redis fails, the loader answers (and nothing is
-// filled); if the loader fails, its error is returned.
+// through the read protocol (lease, load, fill). Concurrent misses on one key
+// in this process share one read when it is valid for each (see flights).
+// If Redis fails, the loader answers unfilled; a loader's error is returned.
 func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	cut, err := c.cutoff(ctx, entity)
 	if err != nil {
@@ -250,8 +249,7 @@ func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lea
 // returns the value the caller is to use: v when the lease shows no write
 // came since the miss (v is then cached, if its lease is the caller's),
 // else the newer cached value. ok is false when neither holds (a write came
-// and the cache has no answer): l is then renewed, and the caller loads
-// again and fills again.
+// and the cache has no answer): l is renewed, to load and fill again.
 func (c *Core) Fill(ctx context.Context, l *Lease, v Value) (Value, bool, error) {
 	if l.token == 0 && l.held == 0 {
 		return v, true, nil
@@ -291,9 +289,8 @@ func (c *Core) Invalidate(ctx context.Context, entity string, ids ...string) err
 }
 
 // InvalidateEntity makes every clean cached value of entity count as a miss,
-// in O(1): it raises the entity's cut-off to now. Unflushed values are not
-// touched, so they stay readable and are flushed as usual; stale clean
-// values are replaced on their next read or simply expire.
+// in O(1): it raises the entity's cut-off to now. Unflushed values stay
+// readable and are flushed as usual; stale clean ones are replaced or expire.
 func (c *Core) InvalidateEntity(ctx context.Context, entity string) error {
 	v, err := c.q.RaiseCutoff(ctx, entity, c.opt.Now())
 	if err != nil {
