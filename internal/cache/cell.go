@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -244,16 +245,13 @@ func parseFill(c Cached, s string) (Cached, error) {
 	if len(s) < fillHeaderLen {
 		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
 	}
-	var err error
-	if c.Meta.Stamp, err = digits(s, stampAt, stampDigits, "fill stamp"); err != nil {
+	stamp, err1 := digits(s, stampAt, stampDigits, "fill stamp")
+	delta, err2 := digits(s, deltaAt, deltaDigits, "fill delta")
+	expire, err3 := digits(s, expireAt, expireDigits, "fill expiry")
+	if err := cmp.Or(err1, err2, err3); err != nil {
 		return Cached{}, err
 	}
-	if c.Meta.Delta, err = digits(s, deltaAt, deltaDigits, "fill delta"); err != nil {
-		return Cached{}, err
-	}
-	if c.Meta.Expire, err = digits(s, expireAt, expireDigits, "fill expiry"); err != nil {
-		return Cached{}, err
-	}
+	c.Meta = FillMeta{Stamp: stamp, Delta: delta, Expire: expire}
 	if c.State == Filled {
 		c.Data = []byte(s[fillHeaderLen:])
 	}

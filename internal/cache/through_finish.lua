@@ -3,9 +3,8 @@
 -- KEYS[1] cached value
 -- ARGV[1] the row's version, 19 digits  ARGV[2] the row as a cell (FILLED or
 -- NEGATIVE)  ARGV[3] TTL in ms (0: none)
--- returns: 1 if the row replaced the key's value, 2 if a newer
--- write-through's mark stopped answering with what it covers, 0 if the key
--- was left alone
+-- returns: 1 if the row replaced the key's value, 2 if a newer mark stopped
+-- answering with what it covers, 0 if the key was left alone
 --
 -- The write-through's own mark, an older mark and an older value of the
 -- write path (D, T, C, X) are replaced: the row is committed, so it is the
