@@ -41,6 +41,9 @@ var (
 	cutoffScript = script("cutoff.lua")
 )
 
+// flags renders a bool as the "1" or "0" a script takes.
+var flags = map[bool]string{false: "0", true: "1"}
+
 // Cells are the cached values of one namespace. They are safe for
 // concurrent use; the client stays the caller's.
 type Cells struct {
@@ -141,13 +144,9 @@ type LeaseResult struct {
 // value; keys holding an unflushed value, another lease or a fresh clean
 // value are returned as they are. Several keys are pipelined.
 func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
-	f := "0"
-	if force {
-		f = "1"
-	}
 	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, flags[force]}}
 	}
 	cmds, _ := keyspace.Run(ctx, cs.rdb, leaseScript, calls, keyspace.Wait{})
 	out := make([]LeaseResult, len(ids))
@@ -198,15 +197,11 @@ func (s Swap) expect() string {
 func (cs *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
 	calls := make([]keyspace.Call, len(swaps))
 	for i, s := range swaps {
-		check := "0"
-		if s.Check {
-			check = "1"
-		}
 		value := ""
 		if s.Value != nil {
 			value = s.Value.encode()
 		}
-		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), flags[s.Check]}}
 	}
 	cmds, _ := keyspace.Run(ctx, cs.rdb, casScript, calls, keyspace.Wait{})
 	out := make([]bool, len(swaps))
