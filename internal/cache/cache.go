@@ -86,7 +86,7 @@ func (cs *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found
 
 // GetMany returns the cached values of ids of one entity, in order: one MGET
 // (pipelined GETs on Redis Cluster, where the keys span slots). A value that
-// does not decode counts as absent and is reported in errs.
+// does not decode counts as absent; the first such error is returned.
 func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
 	keys := make([]string, len(ids))
 	for i, id := range ids {

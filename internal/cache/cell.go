@@ -46,9 +46,8 @@ const (
 	// Any write replaces it, and a fill succeeds only while it is there.
 	Leased State = 'L'
 	// Writing marks a key whose write-through is committing to PostgreSQL:
-	// the version is the write's, then come its deadline and the value the
-	// key held before (Prior), which reads answer with until the write
-	// finishes. No lease or fill replaces it.
+	// the write's version, its deadline, then the value the key held (Prior),
+	// which reads answer with until it finishes. No lease or fill replaces it.
 	Writing State = 'W'
 )
 

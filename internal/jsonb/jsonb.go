@@ -47,11 +47,10 @@ func Depth(v []byte) int {
 	return deepest
 }
 
-// Storable finds what valid JSON jsonb still refuses or changes: the escape
-// \u0000, a lone UTF-16 surrogate, a number beyond numeric's range, nesting
-// deeper than MaxDepth, and a key twice in one object (jsonb keeps the
-// last, while the cache would hold both, so reads would differ). v must be
-// valid JSON.
+// Storable finds what jsonb still refuses or changes in valid JSON v: the
+// escape \u0000, a lone UTF-16 surrogate, a number beyond numeric's range,
+// nesting deeper than MaxDepth, and a key twice in one object (jsonb keeps
+// the last, while the cache would hold both, so reads would differ).
 func Storable(v []byte) error {
 	var fbuf [16]frame
 	var kbuf [32]key

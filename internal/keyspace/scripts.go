@@ -108,10 +108,9 @@ func (w Wait) Check(answer *redis.Cmd) error {
 
 // Run calls script s once per call and returns each call's answer: one call
 // directly (EVALSHA, then EVAL if Redis lost the script), more in one
-// pipeline, with WAIT after them when w awaits replicas (waits holds, per
-// call, the WAIT of its pipeline). WAIT counts the replicas that caught up
-// with the connection it is sent on, so on a cluster each primary gets its
-// calls and its WAIT in a pipeline of its own.
+// pipeline, with WAIT after them when w awaits replicas (waits holds each
+// call's). WAIT counts the replicas caught up with its own connection, so on
+// a cluster each primary gets its calls and its WAIT in a pipeline of its own.
 func Run(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, calls []Call, w Wait) (cmds, waits []*redis.Cmd) {
 	cmds, waits = make([]*redis.Cmd, len(calls)), make([]*redis.Cmd, len(calls))
 	if len(calls) == 1 && w.Replicas <= 0 {
@@ -145,11 +144,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, calls 
 
 // runOn runs the calls of idx through c in one pipeline, as Run describes.
 // A pipeline that meets a Redis without the script (restarted, failed over)
-// loads it and runs again every call from the first that met NOSCRIPT on, in
-// order: the script may have come back midway, and running only the calls
-// that failed could apply calls on one key out of order. The scripts are
-// safe to run twice (the version guard, leases that are already the
-// caller's, compare-and-set).
+// loads it and reruns, in order, every call from the first that met NOSCRIPT:
+// the script may have come back midway, and rerunning only the failed calls
+// could reorder calls on one key. The scripts are safe to run twice (the
+// version guard, leases that are already the caller's, compare-and-set).
 func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, idx []int, w Wait, cmds, waits []*redis.Cmd) {
 	for attempt := 0; ; attempt++ {
 		var wait *redis.Cmd

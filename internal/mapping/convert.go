@@ -229,9 +229,8 @@ func scalar(t Type, v any) (string, error) {
 // jsonNumber is the syntax of a JSON number.
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
-// KeyValue returns the text form of s, a part of an id, as a value of the
-// key column's type t, or an error when s is not its canonical text form:
-// then two ids would name one row.
+// KeyValue returns the text form of s, a part of an id, as a value of the key
+// column's type t; an error if s is not canonical (two ids would name a row).
 func KeyValue(t Type, s string) (string, error) {
 	var v any = s
 	if intBits[t.Base] > 0 {

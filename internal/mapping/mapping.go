@@ -43,9 +43,8 @@ type Entity struct {
 	Document string
 	// Version is the column holding the version that guards every write.
 	Version string
-	// SoftDelete is the column a delete sets (a boolean to true, a
-	// timestamptz to the time); empty for hard deletes, which delete the
-	// row and keep a tombstone.
+	// SoftDelete is the column a delete sets (a boolean to true, a timestamptz
+	// to the time); empty for hard deletes: the row goes, a tombstone stays.
 	SoftDelete string
 	// Children maps array fields of the document to their child tables.
 	Children map[string]*Child

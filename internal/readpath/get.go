@@ -156,10 +156,9 @@ func (c *Core) directMany(ctx context.Context, entity string, ids []string, caus
 }
 
 // refreshEarly reloads a clean value before it expires and swaps it in only
-// if the key still holds the very value read, so no write came between the
-// read and the swap; otherwise, or if the load fails, the value read is
-// served. Readers of the same value share one refresh: each of them read
-// that value before the swap could replace it.
+// if the key still holds the very value read (no write came between); else,
+// or if the load fails, it serves the value read. Readers of one value share
+// one refresh: each of them read that value before the swap could replace it.
 func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv cache.Cached, cur Value) Value {
 	v, _, _ := c.early.Do(fmt.Sprintf("%s\x00%s\x00%c%d %+v", entity, id, cv.State, cv.Version, cv.Meta), func() (any, error) {
 		c.refreshes.Add(1)

@@ -46,8 +46,7 @@ type Options struct {
 	// LeaseTTL bounds a load: a dead reader's lease expires after it (default 10s).
 	LeaseTTL time.Duration
 	// Lock makes a reader that finds another process's lease wait up to
-	// LockWait for its fill, polling every LockPoll (default 5ms), instead
-	// of loading at once. After the wait it loads itself.
+	// LockWait for its fill, polling every LockPoll (default 5ms), then load.
 	Lock     bool
 	LockWait time.Duration
 	LockPoll time.Duration
@@ -62,9 +61,8 @@ type Options struct {
 	Now  func() time.Time
 	Rand func() float64
 	Log  zerolog.Logger
-	// OnBusy, if set, is called when a reader finds another reader's lease,
-	// or a write-through committing, on a key it missed, before it waits
-	// or loads.
+	// OnBusy, if set, is called before a reader waits or loads on a missed key
+	// holding another reader's lease or a write-through committing.
 	OnBusy func(entity, id string)
 	// Metrics records hits, misses, fills and loads; nil records nothing.
 	Metrics *metrics.ReadPath
@@ -248,7 +246,7 @@ func answer(cv cache.Cached, cut int64) (Value, bool) {
 	return Value{Version: cv.Version}, true
 }
 
-// refreshDue decides whether a clean value is refreshed before it expires: XFetch
+// refreshDue decides whether a clean value is refreshed early: XFetch
 // (Vattani et al., VLDB 2015) refreshes when now - delta*beta*ln(rand) passes
 // the expiry, so the nearer the expiry and the slower the load, the likelier.
 func (c *Core) refreshDue(cv cache.Cached) bool {
