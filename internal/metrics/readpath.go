@@ -3,12 +3,11 @@ package metrics
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ReadPath holds the read path's metrics. A nil *ReadPath records nothing.
+// ReadPath holds the read path's metrics.
 type ReadPath struct {
 	Hits        prometheus.Counter
 	Misses      prometheus.Counter
@@ -59,44 +58,4 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
 		return nil
 	}
 	return err
-}
-
-// Hit records n reads answered by the cache.
-func (m *ReadPath) Hit(n int) {
-	if m != nil {
-		m.Hits.Add(float64(n))
-	}
-}
-
-// Miss records n reads the cache could not answer.
-func (m *ReadPath) Miss(n int) {
-	if m != nil {
-		m.Misses.Add(float64(n))
-	}
-}
-
-// Filled records n values stored in the cache after a load.
-func (m *ReadPath) Filled(n int) {
-	if m != nil {
-		m.Fills.Add(float64(n))
-	}
-}
-
-// Loaded records one load, how long it took and whether it failed.
-func (m *ReadPath) Loaded(took time.Duration, err error) {
-	if m == nil {
-		return
-	}
-	m.Loads.Inc()
-	m.LoadSeconds.Observe(took.Seconds())
-	if err != nil {
-		m.LoadErrors.Inc()
-	}
-}
-
-// Fallback records a read served by the loader because Redis failed.
-func (m *ReadPath) Fallback() {
-	if m != nil {
-		m.Fallbacks.Inc()
-	}
 }

@@ -152,25 +152,35 @@ func (c *Core) Stats() Stats {
 	}
 }
 
+// hit, miss, filled, fallback and loadTimed count in Stats and, with
+// Options.Metrics, in the process's metrics.
 func (c *Core) hit(n int) {
 	c.hits.Add(int64(n))
-	c.opt.Metrics.Hit(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Hits.Add(float64(n))
+	}
 }
 
 func (c *Core) miss(n int) {
 	c.misses.Add(int64(n))
-	c.opt.Metrics.Miss(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Misses.Add(float64(n))
+	}
 }
 
 func (c *Core) filled(n int) {
 	c.fills.Add(int64(n))
-	c.opt.Metrics.Filled(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Fills.Add(float64(n))
+	}
 }
 
 // fallback records that Redis failed and the loader answers instead.
 func (c *Core) fallback(err error, entity string) {
 	c.fallbacks.Add(1)
-	c.opt.Metrics.Fallback()
+	if m := c.opt.Metrics; m != nil {
+		m.Fallbacks.Inc()
+	}
 	c.opt.Log.Warn().Err(err).Str("entity", entity).Msg("redis failed; reading from the loader")
 }
 
@@ -184,10 +194,17 @@ func (c *Core) loadTimed(ctx context.Context, entity string, ids []string) ([]Va
 	took := c.opt.Now().Sub(start)
 	c.loads.Add(1)
 	c.loadNanos.Add(int64(took))
+	m := c.opt.Metrics
+	if m != nil {
+		m.Loads.Inc()
+		m.LoadSeconds.Observe(took.Seconds())
+	}
 	if err != nil {
 		c.loadErrors.Add(1)
+		if m != nil {
+			m.LoadErrors.Inc()
+		}
 	}
-	c.opt.Metrics.Loaded(took, err)
 	return vals, took, err
 }
 
