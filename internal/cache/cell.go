@@ -36,8 +36,7 @@ const (
 	DirtyTombstone State = 'T'
 	// CleanTombstone is a flushed delete, a cached "not found" (clean TTL).
 	CleanTombstone State = 'X'
-	// Filled is a clean value the read path loaded and stored, with its
-	// fill stamp, load time and expiry (see FillMeta).
+	// Filled is a clean value the read path loaded and stored, with FillMeta.
 	Filled State = 'F'
 	// Negative is a cached "not found" the read path stored, with the same
 	// fill metadata as Filled; any write replaces it.
@@ -114,7 +113,7 @@ type Cached struct {
 	Version int64
 	// Token is a lease's.
 	Token int64
-	// Data is the JSON object; nil for tombstones.
+	// Data is the JSON object; nil unless Found.
 	Data []byte
 	// Meta is set for Filled and Negative values.
 	Meta FillMeta

@@ -104,10 +104,8 @@ func (s *Server) Ready(ctx context.Context) map[string]error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.CheckTimeout)
 	defer cancel()
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, c := range s.opt.Checks {
 		wg.Go(func() {
 			if err := c.Fn(ctx); err != nil {
@@ -128,13 +126,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	names := []string{"process"}
-	for _, c := range s.opt.Checks {
-		names = append(names, c.Name)
-	}
-	for _, n := range names {
-		if err, ok := failed[n]; ok {
-			fmt.Fprintf(w, "%s: %v\n", n, err)
+	for _, c := range append([]Check{{Name: "process"}}, s.opt.Checks...) {
+		if err, ok := failed[c.Name]; ok {
+			fmt.Fprintf(w, "%s: %v\n", c.Name, err)
 		}
 	}
 }

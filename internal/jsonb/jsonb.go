@@ -163,8 +163,7 @@ func isKey(v []byte, i int) bool {
 	return false
 }
 
-// stringEnd checks the escapes of the string whose content starts at i and
-// returns the index of its closing quote.
+// stringEnd checks the escapes of the string from i and returns its end quote.
 func stringEnd(v []byte, i int) (int, error) {
 	for ; v[i] != '"'; i++ {
 		if v[i] != '\\' {

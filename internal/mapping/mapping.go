@@ -59,8 +59,7 @@ type Child struct {
 	Table pgx.Identifier
 	// Parent holds the child columns holding the parent's key, in key order.
 	Parent []string
-	// Columns maps the fields of each array element to columns; nil means
-	// every column but the parent columns.
+	// Columns maps each element's fields to columns; nil: all but the parent's.
 	Columns map[string]string
 }
 

@@ -152,8 +152,7 @@ func (c *Core) Stats() Stats {
 	}
 }
 
-// hit, miss, filled, fallback and loadTimed count in Stats and, with
-// Options.Metrics, in the process's metrics.
+// hit, miss, filled, fallback and loadTimed count in Stats and Options.Metrics.
 func (c *Core) hit(n int) {
 	c.hits.Add(int64(n))
 	if m := c.opt.Metrics; m != nil {
@@ -257,10 +256,7 @@ func answer(cv cache.Cached, cut int64) (Value, bool) {
 	if cv.State == cache.Leased || cv.FreshStamp() < cut {
 		return Value{}, false
 	}
-	if cv.Found() {
-		return Value{Found: true, Data: cv.Data, Version: cv.Version}, true
-	}
-	return Value{Version: cv.Version}, true
+	return Value{Found: cv.Found(), Data: cv.Data, Version: cv.Version}, true
 }
 
 // refreshDue decides whether a clean value is refreshed early: XFetch
