@@ -39,6 +39,10 @@ var (
 	casScript    = script("cas.lua")
 	dropScript   = script("drop.lua")
 	cutoffScript = script("cutoff.lua")
+
+	throughBeginScript  = script("through_begin.lua")
+	throughFinishScript = script("through_finish.lua")
+	throughAbortScript  = script("through_abort.lua")
 )
 
 // flags renders a bool as the "1" or "0" a script takes.
@@ -132,8 +136,7 @@ func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Ca
 	return out, found, firstErr
 }
 
-// LeaseResult is the answer to a lease request: either the lease was taken,
-// or the key holds a value (Cached) that is not to be replaced.
+// LeaseResult tells whether a lease was taken, else what the key holds.
 type LeaseResult struct {
 	Granted bool
 	Cached  Cached

@@ -15,12 +15,6 @@ import (
 // no lease or fill can replace it, and the write becomes visible in one step
 // when FinishThrough replaces the mark with the committed row.
 
-var (
-	throughBeginScript  = script("through_begin.lua")
-	throughFinishScript = script("through_finish.lua")
-	throughAbortScript  = script("through_abort.lua")
-)
-
 // BeginThrough takes the next version of a key from its partition clock, as a
 // write-behind op would, and marks the key as being written until deadline.
 func (cs *Cells) BeginThrough(ctx context.Context, entity, id string, now, deadline time.Time) (int64, error) {

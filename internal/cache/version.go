@@ -27,8 +27,7 @@ func SkewMicros(d time.Duration) int64 {
 	return d.Microseconds()
 }
 
-// ParseVersion reads the version a script took with the version rule, or
-// its CLOCKSKEW refusal as ErrClockSkew.
+// ParseVersion reads the version a script took, or its CLOCKSKEW as ErrClockSkew.
 func ParseVersion(cmd *redis.Cmd) (int64, error) {
 	s, err := cmd.Text()
 	if redis.HasErrorPrefix(err, "CLOCKSKEW") {

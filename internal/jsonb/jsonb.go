@@ -228,10 +228,10 @@ func numberEnd(v []byte, i int) (int, error) {
 	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
 		i++
 		sign := 1
+		if v[i] == '-' {
+			sign = -1
+		}
 		if v[i] == '+' || v[i] == '-' {
-			if v[i] == '-' {
-				sign = -1
-			}
 			i++
 		}
 		for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {

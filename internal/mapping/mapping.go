@@ -38,8 +38,7 @@ type Entity struct {
 	// the key, version and delete ones, under its own name (the sink fills
 	// it in from the catalog).
 	Columns map[string]string
-	// Document is the jsonb column holding the whole document, instead of
-	// Columns; empty when the document is spread over columns.
+	// Document is the jsonb column holding the whole document, if not Columns.
 	Document string
 	// Version is the column holding the version that guards every write.
 	Version string
