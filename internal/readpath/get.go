@@ -31,14 +31,12 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	if ok {
-		if v, hit := answer(cv, cut); hit {
-			c.hit(1)
-			if c.refreshDue(cv) {
-				return c.refreshEarly(ctx, entity, id, cv, v), nil
-			}
-			return v, nil
+	if v, hit := answer(cv, cut); ok && hit {
+		c.hit(1)
+		if c.refreshDue(cv) {
+			return c.refreshEarly(ctx, entity, id, cv, v), nil
 		}
+		return v, nil
 	}
 	c.miss(1)
 	key := entity + "\x00" + id
@@ -103,20 +101,16 @@ func (c *Core) GetMany(ctx context.Context, entity string, ids []string) ([]Valu
 	var miss []*slot
 	for i, id := range uniq {
 		slots[i] = &slot{id: id}
-		if found[i] {
-			if v, hit := answer(cached[i], cut); hit {
-				slots[i].val, slots[i].done = v, true
-				continue
-			}
+		if v, hit := answer(cached[i], cut); found[i] && hit {
+			slots[i].val, slots[i].done = v, true
+			continue
 		}
 		miss = append(miss, slots[i])
 	}
 	c.hit(len(uniq) - len(miss))
-	if len(miss) > 0 {
-		c.miss(len(miss))
-		if err := c.resolve(ctx, entity, miss, cut, false); err != nil {
-			return nil, err
-		}
+	c.miss(len(miss))
+	if err := c.resolve(ctx, entity, miss, cut, false); err != nil {
+		return nil, err
 	}
 	out := make([]Value, len(ids))
 	for i, id := range ids {
@@ -206,11 +200,9 @@ func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool,
 	if err != nil && !isRedisDown(err) {
 		return Value{}, false, l, err
 	}
-	if err == nil && found {
-		if v, hit := answer(cv, cut); hit {
-			c.hit(1)
-			return v, true, l, nil
-		}
+	if v, hit := answer(cv, cut); err == nil && found && hit {
+		c.hit(1)
+		return v, true, l, nil
 	}
 	c.miss(1)
 	if err != nil {

@@ -207,8 +207,7 @@ func (c *Core) loadTimed(ctx context.Context, entity string, ids []string) ([]Va
 	return vals, took, err
 }
 
-// cutoff returns the entity's invalidation cut-off, reading it from Redis
-// when the in-process copy is older than CutoffRefresh.
+// cutoff returns the entity's invalidation cut-off, at most CutoffRefresh old.
 func (c *Core) cutoff(ctx context.Context, entity string) (int64, error) {
 	cs := c.cuts[entity]
 	if cs == nil {
