@@ -6,15 +6,14 @@
 -- returns: 1 if the row replaced the key's value, 2 if a newer mark stopped
 -- answering with what it covers, 0 if the key was left alone
 --
--- The write-through's own mark, an older mark and an older value of the
--- write path (D, T, C, X) are replaced: the row is committed, so it is the
--- newest state of the key. Under a newer mark, what the mark covers may be
--- older than the row: the mark stops answering with it (readers wait for
--- that mark instead), unless it is a write-path value at least as new.
--- Values the read path filled (F, N) are left alone whatever their version:
--- a loader may give none, and they were loaded after this write committed.
--- So are leases (taken after a newer write was flushed and expired) and an
--- absent key (whose next read loads the table).
+-- The write-through's own mark, an older mark and an older write-path value
+-- (D, T, C, X) are replaced: the row is committed, so it is the newest state
+-- of the key. Under a newer mark, what the mark covers may be older than the
+-- row: the mark stops answering with it (readers wait for that mark instead),
+-- unless it is a write-path value at least as new. Values the read path filled
+-- (F, N) are left alone whatever their version: a loader may give none, and
+-- they were loaded after this write committed. So are leases (taken after a
+-- newer write was flushed and expired) and an absent key (whose read loads).
 local cur = redis.call('GET', KEYS[1])
 if not cur then
   return 0
