@@ -109,11 +109,9 @@ func (f *frame) has(keys []key, k key) bool {
 			f.seen[o.text()] = struct{}{}
 		}
 	}
-	if _, dup := f.seen[k.text()]; dup {
-		return true
-	}
+	n := len(f.seen)
 	f.seen[k.text()] = struct{}{}
-	return false
+	return len(f.seen) == n // k was there already
 }
 
 // key is an object key: its raw bytes, and its decoded text when it holds
@@ -151,16 +149,8 @@ func (k key) equal(o key) bool {
 
 // isKey reports whether the string ending before i is a key: a colon follows.
 func isKey(v []byte, i int) bool {
-	for ; i < len(v); i++ {
-		switch v[i] {
-		case ' ', '\t', '\r', '\n':
-		case ':':
-			return true
-		default:
-			return false
-		}
-	}
-	return false
+	rest := bytes.TrimLeft(v[i:], " \t\r\n")
+	return len(rest) > 0 && rest[0] == ':'
 }
 
 // stringEnd checks the escapes of the string from i and returns its end quote.
