@@ -193,14 +193,13 @@ func (c *Core) loadTimed(ctx context.Context, entity string, ids []string) ([]Va
 	took := c.opt.Now().Sub(start)
 	c.loads.Add(1)
 	c.loadNanos.Add(int64(took))
-	m := c.opt.Metrics
-	if m != nil {
-		m.Loads.Inc()
-		m.LoadSeconds.Observe(took.Seconds())
-	}
 	if err != nil {
 		c.loadErrors.Add(1)
-		if m != nil {
+	}
+	if m := c.opt.Metrics; m != nil {
+		m.Loads.Inc()
+		m.LoadSeconds.Observe(took.Seconds())
+		if err != nil {
 			m.LoadErrors.Inc()
 		}
 	}
