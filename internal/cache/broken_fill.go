@@ -13,5 +13,5 @@ func init() {
 	casScript = keyspace.NewScript(LuaDefs(), `if ARGV[4] ~= '1' and cell_state(ARGV[1]) == LEASED then
   ARGV[1] = redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1)
 end
-`+casSource)
+`+source("cas.lua"))
 }

@@ -7,7 +7,7 @@ package cache
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"time"
 
@@ -17,23 +17,36 @@ import (
 	"github.com/writebehind/writebehind/internal/op"
 )
 
+// sources holds the scripts, each with its contract on top.
+//
+//go:embed *.lua
+var sources embed.FS
+
+// source returns the text of the script file name.
+func source(name string) string {
+	b, err := sources.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// script makes the script of file name with the cell's definitions.
+func script(name string) *redis.Script { return keyspace.NewScript(LuaDefs(), source(name)) }
+
 var (
-	//go:embed lease.lua
-	leaseSource string
-	leaseScript = keyspace.NewScript(LuaDefs(), leaseSource)
+	leaseScript  = script("lease.lua")
+	casScript    = script("cas.lua")
+	dropScript   = script("drop.lua")
+	cutoffScript = script("cutoff.lua")
 
-	//go:embed cas.lua
-	casSource string
-	casScript = keyspace.NewScript(LuaDefs(), casSource)
-
-	//go:embed drop.lua
-	dropSource string
-	dropScript = keyspace.NewScript(LuaDefs(), dropSource)
-
-	//go:embed cutoff.lua
-	cutoffSource string
-	cutoffScript = keyspace.NewScript(LuaDefs(), cutoffSource)
+	throughBeginScript  = script("through_begin.lua")
+	throughFinishScript = script("through_finish.lua")
+	throughAbortScript  = script("through_abort.lua")
 )
+
+// flags renders a bool as the "1" or "0" a script takes.
+var flags = map[bool]string{false: "0", true: "1"}
 
 // Cells are the cached values of one namespace. They are safe for
 // concurrent use; the client stays the caller's.
@@ -50,9 +63,8 @@ func New(rdb redis.UniversalClient, ns string, partitions int) *Cells {
 	return &Cells{rdb: rdb, keys: keyspace.NewKeys(ns), partitions: partitions}
 }
 
-// WithMaxClockSkew returns the cells of the same namespace whose
-// write-throughs take versions at most d ahead of Redis's clock (0:
-// DefaultMaxClockSkew).
+// WithMaxClockSkew returns these cells with write-through versions at most
+// d ahead of Redis's clock (0: DefaultMaxClockSkew).
 func (cs *Cells) WithMaxClockSkew(d time.Duration) *Cells {
 	c := *cs
 	c.maxSkew = d
@@ -63,8 +75,7 @@ func (cs *Cells) valueKey(entity, id string) string {
 	return cs.keys.Value(op.Partition(entity, id, cs.partitions), entity, id)
 }
 
-// Cached returns the cached value of a key; found is false when Redis holds
-// nothing for it.
+// Cached returns the cached value of a key; found is false for none.
 func (cs *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found bool, err error) {
 	s, err := cs.rdb.Get(ctx, cs.valueKey(entity, id)).Result()
 	if errors.Is(err, redis.Nil) {
@@ -79,7 +90,7 @@ func (cs *Cells) Cached(ctx context.Context, entity, id string) (c Cached, found
 
 // GetMany returns the cached values of ids of one entity, in order: one MGET
 // (pipelined GETs on Redis Cluster, where the keys span slots). A value that
-// does not decode counts as absent and is reported in errs.
+// does not decode counts as absent; the first such error is returned.
 func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Cached, []bool, error) {
 	keys := make([]string, len(ids))
 	for i, id := range ids {
@@ -116,39 +127,29 @@ func (cs *Cells) GetMany(ctx context.Context, entity string, ids []string) ([]Ca
 		if !ok {
 			continue
 		}
-		c, err := Parse(s)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
+		if c, err := Parse(s); err == nil {
+			out[i], found[i] = c, true
+		} else if firstErr == nil {
+			firstErr = err
 		}
-		out[i], found[i] = c, true
 	}
 	return out, found, firstErr
 }
 
-// LeaseResult is the answer to a lease request: either the lease was taken,
-// or the key holds a value (Found) that is not to be replaced.
+// LeaseResult tells whether a lease was taken, else what the key holds.
 type LeaseResult struct {
 	Granted bool
 	Cached  Cached
-	Found   bool
 }
 
 // Lease leaves a lease with token in each key of ids (one entity) that holds
 // nothing, a clean value stamped before cutoff, or (with force) any clean
 // value; keys holding an unflushed value, another lease or a fresh clean
-// value are returned as they are. One key is one script call; more are
-// pipelined.
+// value are returned as they are. Several keys are pipelined.
 func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens []int64, ttl time.Duration, cutoff int64, force bool) ([]LeaseResult, error) {
-	f := "0"
-	if force {
-		f = "1"
-	}
 	calls := make([]keyspace.Call, len(ids))
 	for i, id := range ids {
-		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, f}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, id)}, Args: []any{leaseCell(tokens[i]), ttl.Milliseconds(), cutoff, flags[force]}}
 	}
 	cmds, _ := keyspace.Run(ctx, cs.rdb, leaseScript, calls, keyspace.Wait{})
 	out := make([]LeaseResult, len(ids))
@@ -164,7 +165,6 @@ func (cs *Cells) Lease(ctx context.Context, entity string, ids []string, tokens 
 			if out[i].Cached, err = Parse(v); err != nil {
 				return nil, err
 			}
-			out[i].Found = true
 		}
 	}
 	return out, nil
@@ -181,8 +181,7 @@ type Swap struct {
 	Value *Fill
 	// TTL of the new value; 0 none.
 	TTL time.Duration
-	// Check only tells whether the key still holds what is expected; Value
-	// and TTL are ignored.
+	// Check only tells whether the key still holds what is expected.
 	Check bool
 }
 
@@ -194,22 +193,18 @@ func (s Swap) expect() string {
 	return fillHeader(s.Refreshing.State, s.Refreshing.Version, s.Refreshing.Meta)
 }
 
-// CompareAndSet applies each swap only where its key still starts with
-// what it expects, and reports which were applied. A fill uses it with its lease, so
-// a write (which replaces the lease) always wins over a fill, and an owner
+// CompareAndSet applies each swap only where its key still starts with what
+// it expects, and reports which were applied. A fill uses it with its lease,
+// so a write (which replaces the lease) always wins over a fill, and an owner
 // releases its lease with it.
 func (cs *Cells) CompareAndSet(ctx context.Context, entity string, swaps []Swap) ([]bool, error) {
 	calls := make([]keyspace.Call, len(swaps))
 	for i, s := range swaps {
-		check := "0"
-		if s.Check {
-			check = "1"
-		}
 		value := ""
 		if s.Value != nil {
 			value = s.Value.encode()
 		}
-		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), check}}
+		calls[i] = keyspace.Call{Keys: []string{cs.valueKey(entity, s.ID)}, Args: []any{s.expect(), value, s.TTL.Milliseconds(), flags[s.Check]}}
 	}
 	cmds, _ := keyspace.Run(ctx, cs.rdb, casScript, calls, keyspace.Wait{})
 	out := make([]bool, len(swaps))
@@ -239,8 +234,7 @@ func (cs *Cells) Drop(ctx context.Context, entity string, ids []string) error {
 	return nil
 }
 
-// Cutoff returns an entity's invalidation cut-off (Unix microseconds; 0 when
-// it was never invalidated).
+// Cutoff returns an entity's invalidation cut-off (Unix µs; 0: never set).
 func (cs *Cells) Cutoff(ctx context.Context, entity string) (int64, error) {
 	n, err := cs.rdb.Get(ctx, cs.keys.Cutoff(entity)).Int64()
 	if errors.Is(err, redis.Nil) {

@@ -17,9 +17,7 @@ if ARGV[4] == '1' then
 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])
-elseif tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
-  redis.call('SET', KEYS[1], ARGV[2])
+  set_px(KEYS[1], ARGV[2], ARGV[3])
 end
 return 1

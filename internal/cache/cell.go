@@ -1,7 +1,7 @@
 package cache
 
 import (
-	_ "embed"
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -24,8 +24,7 @@ import (
 //
 // Cached is the decoded cell.
 
-// State is the first byte of a cell: whether it holds data or a tombstone,
-// and whether PostgreSQL has it yet.
+// State is the first byte of a cell: data or tombstone, flushed or not.
 type State byte
 
 const (
@@ -35,11 +34,9 @@ const (
 	Clean State = 'C'
 	// DirtyTombstone is a delete not yet flushed: reads see "not found".
 	DirtyTombstone State = 'T'
-	// CleanTombstone is a flushed delete, kept for the clean TTL as a
-	// cached "not found".
+	// CleanTombstone is a flushed delete, a cached "not found" (clean TTL).
 	CleanTombstone State = 'X'
-	// Filled is a clean value the read path loaded and stored, with its
-	// fill stamp, load time and expiry (see FillMeta).
+	// Filled is a clean value the read path loaded and stored, with FillMeta.
 	Filled State = 'F'
 	// Negative is a cached "not found" the read path stored, with the same
 	// fill metadata as Filled; any write replaces it.
@@ -48,9 +45,8 @@ const (
 	// Any write replaces it, and a fill succeeds only while it is there.
 	Leased State = 'L'
 	// Writing marks a key whose write-through is committing to PostgreSQL:
-	// the version is the write's, then come its deadline and the value the
-	// key held before (Prior), which reads answer with until the write
-	// finishes. No lease or fill replaces it.
+	// the write's version, its deadline, then the value the key held (Prior),
+	// which reads answer with until it finishes. No lease or fill replaces it.
 	Writing State = 'W'
 )
 
@@ -77,14 +73,10 @@ const (
 	fillHeaderLen                          = expireAt + expireDigits
 )
 
-// versionSource is the version rule (next_version).
-//
-//go:embed version.lua
-var versionSource string
-
 // LuaDefs render the layout for the scripts: state letters, the flush
 // table, accessors of a cell string (1-based, as Lua's string.sub) and of a
-// key holding one (0-based, as GETRANGE), and the version rule.
+// key holding one (0-based, as GETRANGE), set_px (a SET with a TTL in ms, 0
+// none) and the version rule.
 func LuaDefs() []keyspace.Def {
 	return []keyspace.Def{
 		keyspace.Const("DIRTY", "'%c'", Dirty), keyspace.Const("CLEAN", "'%c'", Clean),
@@ -107,9 +99,10 @@ func LuaDefs() []keyspace.Def {
 		keyspace.Func("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
 		keyspace.Func("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
 		keyspace.Func("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
+		keyspace.Func("set_px", "(key, v, ms) if tonumber(ms) > 0 then redis.call('SET', key, v, 'PX', ms) else redis.call('SET', key, v) end"),
 		keyspace.Func("unflushed", "(st) return FLUSHED[st] ~= nil"),
 		keyspace.Func("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),
-		{Name: "next_version", Code: versionSource},
+		{Name: "next_version", Code: source("version.lua")},
 	}
 }
 
@@ -120,7 +113,7 @@ type Cached struct {
 	Version int64
 	// Token is a lease's.
 	Token int64
-	// Data is the JSON object; nil for tombstones.
+	// Data is the JSON object; nil unless Found.
 	Data []byte
 	// Meta is set for Filled and Negative values.
 	Meta FillMeta
@@ -147,11 +140,10 @@ type FillMeta struct {
 // Found reports whether the cached value says the document exists.
 func (c Cached) Found() bool { return c.State == Dirty || c.State == Clean || c.State == Filled }
 
-// FreshStamp is the time a cached value counts from when it is compared to an
-// entity's invalidation cut-off: its load start for values the read path
-// filled, its version (the hybrid clock, in microseconds) for values the
-// flusher marked clean. Unflushed values and leases return MaxInt64: they
-// are never stale.
+// FreshStamp is the time a cached value counts from against an entity's
+// invalidation cut-off: its load start for values the read path filled, its
+// version (the hybrid clock, in µs) for values the flusher marked clean.
+// Unflushed values and leases are never stale: they return MaxInt64.
 func (c Cached) FreshStamp() int64 {
 	switch c.State {
 	case Filled, Negative:
@@ -162,8 +154,7 @@ func (c Cached) FreshStamp() int64 {
 	return 1<<63 - 1
 }
 
-// header renders the first headerLen bytes of a cell: the state and the
-// version.
+// header renders the first headerLen bytes of a cell: state and version.
 func header(st State, v int64) string {
 	var b [headerLen]byte
 	b[0] = byte(st)
@@ -252,16 +243,13 @@ func parseFill(c Cached, s string) (Cached, error) {
 	if len(s) < fillHeaderLen {
 		return Cached{}, fmt.Errorf("%w: %d bytes", ErrCorruptValue, len(s))
 	}
-	var err error
-	if c.Meta.Stamp, err = digits(s, stampAt, stampDigits, "fill stamp"); err != nil {
+	stamp, err1 := digits(s, stampAt, stampDigits, "fill stamp")
+	delta, err2 := digits(s, deltaAt, deltaDigits, "fill delta")
+	expire, err3 := digits(s, expireAt, expireDigits, "fill expiry")
+	if err := cmp.Or(err1, err2, err3); err != nil {
 		return Cached{}, err
 	}
-	if c.Meta.Delta, err = digits(s, deltaAt, deltaDigits, "fill delta"); err != nil {
-		return Cached{}, err
-	}
-	if c.Meta.Expire, err = digits(s, expireAt, expireDigits, "fill expiry"); err != nil {
-		return Cached{}, err
-	}
+	c.Meta = FillMeta{Stamp: stamp, Delta: delta, Expire: expire}
 	if c.State == Filled {
 		c.Data = []byte(s[fillHeaderLen:])
 	}

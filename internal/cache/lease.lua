@@ -8,14 +8,12 @@
 --
 -- Unflushed values (D, T) and write-through marks (W) are never replaced,
 -- other leases (L) only when forced (the refresh wins and their fill fails).
--- Clean
--- values are replaced when forced or stale: stamped before the cut-off (F, N
--- by their load start, C, X by their version, which is a write time).
+-- Clean values are replaced when forced or stale: stamped before the cut-off
+-- (F, N by their load start, C, X by their version, which is a write time).
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
   return 1 -- a retried call: the lease is already ours
 end
-local take = not cur
 if cur then
   local st = cell_state(cur)
   if unflushed(st) or st == WRITING or (st == LEASED and ARGV[4] ~= '1') then
@@ -27,10 +25,9 @@ if cur then
   elseif st == CLEAN or st == CLEAN_TOMBSTONE then
     stamp = tonumber(cell_version(cur)) or 0
   end
-  take = ARGV[4] == '1' or stamp < tonumber(ARGV[3])
-end
-if not take then
-  return cur
+  if ARGV[4] ~= '1' and stamp >= tonumber(ARGV[3]) then
+    return cur
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1

@@ -2,11 +2,9 @@ package cache
 
 import (
 	"context"
-	_ "embed"
 	"strconv"
 	"time"
 
-	"github.com/writebehind/writebehind/internal/keyspace"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -16,20 +14,6 @@ import (
 // commit (BeginThrough): reads answer with the value from before the mark,
 // no lease or fill can replace it, and the write becomes visible in one step
 // when FinishThrough replaces the mark with the committed row.
-
-var (
-	//go:embed through_begin.lua
-	throughBeginSource string
-	throughBeginScript = keyspace.NewScript(LuaDefs(), throughBeginSource)
-
-	//go:embed through_finish.lua
-	throughFinishSource string
-	throughFinishScript = keyspace.NewScript(LuaDefs(), throughFinishSource)
-
-	//go:embed through_abort.lua
-	throughAbortSource string
-	throughAbortScript = keyspace.NewScript(LuaDefs(), throughAbortSource)
-)
 
 // BeginThrough takes the next version of a key from its partition clock, as a
 // write-behind op would, and marks the key as being written until deadline.
@@ -54,9 +38,8 @@ func (cs *Cells) AbortThrough(ctx context.Context, entity, id string, version in
 	return throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)}, FormatVersion(version), "0").Err()
 }
 
-// ExpireThrough removes the mark of the write-through of version if it is
-// past its deadline at now (its writer died or hangs), as AbortThrough does.
-// It reports whether it did.
+// ExpireThrough does what AbortThrough does if the mark is past its deadline
+// at now (its writer died or hangs), and reports whether it did.
 func (cs *Cells) ExpireThrough(ctx context.Context, entity, id string, version int64, now time.Time) (bool, error) {
 	n, err := throughAbortScript.Run(ctx, cs.rdb, []string{cs.valueKey(entity, id)},
 		FormatVersion(version), strconv.FormatInt(now.UnixMicro(), 10)).Int64()

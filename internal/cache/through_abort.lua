@@ -1,10 +1,9 @@
 -- Removes a write-through's mark: by its writer when the write failed, or by
 -- a reader once the mark is past its deadline (its writer died).
 -- KEYS[1] cached value
--- ARGV[1] the mark's version, 19 digits  ARGV[2] now in microseconds, or
--- "0" to remove it whatever its deadline
--- returns: 1 if removed, 0 if the key holds something else (or a mark not
--- yet due)
+-- ARGV[1] the mark's version, 19 digits
+-- ARGV[2] now in microseconds, or "0" to remove it whatever its deadline
+-- returns: 1 if removed, 0 if the key holds something else or a mark not due
 --
 -- An unflushed prior (D, T) is put back: it is the newest state of the key
 -- and its op still waits in the stream. Any other prior is dropped, so the

@@ -8,12 +8,11 @@
 -- (nothing written), as write.lua
 --
 -- The mark is WRITING, the version, the deadline and the value the key held
--- before (its prior), which reads keep answering with until the
--- write-through finishes: the write is not visible before then. A lease is
--- not kept (its fill must fail: the table is about to change) and the prior
--- of an earlier mark is kept as it is. No lease can be taken and no fill can
--- land while the mark is there, so no read returns a row PostgreSQL holds
--- ahead of the cache.
+-- before (its prior), which reads keep answering with until the write-through
+-- finishes: the write is not visible before then. A lease is not kept (its
+-- fill must fail: the table is about to change); an earlier mark's prior is
+-- kept as it is. No lease can be taken and no fill can land while the mark is
+-- there, so no read returns a row PostgreSQL holds ahead of the cache.
 local ver, skewed = next_version(KEYS[2], ARGV[1], ARGV[3])
 if not ver then
   return skewed

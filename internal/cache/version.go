@@ -16,12 +16,10 @@ import (
 // of the key. The root package exports it as ErrClockSkew, hence its prefix.
 var ErrClockSkew = errors.New("writebehind: clock skew")
 
-// DefaultMaxClockSkew is how far ahead of Redis's clock a version may be
-// when no other bound is set.
+// DefaultMaxClockSkew is how far ahead of Redis's clock a version may be.
 const DefaultMaxClockSkew = time.Minute
 
-// SkewMicros is the skew argument of the version rule for a bound of d (0:
-// DefaultMaxClockSkew).
+// SkewMicros is the version rule's skew for a bound d (0: the default).
 func SkewMicros(d time.Duration) int64 {
 	if d <= 0 {
 		return DefaultMaxClockSkew.Microseconds()
@@ -29,8 +27,7 @@ func SkewMicros(d time.Duration) int64 {
 	return d.Microseconds()
 }
 
-// ParseVersion reads the version a script took with the version rule, or
-// its CLOCKSKEW refusal as ErrClockSkew.
+// ParseVersion reads the version a script took, or its CLOCKSKEW as ErrClockSkew.
 func ParseVersion(cmd *redis.Cmd) (int64, error) {
 	s, err := cmd.Text()
 	if redis.HasErrorPrefix(err, "CLOCKSKEW") {

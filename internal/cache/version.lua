@@ -1,12 +1,11 @@
 -- The version rule, shared by write.lua and through_begin.lua (prepended to
--- both). A version is a hybrid clock: the writer's time, or one more than
--- the last version of the partition if that is larger, so it increases
--- strictly per key even when clocks step back, and stays above the versions
--- in PostgreSQL when Redis lost everything. It may be at most skew
--- microseconds ahead of Redis's clock: a version far ahead would win over
--- every later write of its key, freezing it. The bound is checked before
--- the version is formatted, so versions stay far below 2^53, where Lua's
--- numbers are exact.
+-- both). A version is a hybrid clock: the writer's time, or one more than the
+-- partition's last version if that is larger, so it increases strictly per
+-- key even when clocks step back, and stays above the versions in PostgreSQL
+-- when Redis lost everything. It may be at most skew microseconds ahead of
+-- Redis's clock: a version far ahead would win over every later write of its
+-- key, freezing it. The bound is checked before the version is formatted, so
+-- versions stay far below 2^53, where Lua's numbers are exact.
 -- returns: the version (19 zero-padded digits), or nil and the CLOCKSKEW error
 local function next_version(clock_key, now, skew)
   local t = redis.call('TIME')

@@ -63,8 +63,7 @@ func New(opt Options) *Server {
 	return s
 }
 
-// Start listens and serves in the background; it returns once the address
-// is bound, so probes can reach it at once.
+// Start serves in the background; it returns once bound, for probes to reach.
 func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.opt.Addr)
 	if err != nil {
@@ -78,16 +77,13 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Addr is the bound address (with the real port when Options.Addr asked for
-// port 0); call it after Start.
+// Addr is the bound address (the real port for port 0); call it after Start.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// ShuttingDown makes /readyz fail from now on, so no new work is routed to
-// a process that is finishing the work in hand.
+// ShuttingDown makes /readyz fail from now on: no new work for this process.
 func (s *Server) ShuttingDown() { s.stopping.Store(true) }
 
-// Stop closes the listener and waits for requests in flight, at most until
-// ctx is done.
+// Stop closes the listener and waits for requests in flight until ctx is done.
 func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
@@ -100,8 +96,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	return err
 }
 
-// Ready tries every check and returns the failures, by check name; an empty
-// map means ready.
+// Ready tries every check and returns the failures by name (empty: ready).
 func (s *Server) Ready(ctx context.Context) map[string]error {
 	failed := map[string]error{}
 	if s.stopping.Load() {
@@ -109,10 +104,8 @@ func (s *Server) Ready(ctx context.Context) map[string]error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.CheckTimeout)
 	defer cancel()
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
 	for _, c := range s.opt.Checks {
 		wg.Go(func() {
 			if err := c.Fn(ctx); err != nil {
@@ -133,13 +126,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	names := []string{"process"}
-	for _, c := range s.opt.Checks {
-		names = append(names, c.Name)
-	}
-	for _, n := range names {
-		if err, ok := failed[n]; ok {
-			fmt.Fprintf(w, "%s: %v\n", n, err)
+	for _, c := range append([]Check{{Name: "process"}}, s.opt.Checks...) {
+		if err, ok := failed[c.Name]; ok {
+			fmt.Fprintf(w, "%s: %v\n", c.Name, err)
 		}
 	}
 }

@@ -1,8 +1,7 @@
-// Package jsonb knows what PostgreSQL's jsonb stores, and stores as it was
-// written, at the byte level of the JSON text: the checks valid JSON still
-// needs before a Put may acknowledge it, and the exact decoding of a JSON
-// string that the writer's inputs need. It allocates nothing on the path
-// of every Put for documents of small objects.
+// Package jsonb knows what PostgreSQL's jsonb stores, and stores as written,
+// at the byte level of the JSON text: the checks valid JSON still needs
+// before a Put may acknowledge it, and the exact decoding of a JSON string
+// the writer's inputs need. Put's checks allocate nothing for small objects.
 package jsonb
 
 import (
@@ -10,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -46,11 +47,10 @@ func Depth(v []byte) int {
 	return deepest
 }
 
-// Storable finds what valid JSON jsonb still refuses or changes: the escape
-// \u0000, a lone UTF-16 surrogate, a number beyond numeric's range, nesting
-// deeper than MaxDepth, and a key twice in one object (jsonb keeps the
-// last, while the cache would hold both, so reads would differ). v must be
-// valid JSON.
+// Storable finds what jsonb still refuses or changes in valid JSON v: the
+// escape \u0000, a lone UTF-16 surrogate, a number beyond numeric's range,
+// nesting deeper than MaxDepth, and a key twice in one object (jsonb keeps
+// the last, while the cache would hold both, so reads would differ).
 func Storable(v []byte) error {
 	var fbuf [16]frame
 	var kbuf [32]key
@@ -94,20 +94,14 @@ func Storable(v []byte) error {
 type frame struct {
 	object bool
 	first  int
-	// seen holds the keys once the object has many, so a large object is
-	// checked in linear time.
+	// seen holds the keys of a large object, so it is checked in linear time.
 	seen map[string]struct{}
 }
 
 // has reports whether k is among the object's keys so far, and notes it.
 func (f *frame) has(keys []key, k key) bool {
 	if f.seen == nil && len(keys) < 16 {
-		for _, o := range keys {
-			if o.equal(k) {
-				return true
-			}
-		}
-		return false
+		return slices.ContainsFunc(keys, k.equal)
 	}
 	if f.seen == nil {
 		f.seen = make(map[string]struct{}, 2*len(keys))
@@ -115,11 +109,9 @@ func (f *frame) has(keys []key, k key) bool {
 			f.seen[o.text()] = struct{}{}
 		}
 	}
-	if _, dup := f.seen[k.text()]; dup {
-		return true
-	}
+	n := len(f.seen)
 	f.seen[k.text()] = struct{}{}
-	return false
+	return len(f.seen) == n // k was there already
 }
 
 // key is an object key: its raw bytes, and its decoded text when it holds
@@ -134,16 +126,11 @@ type key struct {
 func newKey(quoted []byte) key {
 	k := key{raw: quoted[1 : len(quoted)-1]}
 	if bytes.IndexByte(k.raw, '\\') >= 0 {
-		k.escaped, k.decoded = true, unquote(quoted)
+		var s string
+		_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
+		k.escaped, k.decoded = true, s
 	}
 	return k
-}
-
-// unquote decodes a quoted JSON string of valid JSON.
-func unquote(quoted []byte) string {
-	var s string
-	_ = json.Unmarshal(quoted, &s) // valid JSON: cannot fail
-	return s
 }
 
 func (k key) text() string {
@@ -160,23 +147,13 @@ func (k key) equal(o key) bool {
 	return k.text() == o.text()
 }
 
-// isKey reports whether the string that ended just before i is an object
-// key: the next token is a colon.
+// isKey reports whether the string ending before i is a key: a colon follows.
 func isKey(v []byte, i int) bool {
-	for ; i < len(v); i++ {
-		switch v[i] {
-		case ' ', '\t', '\r', '\n':
-		case ':':
-			return true
-		default:
-			return false
-		}
-	}
-	return false
+	rest := bytes.TrimLeft(v[i:], " \t\r\n")
+	return len(rest) > 0 && rest[0] == ':'
 }
 
-// stringEnd checks the escapes of the string whose content starts at i and
-// returns the index of its closing quote.
+// stringEnd checks the escapes of the string from i and returns its end quote.
 func stringEnd(v []byte, i int) (int, error) {
 	for ; v[i] != '"'; i++ {
 		if v[i] != '\\' {
@@ -209,20 +186,13 @@ func stringEnd(v []byte, i int) (int, error) {
 func hex4(b []byte) int {
 	n := 0
 	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			n = n*16 + int(c-'0')
-		case c >= 'a' && c <= 'f':
-			n = n*16 + int(c-'a') + 10
-		case c >= 'A' && c <= 'F':
-			n = n*16 + int(c-'A') + 10
-		}
+		// c is a hex digit (v is valid JSON); c|0x20 lowercases a letter.
+		n = n*16 + strings.IndexByte("0123456789abcdef", c|0x20)
 	}
 	return n
 }
 
-// numberEnd checks that the number starting at i fits PostgreSQL's numeric
-// and returns the index just past it.
+// numberEnd checks the number at i fits numeric and returns the index past it.
 func numberEnd(v []byte, i int) (int, error) {
 	start := i
 	if v[i] == '-' {
@@ -230,16 +200,11 @@ func numberEnd(v []byte, i int) (int, error) {
 	}
 	// lead counts the digits from the first nonzero one to the decimal
 	// point (3 for 123.4, -2 for 0.001); nonzero says there is one.
-	lead, nonzero, intDigits, fracDigits := 0, false, 0, 0
-	firstNonzero := 0
+	lead, nonzero, fracDigits := 0, false, 0
 	for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
-		intDigits++
-		if !nonzero && v[i] != '0' {
-			nonzero, firstNonzero = true, intDigits
+		if nonzero = nonzero || v[i] != '0'; nonzero {
+			lead++
 		}
-	}
-	if nonzero {
-		lead = intDigits - firstNonzero + 1
 	}
 	if i < len(v) && v[i] == '.' {
 		for i++; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
@@ -253,10 +218,10 @@ func numberEnd(v []byte, i int) (int, error) {
 	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
 		i++
 		sign := 1
+		if v[i] == '-' {
+			sign = -1
+		}
 		if v[i] == '+' || v[i] == '-' {
-			if v[i] == '-' {
-				sign = -1
-			}
 			i++
 		}
 		for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
@@ -274,8 +239,7 @@ func numberEnd(v []byte, i int) (int, error) {
 
 // String decodes a quoted JSON string exactly: encoding/json alone turns
 // invalid UTF-8 and lone UTF-16 surrogates into U+FFFD, so two distinct
-// strings could decode as one. Such strings, and the escape \u0000, are
-// refused.
+// strings could decode as one. It refuses them, and the escape \u0000.
 func String(quoted []byte) (string, error) {
 	var s string
 	if err := json.Unmarshal(quoted, &s); err != nil {

@@ -39,64 +39,51 @@ func (k Keys) Value(p int, entity, id string) string {
 }
 
 // Stream is the partition's stream of ops.
-func (k Keys) Stream(p int) string { return k.prefix(p) + streamName }
+func (k Keys) Stream(p int) string { return k.prefix(p) + "ops" }
 
-// Clock holds the partition's last version, so versions keep increasing when
-// cached values expire.
-func (k Keys) Clock(p int) string { return k.prefix(p) + clockName }
+// Clock holds the partition's last version, kept when cached values expire.
+func (k Keys) Clock(p int) string { return k.prefix(p) + "clock" }
 
-// DeadLetter is the partition's dead-letter stream: entries that can never
-// be flushed, with the reason, kept under the partition's hash tag so one
-// script moves an entry there and acknowledges it.
-func (k Keys) DeadLetter(p int) string { return k.prefix(p) + deadLetterName }
+// DeadLetter is the partition's stream of entries that can never be flushed,
+// with the reason, under its hash tag so one script moves and acks an entry.
+func (k Keys) DeadLetter(p int) string { return k.prefix(p) + "dlq" }
 
 // Large holds the stream id of the partition's latest large entry (see
-// queue.SmallEntryBytes), so a flusher can tell whether the entries it is
-// about to read may be large before it reads them.
-func (k Keys) Large(p int) string { return k.prefix(p) + largeName }
+// queue.SmallEntryBytes), so a flusher knows before a read if it may be large.
+func (k Keys) Large(p int) string { return k.prefix(p) + "large" }
 
 // Cutoff is the key holding an entity's invalidation cut-off.
 func (k Keys) Cutoff(entity string) string { return k.ns + ":cutoff:" + entity }
 
 // Trial is the set of the partition's entries being flushed on their own
 // after too many deliveries (see queue.Queue.StartTrial).
-func (k Keys) Trial(p int) string { return k.prefix(p) + trialName }
+func (k Keys) Trial(p int) string { return k.prefix(p) + "trial" }
 
 // Meta is the namespace's settings hash (the partition count).
 func (k Keys) Meta() string { return k.ns + ":meta" }
 
-// The names of a partition's own keys, after its prefix.
-const (
-	streamName     = "ops"
-	clockName      = "clock"
-	deadLetterName = "dlq"
-	largeName      = "large"
-	trialName      = "trial"
-)
-
-// PartitionOf returns the partition of a partition's own key (stream,
-// clock, dead letters, large mark, trials), as Stream, Clock, DeadLetter,
-// Large and Trial build them.
+// PartitionOf returns the partition of a key that Stream, Clock, DeadLetter,
+// Large or Trial built.
 func (k Keys) PartitionOf(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {
 		return 0, false
 	}
-	digits, name, ok := strings.Cut(rest, "}:")
+	digits, _, _ := strings.Cut(rest, "}:")
 	p, err := strconv.Atoi(digits)
-	if !ok || err != nil || p < 0 || k.prefix(p)+name != key {
+	if err != nil || p < 0 {
 		return 0, false
 	}
-	switch name {
-	case streamName, clockName, deadLetterName, largeName, trialName:
-		return p, true
+	for _, own := range []func(int) string{k.Stream, k.Clock, k.DeadLetter, k.Large, k.Trial} {
+		if own(p) == key {
+			return p, true
+		}
 	}
 	return 0, false
 }
 
-// Beyond returns a partition's own key (stream, clock, dead letters, ...) of
-// a partition at or above partitions, or "". It scans the namespace's
-// partition keys once, on every primary of a cluster.
+// Beyond returns a partition's own key of a partition at or above
+// partitions, or "", scanning the keys once, on every primary of a cluster.
 func (k Keys) Beyond(ctx context.Context, rdb redis.UniversalClient, partitions int) (string, error) {
 	var mu sync.Mutex
 	var found string

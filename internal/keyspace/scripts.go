@@ -19,8 +19,7 @@ import (
 // scripts holds every script, for LoadScripts.
 var scripts []*redis.Script
 
-// NewScript returns the script of source with the definitions of prelude it
-// uses, registered.
+// NewScript registers and returns source with the prelude definitions it uses.
 func NewScript(prelude []Def, source string) *redis.Script {
 	s := redis.NewScript(preludeFor(prelude, source) + source)
 	scripts = append(scripts, s)
@@ -45,12 +44,23 @@ func Func(name, format string, args ...any) Def {
 // definitions, in prelude order. Definitions run at every call of a
 // script, so a script carries only those it uses.
 func preludeFor(prelude []Def, source string) string {
+	// words holds the whole words of source and of the definitions taken.
+	words := map[string]bool{}
+	mention := func(text string) {
+		for _, w := range strings.FieldsFunc(text, func(c rune) bool {
+			return c != '_' && (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z')
+		}) {
+			words[w] = true
+		}
+	}
+	mention(source)
 	used := make([]bool, len(prelude))
-	for text, grew := source, true; grew; {
+	for grew := true; grew; {
 		grew = false
 		for i, d := range prelude {
-			if !used[i] && mentions(text, d.Name) {
-				used[i], text, grew = true, text+d.Code, true
+			if !used[i] && words[d.Name] {
+				used[i], grew = true, true
+				mention(d.Code)
 			}
 		}
 	}
@@ -61,25 +71,6 @@ func preludeFor(prelude []Def, source string) string {
 		}
 	}
 	return b.String()
-}
-
-// mentions reports whether name stands in text as a whole word.
-func mentions(text, name string) bool {
-	word := func(c byte) bool {
-		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-	}
-	for i := strings.Index(text, name); i >= 0; {
-		end := i + len(name)
-		if (i == 0 || !word(text[i-1])) && (end == len(text) || !word(text[end])) {
-			return true
-		}
-		next := strings.Index(text[i+1:], name)
-		if next < 0 {
-			return false
-		}
-		i += 1 + next
-	}
-	return false
 }
 
 // Call is one call of a script.
@@ -100,8 +91,7 @@ type Wait struct {
 	Timeout  time.Duration
 }
 
-// Check turns the answer of WAIT (nil when none was sent) into
-// ErrNotReplicated.
+// Check turns the answer of WAIT (nil: none sent) into ErrNotReplicated.
 func (w Wait) Check(answer *redis.Cmd) error {
 	if answer == nil {
 		return nil
@@ -118,10 +108,9 @@ func (w Wait) Check(answer *redis.Cmd) error {
 
 // Run calls script s once per call and returns each call's answer: one call
 // directly (EVALSHA, then EVAL if Redis lost the script), more in one
-// pipeline, with WAIT after them when w awaits replicas (waits holds, per
-// call, the WAIT of its pipeline). WAIT counts the replicas that caught up
-// with the connection it is sent on, so on a cluster each primary gets its
-// calls and its WAIT in a pipeline of its own.
+// pipeline, with WAIT after them when w awaits replicas (waits holds each
+// call's). WAIT counts the replicas caught up with its own connection, so on
+// a cluster each primary gets its calls and its WAIT in a pipeline of its own.
 func Run(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, calls []Call, w Wait) (cmds, waits []*redis.Cmd) {
 	cmds, waits = make([]*redis.Cmd, len(calls)), make([]*redis.Cmd, len(calls))
 	if len(calls) == 1 && w.Replicas <= 0 {
@@ -155,11 +144,10 @@ func Run(ctx context.Context, rdb redis.UniversalClient, s *redis.Script, calls 
 
 // runOn runs the calls of idx through c in one pipeline, as Run describes.
 // A pipeline that meets a Redis without the script (restarted, failed over)
-// loads it and runs again every call from the first that met NOSCRIPT on, in
-// order: the script may have come back midway, and running only the calls
-// that failed could apply calls on one key out of order. The scripts are
-// safe to run twice (the version guard, leases that are already the
-// caller's, compare-and-set).
+// loads it and reruns, in order, every call from the first that met NOSCRIPT:
+// the script may have come back midway, and rerunning only the failed calls
+// could reorder calls on one key. The scripts are safe to run twice (the
+// version guard, leases that are already the caller's, compare-and-set).
 func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, idx []int, w Wait, cmds, waits []*redis.Cmd) {
 	for attempt := 0; ; attempt++ {
 		var wait *redis.Cmd
@@ -168,8 +156,7 @@ func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, 
 				cmds[i] = s.EvalSha(ctx, p, calls[i].Keys, calls[i].Args...)
 			}
 			if w.Replicas > 0 {
-				// WAIT covers the writes of its own connection, so it
-				// must share the pipeline's.
+				// WAIT covers only the writes of its own connection: this pipeline's.
 				wait = p.Do(ctx, "WAIT", w.Replicas, w.Timeout.Milliseconds())
 			}
 			return nil
@@ -194,8 +181,7 @@ func runOn(ctx context.Context, c redis.Cmdable, s *redis.Script, calls []Call, 
 	}
 }
 
-// LoadScripts makes sure every script is cached by Redis, so pipelines can
-// call them by hash.
+// LoadScripts caches every script in Redis, for pipelines to call by hash.
 func LoadScripts(ctx context.Context, rdb redis.Scripter) error {
 	for _, s := range scripts {
 		if err := s.Load(ctx, rdb).Err(); err != nil {

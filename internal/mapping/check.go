@@ -15,13 +15,12 @@ func (e *Entity) CheckID(id string) error {
 	return err
 }
 
-// CheckDocument says why a document (a JSON object) can never be written
-// to the entity's table as far as the mapping tells without the catalog: a
+// CheckDocument says why a document (a JSON object) can never be written to
+// the entity's table, as far as the mapping tells without the catalog: a
 // field no column or child table takes, a child field that is not an array
-// of objects, an element field no child column takes. With columns
-// omitted from the mapping, only the children are checked. It returns the
-// document decoded (nil for an entity held whole in one column), so the
-// caller need not decode it again.
+// of objects, an element field no child column takes (with columns omitted,
+// only children are checked). It returns the document decoded, so the caller
+// need not decode it again; nil for an entity held whole in one column.
 func (e *Entity) CheckDocument(data []byte) (map[string]any, error) {
 	if e.Document != "" {
 		return nil, nil

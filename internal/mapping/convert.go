@@ -18,21 +18,18 @@ type Type struct {
 	// Name is the type as format_type prints it, for messages and casts:
 	// "numeric(10,2)", "character varying(20)[]".
 	Name string
-	// Base is the name (pg_type.typname) of the type, or of the element
-	// type of an array.
+	// Base is the pg_type.typname of the type, or of an array's elements.
 	Base string
 	// Array is set for an array type.
 	Array bool
-	// MaxLen is the longest string a varchar(n) or char(n) holds, in
-	// characters; 0 for no limit.
+	// MaxLen is the n of varchar(n) or char(n), in characters; 0: no limit.
 	MaxLen int
 	// NotNull is set for a column that refuses NULL, default or not: a
 	// value written there is never replaced by the default.
 	NotNull bool
 }
 
-// supported maps the base types values convert to, to what they take in
-// JSON.
+// supported maps the base types values convert to, to what they take in JSON.
 var supported = map[string]string{
 	"text": "a string", "varchar": "a string", "bpchar": "a string",
 	"int2": "a whole number", "int4": "a whole number", "int8": "a whole number",
@@ -63,8 +60,7 @@ func (t Type) KeySupported() error {
 	return nil
 }
 
-// Decode reads a JSON document into fields, numbers as json.Number so no
-// digit is lost.
+// Decode reads a JSON document, numbers as json.Number so no digit is lost.
 func Decode(data []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -78,10 +74,9 @@ func Decode(data []byte) (map[string]any, error) {
 	return doc, nil
 }
 
-// Convert returns the text form PostgreSQL reads v as a value of t (v as
-// Decode returns it), or null for SQL NULL (a JSON null or a missing field,
-// nil either way; an error for a NOT NULL column). The error says why v
-// cannot be one.
+// Convert returns the text form PostgreSQL reads v (as Decode returns it) as
+// a value of t, or null for SQL NULL (v nil: a JSON null or a missing field;
+// an error for a NOT NULL column), or why v cannot be one.
 func Convert(t Type, v any) (text string, null bool, err error) {
 	if v == nil && t.NotNull {
 		return "", true, errors.New("missing or null, but the column is NOT NULL")
@@ -126,13 +121,24 @@ var arrayEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 var uuidForm = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
+// takes maps the base types whose values are of one JSON kind to that kind,
+// as kindOf names it; json, jsonb and numeric take more than one.
+var takes = map[string]string{
+	"text": "a string", "varchar": "a string", "bpchar": "a string",
+	"timestamptz": "a string", "timestamp": "a string", "date": "a string", "uuid": "a string",
+	"int2": "a number", "int4": "a number", "int8": "a number", "float4": "a number", "float8": "a number",
+	"bool": "a boolean",
+}
+
 // intBits are the sizes of the integer kinds.
 var intBits = map[string]int{"int2": 16, "int4": 32, "int8": 64}
 
 func scalar(t Type, v any) (string, error) {
-	want := supported[t.Base]
 	wrong := func() (string, error) {
-		return "", fmt.Errorf("%s is %s, want %s", describe(v), kindOf(v), want)
+		return "", fmt.Errorf("%s is %s, want %s", describe(v), kindOf(v), supported[t.Base])
+	}
+	if k := takes[t.Base]; k != "" && kindOf(v) != k {
+		return wrong()
 	}
 	switch t.Base {
 	case "json", "jsonb":
@@ -146,10 +152,7 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return string(b), nil
 	case "text", "varchar", "bpchar":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		if strings.IndexByte(s, 0) >= 0 {
 			return "", fmt.Errorf("holds a NUL character, which PostgreSQL cannot store")
 		}
@@ -158,35 +161,27 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return s, nil
 	case "int2", "int4", "int8":
-		n, ok := v.(json.Number)
-		if !ok {
-			return wrong()
-		}
+		n := v.(json.Number)
 		i, err := strconv.ParseInt(n.String(), 10, intBits[t.Base])
 		if err != nil {
 			return "", fmt.Errorf("%s is not a whole number that %s holds", n, t.Name)
 		}
 		return strconv.FormatInt(i, 10), nil
 	case "numeric":
-		var s string
-		switch n := v.(type) {
-		case json.Number:
-			s = n.String()
-		case string:
-			// Decimals are often sent as strings to keep every digit.
-			if _, ok := new(big.Float).SetString(n); !ok || !jsonNumber.MatchString(n) {
-				return "", fmt.Errorf("%q is not a decimal number", n)
-			}
-			s = n
-		default:
-			return wrong()
+		if n, ok := v.(json.Number); ok {
+			return n.String(), nil
 		}
-		return s, nil
-	case "float4", "float8":
-		n, ok := v.(json.Number)
+		s, ok := v.(string)
 		if !ok {
 			return wrong()
 		}
+		// Decimals are often sent as strings to keep every digit.
+		if _, ok := new(big.Float).SetString(s); !ok || !jsonNumber.MatchString(s) {
+			return "", fmt.Errorf("%q is not a decimal number", s)
+		}
+		return s, nil
+	case "float4", "float8":
+		n := v.(json.Number)
 		bits := 64
 		if t.Base == "float4" {
 			bits = 32
@@ -196,26 +191,16 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return n.String(), nil
 	case "bool":
-		b, ok := v.(bool)
-		if !ok {
-			return wrong()
-		}
-		return strconv.FormatBool(b), nil
+		return strconv.FormatBool(v.(bool)), nil
 	case "timestamptz":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return "", fmt.Errorf("%q is not an RFC 3339 time", s)
 		}
 		return tm.UTC().Format(time.RFC3339Nano), nil
 	case "timestamp":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse("2006-01-02T15:04:05.999999999", s)
 		if err != nil {
 			if tm, err = time.Parse(time.RFC3339Nano, s); err != nil {
@@ -225,20 +210,14 @@ func scalar(t Type, v any) (string, error) {
 		}
 		return tm.Format("2006-01-02T15:04:05.999999999"), nil
 	case "date":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		tm, err := time.Parse(time.DateOnly, s)
 		if err != nil {
 			return "", fmt.Errorf("%q is not a date (2006-01-02)", s)
 		}
 		return tm.Format(time.DateOnly), nil
 	case "uuid":
-		s, ok := v.(string)
-		if !ok {
-			return wrong()
-		}
+		s := v.(string)
 		if !uuidForm.MatchString(s) {
 			return "", fmt.Errorf("%q is not a UUID (8-4-4-4-12 hex digits)", s)
 		}
@@ -250,9 +229,8 @@ func scalar(t Type, v any) (string, error) {
 // jsonNumber is the syntax of a JSON number.
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
 
-// KeyValue returns the text form of s, a part of an id, as a value of the
-// key column's type t, or an error when s is not its canonical text form:
-// then two ids would name one row.
+// KeyValue returns the text form of s, a part of an id, as a value of the key
+// column's type t; an error if s is not canonical (two ids would name a row).
 func KeyValue(t Type, s string) (string, error) {
 	var v any = s
 	if intBits[t.Base] > 0 {

@@ -21,8 +21,7 @@ func JoinKey(parts []string) string {
 
 var keyEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
 
-// SplitKey returns the n key values id names, or an error saying why it
-// names none.
+// SplitKey returns the n key values id names, or why it names none.
 func SplitKey(id string, n int) ([]string, error) {
 	parts := strings.Split(id, "/")
 	if len(parts) != n {
@@ -39,24 +38,16 @@ func SplitKey(id string, n int) ([]string, error) {
 }
 
 func unescape(p string) (string, error) {
-	if !strings.Contains(p, "%") {
-		return p, nil
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		if p[i] != '%' {
-			b.WriteByte(p[i])
-			continue
+	for rest := p; ; {
+		_, after, found := strings.Cut(rest, "%")
+		if !found {
+			return keyUnescaper.Replace(p), nil
 		}
-		switch esc := p[i:min(i+3, len(p))]; esc {
-		case "%25":
-			b.WriteByte('%')
-		case "%2F":
-			b.WriteByte('/')
-		default:
-			return "", fmt.Errorf("%q is not an escape: %% is written %%25 and / is written %%2F", esc)
+		if esc := after[:min(2, len(after))]; esc != "25" && esc != "2F" {
+			return "", fmt.Errorf("%q is not an escape: %% is written %%25 and / is written %%2F", "%"+esc)
 		}
-		i += 2
+		rest = after[2:]
 	}
-	return b.String(), nil
 }
+
+var keyUnescaper = strings.NewReplacer("%25", "%", "%2F", "/")

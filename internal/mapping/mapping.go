@@ -6,6 +6,7 @@ package mapping
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -33,18 +34,16 @@ type Entity struct {
 	Table pgx.Identifier
 	// Key holds the key columns, in the order of the id's parts.
 	Key []string
-	// Columns maps document fields to columns; nil means every column of
-	// the table but the key, version and delete columns, each under its
-	// own name (the sink fills it in from the catalog).
+	// Columns maps document fields to columns; nil means every column but
+	// the key, version and delete ones, under its own name (the sink fills
+	// it in from the catalog).
 	Columns map[string]string
-	// Document is the jsonb column holding the whole document, instead of
-	// Columns; empty when the document is spread over columns.
+	// Document is the jsonb column holding the whole document, if not Columns.
 	Document string
 	// Version is the column holding the version that guards every write.
 	Version string
-	// SoftDelete is the column a delete sets (a boolean to true, a
-	// timestamptz to the time); empty for hard deletes, which delete the
-	// row and keep a tombstone.
+	// SoftDelete is the column a delete sets (a boolean to true, a timestamptz
+	// to the time); empty for hard deletes: the row goes, a tombstone stays.
 	SoftDelete string
 	// Children maps array fields of the document to their child tables.
 	Children map[string]*Child
@@ -57,11 +56,9 @@ type Child struct {
 	Field string
 	// Table is the child table.
 	Table pgx.Identifier
-	// Parent holds the child columns holding the parent's key, in the order
-	// of the parent's key columns.
+	// Parent holds the child columns holding the parent's key, in key order.
 	Parent []string
-	// Columns maps the fields of each array element to columns; nil means
-	// every column but the parent columns.
+	// Columns maps each element's fields to columns; nil: all but the parent's.
 	Columns map[string]string
 }
 
@@ -194,28 +191,22 @@ func (r *rawEntity) check(name string) (*Entity, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Entity{Name: name, Table: table, Version: r.Version, Document: r.Document}
-	if e.Version == "" {
-		e.Version = DefaultVersion
-	}
+	e := &Entity{Name: name, Table: table, Key: r.Key, Version: cmp.Or(r.Version, DefaultVersion), Document: r.Document}
 	claim := roles{}.claim
 	if len(r.Key) == 0 {
 		return nil, errors.New("key: must name at least one column")
 	}
-	for _, k := range r.Key {
-		if err := claim(k, "key"); err != nil {
-			return nil, err
-		}
+	if err := claim("key", r.Key...); err != nil {
+		return nil, err
 	}
-	e.Key = r.Key
-	if err := claim(e.Version, "version"); err != nil {
+	if err := claim("version", e.Version); err != nil {
 		return nil, err
 	}
 	switch d := r.Delete; {
 	case d == "" || d == "hard":
 	case strings.HasPrefix(d, "soft:"):
 		e.SoftDelete = strings.TrimPrefix(d, "soft:")
-		if err := claim(e.SoftDelete, "delete"); err != nil {
+		if err := claim("delete", e.SoftDelete); err != nil {
 			return nil, err
 		}
 	default:
@@ -225,15 +216,13 @@ func (r *rawEntity) check(name string) (*Entity, error) {
 		if r.Columns != nil || r.Children != nil {
 			return nil, errors.New("document: a document entity has no columns or children")
 		}
-		if err := claim(e.Document, "document"); err != nil {
+		if err := claim("document", e.Document); err != nil {
 			return nil, err
 		}
 		return e, nil
 	}
-	if r.Columns != nil {
-		if e.Columns, err = checkColumns(r.Columns, claim); err != nil {
-			return nil, err
-		}
+	if e.Columns, err = checkColumns(r.Columns, claim); err != nil {
+		return nil, err
 	}
 	for field, rc := range r.Children {
 		if field == "" {
@@ -269,21 +258,20 @@ func (r *rawChild) check(field string, keys int) (*Child, error) {
 		return nil, fmt.Errorf("parent: names %d columns, the entity's key has %d", len(r.Parent), keys)
 	}
 	claim := roles{}.claim
-	for _, p := range r.Parent {
-		if err := claim(p, "parent"); err != nil {
-			return nil, err
-		}
+	if err := claim("parent", r.Parent...); err != nil {
+		return nil, err
 	}
 	c := &Child{Field: field, Table: table, Parent: r.Parent}
-	if r.Columns != nil {
-		if c.Columns, err = checkColumns(r.Columns, claim); err != nil {
-			return nil, err
-		}
+	if c.Columns, err = checkColumns(r.Columns, claim); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-func checkColumns(cols map[string]string, claim func(col, role string) error) (map[string]string, error) {
+func checkColumns(cols map[string]string, claim func(role string, cols ...string) error) (map[string]string, error) {
+	if cols == nil {
+		return nil, nil
+	}
 	if len(cols) == 0 {
 		return nil, errors.New("columns: empty; omit it to map every column")
 	}
@@ -291,7 +279,7 @@ func checkColumns(cols map[string]string, claim func(col, role string) error) (m
 		if f == "" {
 			return nil, errors.New("columns: a field name is empty")
 		}
-		if err := claim(cols[f], "column of field "+f); err != nil {
+		if err := claim("column of field "+f, cols[f]); err != nil {
 			return nil, err
 		}
 	}
@@ -301,13 +289,15 @@ func checkColumns(cols map[string]string, claim func(col, role string) error) (m
 // roles holds the role of each column of a table, so none gets two.
 type roles map[string]string
 
-func (r roles) claim(col, role string) error {
-	if !identPart.MatchString(col) {
-		return fmt.Errorf("%s: %q is not a plain identifier (letters, digits, _; at most 63)", role, col)
+func (r roles) claim(role string, cols ...string) error {
+	for _, col := range cols {
+		if !identPart.MatchString(col) {
+			return fmt.Errorf("%s: %q is not a plain identifier (letters, digits, _; at most 63)", role, col)
+		}
+		if other, dup := r[col]; dup {
+			return fmt.Errorf("column %s is both %s and %s", col, other, role)
+		}
+		r[col] = role
 	}
-	if other, dup := r[col]; dup {
-		return fmt.Errorf("column %s is both %s and %s", col, other, role)
-	}
-	r[col] = role
 	return nil
 }

@@ -26,18 +26,12 @@ type Flusher struct {
 // NewFlusher creates the flusher's metrics and registers them with reg.
 func NewFlusher(reg prometheus.Registerer) *Flusher {
 	m := &Flusher{
-		OpsRead: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_ops_read_total", Help: "Stream entries read by this flusher, including redeliveries.",
-		}),
-		OpsCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_ops_coalesced_total", Help: "Ops dropped by coalescing because a newer op on the same key was in the same batch.",
-		}),
+		OpsRead:      counter("writebehind_ops_read_total", "Stream entries read by this flusher, including redeliveries."),
+		OpsCoalesced: counter("writebehind_ops_coalesced_total", "Ops dropped by coalescing because a newer op on the same key was in the same batch."),
 		RowsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writebehind_rows_written_total", Help: "Rows changed in PostgreSQL, by table.",
 		}, []string{"table"}),
-		Batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_batches_total", Help: "Batches committed and acknowledged.",
-		}),
+		Batches: counter("writebehind_batches_total", "Batches committed and acknowledged."),
 		BatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "writebehind_batch_duration_seconds", Help: "Time from a batch's read to its acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
@@ -45,15 +39,9 @@ func NewFlusher(reg prometheus.Registerer) *Flusher {
 		CommitErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writebehind_commit_errors_total", Help: "Failed batch writes, by error class (transient, permanent).",
 		}, []string{"class"}),
-		Retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_retries_total", Help: "Batch writes retried after a transient error.",
-		}),
-		Claims: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_claimed_total", Help: "Entries reclaimed from idle consumers.",
-		}),
-		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_dead_letters_total", Help: "Entries moved to the dead-letter stream.",
-		}),
+		Retries:     counter("writebehind_retries_total", "Batch writes retried after a transient error."),
+		Claims:      counter("writebehind_claimed_total", "Entries reclaimed from idle consumers."),
+		DeadLetters: counter("writebehind_dead_letters_total", "Entries moved to the dead-letter stream."),
 		HeldBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "writebehind_held_bytes", Help: "Bytes of stream entries this flusher holds, read ahead and being flushed (at most WB_MAX_INFLIGHT_BYTES).",
 		}),
@@ -61,6 +49,10 @@ func NewFlusher(reg prometheus.Registerer) *Flusher {
 	reg.MustRegister(m.OpsRead, m.OpsCoalesced, m.RowsWritten, m.Batches, m.BatchDuration,
 		m.CommitErrors, m.Retries, m.Claims, m.DeadLetters, m.HeldBytes)
 	return m
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // Batch records one flushed batch: entries read, keys written after

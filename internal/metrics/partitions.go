@@ -10,10 +10,9 @@ import (
 	"github.com/writebehind/writebehind/internal/queue"
 )
 
-// Partitions is a prometheus.Collector of each partition's queue state,
-// read from Redis at every scrape (bounded by a timeout), so the gauges are
-// as fresh as the scrape and cost nothing between scrapes. Every flusher
-// reports the whole group: aggregate with max, not sum.
+// Partitions is a prometheus.Collector of each partition's queue state, read
+// from Redis at every scrape (within a timeout): as fresh as the scrape, free
+// between scrapes. Every flusher reports the whole group: aggregate with max.
 type Partitions struct {
 	q       *queue.Queue
 	group   string

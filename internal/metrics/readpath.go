@@ -3,12 +3,11 @@ package metrics
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ReadPath holds the read path's metrics. A nil *ReadPath records nothing.
+// ReadPath holds the read path's metrics.
 type ReadPath struct {
 	Hits        prometheus.Counter
 	Misses      prometheus.Counter
@@ -19,34 +18,21 @@ type ReadPath struct {
 	Fallbacks   prometheus.Counter
 }
 
-// NewReadPath creates the read path's metrics and registers them with reg.
-// An app that wants them published passes its registry (or
-// prometheus.DefaultRegisterer). Several read paths on one registry share
-// its collectors: the counts are the process's.
+// NewReadPath creates the read path's metrics and registers them with reg
+// (an app's registry, or prometheus.DefaultRegisterer). Several read paths on
+// one registry share its collectors: the counts are the process's.
 func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	m := &ReadPath{
-		Hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_hits_total", Help: "Reads answered from the cache (negative hits included).",
-		}),
-		Misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_misses_total", Help: "Reads the cache could not answer.",
-		}),
-		Fills: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_fills_total", Help: "Loaded values stored in the cache.",
-		}),
-		Loads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_loads_total", Help: "Loads from the database (or an app loader).",
-		}),
-		LoadErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_load_errors_total", Help: "Loads that failed.",
-		}),
+		Hits:       counter("writebehind_read_hits_total", "Reads answered from the cache (negative hits included)."),
+		Misses:     counter("writebehind_read_misses_total", "Reads the cache could not answer."),
+		Fills:      counter("writebehind_read_fills_total", "Loaded values stored in the cache."),
+		Loads:      counter("writebehind_read_loads_total", "Loads from the database (or an app loader)."),
+		LoadErrors: counter("writebehind_read_load_errors_total", "Loads that failed."),
 		LoadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "writebehind_read_load_duration_seconds", Help: "Time a load took.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-		Fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writebehind_read_redis_fallbacks_total", Help: "Reads served by the loader because Redis failed.",
-		}),
+		Fallbacks: counter("writebehind_read_redis_fallbacks_total", "Reads served by the loader because Redis failed."),
 	}
 	for _, c := range []*prometheus.Counter{&m.Hits, &m.Misses, &m.Fills, &m.Loads, &m.LoadErrors, &m.Fallbacks} {
 		if err := register(reg, c); err != nil {
@@ -59,8 +45,7 @@ func NewReadPath(reg prometheus.Registerer) (*ReadPath, error) {
 	return m, nil
 }
 
-// register registers *c with reg, or takes the collector reg already has
-// under its name.
+// register registers *c with reg, or takes the one reg has under its name.
 func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
 	err := reg.Register(*c)
 	var already prometheus.AlreadyRegisteredError
@@ -73,44 +58,4 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
 		return nil
 	}
 	return err
-}
-
-// Hit records n reads answered by the cache.
-func (m *ReadPath) Hit(n int) {
-	if m != nil {
-		m.Hits.Add(float64(n))
-	}
-}
-
-// Miss records n reads the cache could not answer.
-func (m *ReadPath) Miss(n int) {
-	if m != nil {
-		m.Misses.Add(float64(n))
-	}
-}
-
-// Filled records n values stored in the cache after a load.
-func (m *ReadPath) Filled(n int) {
-	if m != nil {
-		m.Fills.Add(float64(n))
-	}
-}
-
-// Loaded records one load, how long it took and whether it failed.
-func (m *ReadPath) Loaded(took time.Duration, err error) {
-	if m == nil {
-		return
-	}
-	m.Loads.Inc()
-	m.LoadSeconds.Observe(took.Seconds())
-	if err != nil {
-		m.LoadErrors.Inc()
-	}
-}
-
-// Fallback records a read served by the loader because Redis failed.
-func (m *ReadPath) Fallback() {
-	if m != nil {
-		m.Fallbacks.Inc()
-	}
 }

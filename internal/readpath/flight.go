@@ -3,12 +3,11 @@ package readpath
 import "sync"
 
 // flights shares one key's read between the concurrent Gets of a process,
-// but only with the Gets it is valid for. A read may answer a caller only
-// if the caller's miss came before the read looked at the cache: a caller
-// arriving later may follow a write the read never saw. So a flight takes
-// callers until it starts (it is sealed then); a caller arriving after that
-// starts the next flight, which waits for the running one (and so usually
-// finds its fill) before it looks.
+// but only with those it is valid for: a caller whose miss came after the read
+// looked at the cache may follow a write the read never saw. So a flight
+// takes callers until it starts (it is sealed then); a later caller starts
+// the next flight, which waits for the running one (and so usually finds its
+// fill) before it looks.
 type flights struct {
 	mu sync.Mutex
 	m  map[string]*flight // the newest flight of each key; guarded by mu
@@ -33,9 +32,6 @@ func (fs *flights) join(key string) (*flight, bool) {
 	cur := fs.m[key]
 	if cur != nil && !cur.sealed {
 		return cur, false
-	}
-	if fs.m == nil {
-		fs.m = make(map[string]*flight)
 	}
 	f := &flight{prev: cur, done: make(chan struct{})}
 	fs.m[key] = f

@@ -9,18 +9,16 @@ import (
 	"github.com/writebehind/writebehind/internal/cache"
 )
 
-// isRedisDown reports whether err is Redis failing rather than a value it
-// holds being unreadable.
+// isRedisDown reports whether err is Redis failing, not an unreadable value.
 func isRedisDown(err error) bool {
 	return err != nil && !errors.Is(err, cache.ErrCorruptValue) && !errors.Is(err, context.Canceled) &&
 		!errors.Is(err, context.DeadlineExceeded)
 }
 
 // Get returns the document entity/id: from the cache when it answers, else
-// through the read protocol (lease, load, fill). Concurrent misses on one
-// key in this process share one read when it is valid for each of them
-// (see flights). If Redis fails, the loader answers (and nothing is
-// filled); if the loader fails, its error is returned.
+// through the read protocol (lease, load, fill). Concurrent misses on one key
+// in this process share one read when it is valid for each (see flights).
+// If Redis fails, the loader answers unfilled; a loader's error is returned.
 func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	cut, err := c.cutoff(ctx, entity)
 	if err != nil {
@@ -33,14 +31,12 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	if ok {
-		if v, hit := answer(cv, cut); hit {
-			c.hit(1)
-			if c.refreshDue(cv) {
-				return c.refreshEarly(ctx, entity, id, cv, v), nil
-			}
-			return v, nil
+	if v, hit := answer(cv, cut); ok && hit {
+		c.hit(1)
+		if c.refreshDue(cv) {
+			return c.refreshEarly(ctx, entity, id, cv, v), nil
 		}
+		return v, nil
 	}
 	c.miss(1)
 	key := entity + "\x00" + id
@@ -49,9 +45,8 @@ func (c *Core) Get(ctx context.Context, entity, id string) (Value, error) {
 		c.joined()
 	}
 	if lead {
-		// The shared read outlives any one caller's cancellation (bounded
-		// by the lease TTL); each caller stops waiting when its own
-		// context ends.
+		// The shared read outlives any one caller's cancellation (bounded by
+		// the lease TTL); each caller stops waiting when its context ends.
 		go func() {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LeaseTTL)
 			defer cancel()
@@ -106,20 +101,16 @@ func (c *Core) GetMany(ctx context.Context, entity string, ids []string) ([]Valu
 	var miss []*slot
 	for i, id := range uniq {
 		slots[i] = &slot{id: id}
-		if found[i] {
-			if v, hit := answer(cached[i], cut); hit {
-				slots[i].val, slots[i].done = v, true
-				continue
-			}
+		if v, hit := answer(cached[i], cut); found[i] && hit {
+			slots[i].val, slots[i].done = v, true
+			continue
 		}
 		miss = append(miss, slots[i])
 	}
 	c.hit(len(uniq) - len(miss))
-	if len(miss) > 0 {
-		c.miss(len(miss))
-		if err := c.resolve(ctx, entity, miss, cut, false); err != nil {
-			return nil, err
-		}
+	c.miss(len(miss))
+	if err := c.resolve(ctx, entity, miss, cut, false); err != nil {
+		return nil, err
 	}
 	out := make([]Value, len(ids))
 	for i, id := range ids {
@@ -159,10 +150,9 @@ func (c *Core) directMany(ctx context.Context, entity string, ids []string, caus
 }
 
 // refreshEarly reloads a clean value before it expires and swaps it in only
-// if the key still holds the very value read, so no write came between the
-// read and the swap; otherwise, or if the load fails, the value read is
-// served. Readers of the same value share one refresh: each of them read
-// that value before the swap could replace it.
+// if the key still holds the very value read (no write came between); else,
+// or if the load fails, it serves the value read. Readers of one value share
+// one refresh: each of them read that value before the swap could replace it.
 func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv cache.Cached, cur Value) Value {
 	v, _, _ := c.early.Do(fmt.Sprintf("%s\x00%s\x00%c%d %+v", entity, id, cv.State, cv.Version, cv.Meta), func() (any, error) {
 		c.refreshes.Add(1)
@@ -190,16 +180,14 @@ func (c *Core) refreshEarly(ctx context.Context, entity, id string, cv cache.Cac
 // caller's own load of it. The zero Lease (Redis failed) checks nothing.
 type Lease struct {
 	Entity, ID string
-	// token is the lease left in the key; held another reader's lease
-	// found there instead (see slot).
+	// token is the lease left in the key, held another reader's (see slot).
 	token, held int64
 	start       time.Time
 	cut         int64
 }
 
-// Lookup is read-aside Get: the cached answer, or ok false and a Lease for
-// the caller to load the document and Fill. It runs the read protocol up to
-// the load.
+// Lookup is read-aside Get, the read protocol up to the load: the cached
+// answer, or ok false and a Lease to load the document with and Fill.
 func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool, l Lease, err error) {
 	l = Lease{Entity: entity, ID: id}
 	cut, err := c.cutoff(ctx, entity)
@@ -212,11 +200,9 @@ func (c *Core) Lookup(ctx context.Context, entity, id string) (v Value, ok bool,
 	if err != nil && !isRedisDown(err) {
 		return Value{}, false, l, err
 	}
-	if err == nil && found {
-		if v, hit := answer(cv, cut); hit {
-			c.hit(1)
-			return v, true, l, nil
-		}
+	if v, hit := answer(cv, cut); err == nil && found && hit {
+		c.hit(1)
+		return v, true, l, nil
 	}
 	c.miss(1)
 	if err != nil {
@@ -254,8 +240,7 @@ func (c *Core) renew(ctx context.Context, l *Lease, cut int64) (Value, bool, Lea
 // returns the value the caller is to use: v when the lease shows no write
 // came since the miss (v is then cached, if its lease is the caller's),
 // else the newer cached value. ok is false when neither holds (a write came
-// and the cache has no answer): l is then renewed, and the caller loads
-// again and fills again.
+// and the cache has no answer): l is renewed, to load and fill again.
 func (c *Core) Fill(ctx context.Context, l *Lease, v Value) (Value, bool, error) {
 	if l.token == 0 && l.held == 0 {
 		return v, true, nil
@@ -295,9 +280,8 @@ func (c *Core) Invalidate(ctx context.Context, entity string, ids ...string) err
 }
 
 // InvalidateEntity makes every clean cached value of entity count as a miss,
-// in O(1): it raises the entity's cut-off to now. Unflushed values are not
-// touched, so they stay readable and are flushed as usual; stale clean
-// values are replaced on their next read or simply expire.
+// in O(1): it raises the entity's cut-off to now. Unflushed values stay
+// readable and are flushed as usual; stale clean ones are replaced or expire.
 func (c *Core) InvalidateEntity(ctx context.Context, entity string) error {
 	v, err := c.q.RaiseCutoff(ctx, entity, c.opt.Now())
 	if err != nil {

@@ -1,6 +1,7 @@
 package readpath
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,8 +62,7 @@ func ids(slots []*slot) []string {
 }
 
 // resolve answers every slot not yet done. With force it leases over clean
-// values too, to replace them (a refresh). If Redis fails, the loader
-// answers what is left, unchecked.
+// values too (a refresh). If Redis fails, the loader answers, unchecked.
 func (c *Core) resolve(ctx context.Context, entity string, slots []*slot, cut int64, force bool) error {
 	for round := 0; ; round++ {
 		todo := undone(slots)
@@ -96,8 +96,7 @@ func (c *Core) resolve(ctx context.Context, entity string, slots []*slot, cut in
 // answer with, and answers the others. On return each slot is done, holds
 // its own lease (token) or has found another reader's (held); a slot whose
 // key was released during a ReadLock wait has neither and goes round again.
-// A write-through committing in a key is waited for: a load could return
-// its row before the cache has it.
+// A write-through committing is waited for: a load could see its row first.
 func (c *Core) lease(ctx context.Context, entity string, todo []*slot, cut int64, force bool) error {
 	for len(todo) > 0 {
 		tokens := make([]int64, len(todo))
@@ -197,8 +196,7 @@ func (c *Core) loadAndSettle(ctx context.Context, entity string, loads []*slot) 
 	return nil
 }
 
-// release gives up the leases of slots after a failed load, so others need
-// not wait them out.
+// release gives up the leases of a failed load, so others need not wait.
 func (c *Core) release(ctx context.Context, entity string, slots []*slot) {
 	var swaps []cache.Swap
 	for _, s := range slots {
@@ -229,8 +227,7 @@ func (c *Core) loadUnchecked(ctx context.Context, entity string, slots []*slot, 
 }
 
 // waitHeld polls keys other readers are loading, up to LockWait, answering
-// those they fill; a key released without a fill (its load failed) loses its
-// held lease, so it is leased again.
+// those they fill; a key released unfilled (its load failed) is leased again.
 func (c *Core) waitHeld(ctx context.Context, entity string, held []*slot, cut int64) error {
 	return c.poll(ctx, entity, held, c.opt.LockWait, func(s *slot, cv cache.Cached, found bool) bool {
 		if !found {
@@ -266,10 +263,7 @@ func (c *Core) waitMarks(ctx context.Context, entity string, marked []*slot, cut
 		}
 		return true
 	})
-	if err == nil {
-		err = failed
-	}
-	return err
+	return cmp.Or(err, failed)
 }
 
 // poll reads the keys of slots every LockPoll, for at most limit (negative:

@@ -43,12 +43,10 @@ type Options struct {
 	TTL func(entity string) time.Duration
 	// NegativeTTL is how long a "not found" stays cached; 0 caches none.
 	NegativeTTL time.Duration
-	// LeaseTTL bounds a load: a lease left by a reader that died expires
-	// after it (default 10s).
+	// LeaseTTL bounds a load: a dead reader's lease expires after it (default 10s).
 	LeaseTTL time.Duration
 	// Lock makes a reader that finds another process's lease wait up to
-	// LockWait for its fill, polling every LockPoll (default 5ms), instead
-	// of loading at once. After the wait it loads itself.
+	// LockWait for its fill, polling every LockPoll (default 5ms), then load.
 	Lock     bool
 	LockWait time.Duration
 	LockPoll time.Duration
@@ -63,9 +61,8 @@ type Options struct {
 	Now  func() time.Time
 	Rand func() float64
 	Log  zerolog.Logger
-	// OnBusy, if set, is called when a reader finds another reader's lease,
-	// or a write-through committing, on a key it missed, before it waits
-	// or loads.
+	// OnBusy, if set, is called before a reader waits or loads on a missed key
+	// holding another reader's lease or a write-through committing.
 	OnBusy func(entity, id string)
 	// Metrics records hits, misses, fills and loads; nil records nothing.
 	Metrics *metrics.ReadPath
@@ -119,8 +116,7 @@ type cutoff struct {
 	mu      sync.Mutex   // serializes reads of the key
 }
 
-// New returns the read path over q for entities; load may be nil for a
-// read-aside only core.
+// New returns the read path over q for entities; load is nil for read-aside.
 func New(q *cache.Cells, entities []string, load LoadFunc, opt Options) *Core {
 	if opt.TTL == nil {
 		opt.TTL = func(string) time.Duration { return 0 }
@@ -140,7 +136,7 @@ func New(q *cache.Cells, entities []string, load LoadFunc, opt Options) *Core {
 	if opt.Rand == nil {
 		opt.Rand = rand.Float64
 	}
-	c := &Core{q: q, load: load, opt: opt, cuts: make(map[string]*cutoff, len(entities))}
+	c := &Core{q: q, load: load, opt: opt, flights: flights{m: map[string]*flight{}}, cuts: make(map[string]*cutoff, len(entities))}
 	for _, e := range entities {
 		c.cuts[e] = &cutoff{}
 	}
@@ -156,25 +152,34 @@ func (c *Core) Stats() Stats {
 	}
 }
 
+// hit, miss, filled, fallback and loadTimed count in Stats and Options.Metrics.
 func (c *Core) hit(n int) {
 	c.hits.Add(int64(n))
-	c.opt.Metrics.Hit(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Hits.Add(float64(n))
+	}
 }
 
 func (c *Core) miss(n int) {
 	c.misses.Add(int64(n))
-	c.opt.Metrics.Miss(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Misses.Add(float64(n))
+	}
 }
 
 func (c *Core) filled(n int) {
 	c.fills.Add(int64(n))
-	c.opt.Metrics.Filled(n)
+	if m := c.opt.Metrics; m != nil {
+		m.Fills.Add(float64(n))
+	}
 }
 
 // fallback records that Redis failed and the loader answers instead.
 func (c *Core) fallback(err error, entity string) {
 	c.fallbacks.Add(1)
-	c.opt.Metrics.Fallback()
+	if m := c.opt.Metrics; m != nil {
+		m.Fallbacks.Inc()
+	}
 	c.opt.Log.Warn().Err(err).Str("entity", entity).Msg("redis failed; reading from the loader")
 }
 
@@ -191,12 +196,17 @@ func (c *Core) loadTimed(ctx context.Context, entity string, ids []string) ([]Va
 	if err != nil {
 		c.loadErrors.Add(1)
 	}
-	c.opt.Metrics.Loaded(took, err)
+	if m := c.opt.Metrics; m != nil {
+		m.Loads.Inc()
+		m.LoadSeconds.Observe(took.Seconds())
+		if err != nil {
+			m.LoadErrors.Inc()
+		}
+	}
 	return vals, took, err
 }
 
-// cutoff returns the entity's invalidation cut-off, reading it from Redis
-// when the in-process copy is older than CutoffRefresh.
+// cutoff returns the entity's invalidation cut-off, at most CutoffRefresh old.
 func (c *Core) cutoff(ctx context.Context, entity string) (int64, error) {
 	cs := c.cuts[entity]
 	if cs == nil {
@@ -244,13 +254,10 @@ func answer(cv cache.Cached, cut int64) (Value, bool) {
 	if cv.State == cache.Leased || cv.FreshStamp() < cut {
 		return Value{}, false
 	}
-	if cv.Found() {
-		return Value{Found: true, Data: cv.Data, Version: cv.Version}, true
-	}
-	return Value{Version: cv.Version}, true
+	return Value{Found: cv.Found(), Data: cv.Data, Version: cv.Version}, true
 }
 
-// early decides whether a clean value is refreshed before it expires: XFetch
+// refreshDue decides whether a clean value is refreshed early: XFetch
 // (Vattani et al., VLDB 2015) refreshes when now - delta*beta*ln(rand) passes
 // the expiry, so the nearer the expiry and the slower the load, the likelier.
 func (c *Core) refreshDue(cv cache.Cached) bool {
@@ -262,7 +269,7 @@ func (c *Core) refreshDue(cv cache.Cached) bool {
 	return float64(c.opt.Now().UnixMicro())+gap >= float64(cv.Meta.Expire)
 }
 
-// token returns a fresh lease token.
+// token returns a fresh lease token; never 0, which means none.
 func token() int64 { return rand.Int64N(math.MaxInt64-1) + 1 }
 
 // encode makes a loaded value the cell to cache and returns its TTL; ok is
