@@ -127,7 +127,7 @@ func (f *Flusher) isolate(ctx context.Context, p int, suspects []queue.Entry, lo
 		if err := f.q.StartTrial(ctx, p, id); err != nil {
 			log.Warn().Err(err).Msg("recording a trial failed; flushing the entry all the same")
 		}
-		f.flush(ctx, p, suspects[i:i+1], log)()
+		f.flush(ctx, p, suspects[i:i+1], log)
 		if err := f.q.EndTrial(ctx, p, id); err != nil {
 			log.Warn().Err(err).Msg("ending a trial failed")
 		}

@@ -216,9 +216,8 @@ func (f *Flusher) idle(ctx context.Context) (bool, error) {
 }
 
 // partition flushes one partition until ctx is cancelled, and the batches
-// in hand then until finish is. Reading runs one batch ahead of writing, and
-// acknowledging one batch behind: while PostgreSQL commits a batch, the next
-// is read and the one before is acknowledged.
+// in hand then until finish is. Reading runs one batch ahead of flushing, so
+// the next batch is in hand while PostgreSQL commits this one.
 func (f *Flusher) partition(ctx, finish context.Context, p int) {
 	log := f.opt.Log.With().Int("partition", p).Logger()
 	batches := make(chan batch)
@@ -226,34 +225,18 @@ func (f *Flusher) partition(ctx, finish context.Context, p int) {
 		defer close(batches)
 		f.fetch(ctx, p, batches, log)
 	}()
-	acked := closed()
-	defer func() { <-acked }()
 	for b := range batches {
 		if len(b.suspects) > 0 {
-			<-acked // suspects are flushed with no other batch in hand
 			stop := f.holdWhile(finish, p, slices.Concat(b.suspects, b.entries), log)
 			f.isolate(finish, p, b.suspects, log)
 			stop()
 		}
-		ack := f.flush(finish, p, b.entries, log)
-		<-acked
-		acked = make(chan struct{})
-		go func(done chan struct{}) {
-			defer close(done)
-			ack()
-			f.release(b)
-			if b.done != nil {
-				close(b.done)
-			}
-		}(acked)
+		f.flush(finish, p, b.entries, log)
+		f.release(b)
+		if b.done != nil {
+			close(b.done)
+		}
 	}
-}
-
-// closed returns a closed channel: a wait on it is over at once.
-func closed() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
 }
 
 // fetch reads batches of partition p until ctx is cancelled: this
@@ -331,25 +314,24 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 	}
 }
 
-// flush writes one batch, and returns its acknowledgement to run once
-// PostgreSQL committed it. Entries that can never be written (undecodable,
-// unknown entity, rejected by PostgreSQL) are moved to the dead-letter
-// stream; the rest land in this round. On a transient error it retries the
-// whole batch, and the acknowledgement retries itself, until wctx is done
-// (the flusher's finish context: FinishTimeout after a stop). What it cannot
-// commit and acknowledge stays pending for a later delivery.
-func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) (ack func()) {
+// flush writes one batch and acknowledges it. Entries that can never be
+// written (undecodable, unknown entity, rejected by PostgreSQL) are moved to
+// the dead-letter stream; the rest land in this round. On a transient error
+// it retries the whole batch until wctx is done (the flusher's finish
+// context: FinishTimeout after a stop). What it cannot commit stays pending
+// for a later delivery.
+func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log zerolog.Logger) {
 	if len(entries) == 0 {
-		return func() {}
+		return
 	}
 	f.opt.Metrics.Read(len(entries))
 	good, dead := sortOut(entries, f.sink.Knows, f.opt.Now().Add(f.opt.MaxClockSkew).UnixMicro())
 	start := time.Now()
 	log = log.With().Int("entries", len(entries)).Str("first", entries[0].ID).Str("last", entries[len(entries)-1].ID).Logger()
 
-	// Until the batch is acknowledged, through its writes and retries, its
-	// entries must not look idle to the other flushers' claims.
-	stop := f.holdWhile(wctx, p, entries, log)
+	// While the batch is written and retried, its entries must not look
+	// idle to the other flushers' claims.
+	defer f.holdWhile(wctx, p, entries, log)()
 
 	// A batch failing again and again with an unclassified error is
 	// probed once for ops that fail alone, so one such op cannot stall the
@@ -364,7 +346,10 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 			f.opt.Metrics.CommitError(sink.Transient.String())
 			return err
 		}
-		return f.deadLetter(wctx, p, slices.Concat(dead, res.dead), log)
+		if err := f.deadLetter(wctx, p, slices.Concat(dead, res.dead), log); err != nil {
+			return err
+		}
+		return f.q.Ack(wctx, p, f.opt.Group, res.ack, res.written, f.opt.CleanTTL, f.opt.EntityTTLs)
 	}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
 		f.opt.Metrics.Retry()
 		if sink.Unclassified(err) {
@@ -375,24 +360,10 @@ func (f *Flusher) flush(wctx context.Context, p int, entries []queue.Entry, log 
 		logRetry(log, err, d)
 	})
 	if err != nil {
-		stop()
 		log.Error().Err(err).Msg("batch not flushed; left pending")
-		return func() {}
+		return
 	}
-	return func() {
-		defer stop()
-		err := backoff.RetryNotify(func() error {
-			return f.q.Ack(wctx, p, f.opt.Group, res.ack, res.written, f.opt.CleanTTL, f.opt.EntityTTLs)
-		}, backoff.WithContext(newBackoff(), wctx), func(err error, d time.Duration) {
-			f.opt.Metrics.Retry()
-			log.Warn().Err(err).Dur("retry_in", d).Msg("acknowledging a committed batch failed; retrying")
-		})
-		if err != nil {
-			log.Error().Err(err).Msg("batch committed but not acknowledged; left pending")
-			return
-		}
-		f.record(res, time.Since(start), log)
-	}
+	f.record(res, time.Since(start), log)
 }
 
 // logRetry says why a batch is tried again: as an error when the operator
