@@ -109,18 +109,19 @@ func (q *Queue) VerifyPartitions(ctx context.Context) error {
 // got, or its error. One op is a single script call; more are pipelined
 // (with the WAIT of WB_WAIT_REPLICAS at the end).
 func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64, []error) {
+	micros, skew, wait := now.UnixMicro(), cache.SkewMicros(q.limits.MaxClockSkew), q.limits.wait()
 	calls := make([]keyspace.Call, len(ops))
 	for i, o := range ops {
 		p := q.Partition(o.Entity, o.ID)
 		calls[i].Keys = []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
-		calls[i].Args = []any{string(o.Kind), o.Entity, o.ID, o.Data, now.UnixMicro(), q.limits.MaxBacklog, cache.SkewMicros(q.limits.MaxClockSkew), smallPayloadBytes}
+		calls[i].Args = []any{string(o.Kind), o.Entity, o.ID, o.Data, micros, q.limits.MaxBacklog, skew, smallPayloadBytes}
 	}
-	cmds, waits := keyspace.Run(ctx, q.rdb, writeScript, calls, q.limits.wait())
+	cmds, waits := keyspace.Run(ctx, q.rdb, writeScript, calls, wait)
 	versions := make([]int64, len(ops))
 	errs := make([]error, len(ops))
 	for i, c := range cmds {
 		if versions[i], errs[i] = parseVersion(c); errs[i] == nil {
-			errs[i] = q.limits.wait().Check(waits[i])
+			errs[i] = wait.Check(waits[i])
 		}
 	}
 	return versions, errs
