@@ -113,6 +113,11 @@ func (m *mapped) build() {
 		sets = append(sets, quote(e.SoftDelete)+" = EXCLUDED."+quote(e.SoftDelete))
 	}
 	keyList := targets[:len(e.Key)]
+	// Only child tables need to know which ops won: their rows follow them.
+	ret := ""
+	if len(e.Children) > 0 {
+		ret = ` RETURNING ` + strings.Join(returning, ", ")
+	}
 	tomb := m.tomb.Sanitize()
 	// Every write of a key first takes a lock of the key, so a put and a
 	// delete of one key in concurrent transactions see each other's
@@ -129,17 +134,16 @@ FROM unnest(` + strings.Join(arrays, ", ") + `, $` + strconv.Itoa(n+1) + `::int8
 WHERE NOT EXISTS (SELECT 1 FROM ` + tomb + ` AS x WHERE x.tbl = ` + tbl + ` AND x.key = u.id AND x.version >= u.v)
 ORDER BY u.n
 ON CONFLICT (` + strings.Join(keyList, ", ") + `) DO UPDATE SET ` + strings.Join(sets, ", ") + `
-WHERE t.` + ver + ` < EXCLUDED.` + ver + `
-RETURNING ` + strings.Join(returning, ", ")
+WHERE t.` + ver + ` < EXCLUDED.` + ver + ret
 	using := `unnest(` + strings.Join(keyArrays, ", ") + `, $` + strconv.Itoa(len(keyArrays)+1) + `::int8[]) AS u(` + strings.Join(keyNames, ", ") + `, v)`
 	guard := keyMatch(e.Key, m.key) + ` AND t.` + ver + ` < u.v`
 	if e.SoftDelete == "" {
-		m.remove = `DELETE FROM ` + table + ` AS t USING ` + using + ` WHERE ` + guard + ` RETURNING ` + strings.Join(returning, ", ")
+		m.remove = `DELETE FROM ` + table + ` AS t USING ` + using + ` WHERE ` + guard + ret
 		if len(e.Children) > 0 {
 			m.doomed = `SELECT ` + strings.Join(returning, ", ") + ` FROM ` + table + ` AS t, ` + using + ` WHERE ` + guard + ` FOR UPDATE OF t`
 		}
 	} else {
-		m.remove = `UPDATE ` + table + ` AS t SET ` + quote(e.SoftDelete) + ` = ` + deleted + `, ` + ver + ` = u.v FROM ` + using + ` WHERE ` + guard + ` RETURNING ` + strings.Join(returning, ", ")
+		m.remove = `UPDATE ` + table + ` AS t SET ` + quote(e.SoftDelete) + ` = ` + deleted + `, ` + ver + ` = u.v FROM ` + using + ` WHERE ` + guard + ret
 	}
 	m.tombstone = `INSERT INTO ` + tomb + ` AS x (tbl, key, version)
 SELECT ` + tbl + `, u.id, u.v FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS u(id, v, n) ORDER BY u.n

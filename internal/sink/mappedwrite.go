@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -65,11 +64,9 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 		}
 	}
 	// A field no column or child table takes would be lost.
-	for _, f := range slices.Sorted(maps.Keys(doc)) {
-		if !slices.Contains(m.fields, f) && m.e.Children[f] == nil {
-			known := append(slices.Clone(m.fields), m.e.ChildFields()...)
-			return row{}, convertError(o, "document", fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(known, ", ")))
-		}
+	if f := firstUnmapped(doc, func(f string) bool { return slices.Contains(m.fields, f) || m.e.Children[f] != nil }); f != "" {
+		known := append(slices.Clone(m.fields), m.e.ChildFields()...)
+		return row{}, convertError(o, "document", fmt.Errorf("field %s is not mapped to a column (mapped: %s)", f, strings.Join(known, ", ")))
 	}
 	r := row{values: make([]pgtype.Text, len(m.fields))}
 	for i, f := range m.fields {
@@ -89,6 +86,19 @@ func (m *mapped) convert(o op.Op, doc map[string]any) (row, error) {
 	return r, nil
 }
 
+// firstUnmapped returns the first field of doc, in sort order, that mapped
+// refuses, or "" when it takes them all: an error names the same field each
+// time, and a document that fits is not sorted.
+func firstUnmapped(doc map[string]any, mapped func(string) bool) string {
+	first := ""
+	for f := range doc {
+		if !mapped(f) && (first == "" || f < first) {
+			first = f
+		}
+	}
+	return first
+}
+
 // convert converts an array field to child rows: a missing or null field
 // has none.
 func (c *child) convert(v any) ([][]pgtype.Text, error) {
@@ -105,10 +115,8 @@ func (c *child) convert(v any) ([][]pgtype.Text, error) {
 		if !ok {
 			return nil, fmt.Errorf("element %d: want an object", i)
 		}
-		for f := range obj {
-			if !slices.Contains(c.fields, f) {
-				return nil, fmt.Errorf("element %d: field %s is not mapped to a column (mapped: %s)", i, f, strings.Join(c.fields, ", "))
-			}
+		if f := firstUnmapped(obj, func(f string) bool { return slices.Contains(c.fields, f) }); f != "" {
+			return nil, fmt.Errorf("element %d: field %s is not mapped to a column (mapped: %s)", i, f, strings.Join(c.fields, ", "))
 		}
 		rows[i] = make([]pgtype.Text, len(c.fields))
 		for j, f := range c.fields {
@@ -189,10 +197,10 @@ func (m *mapped) write(ctx context.Context, tx pgx.Tx, ops []op.Op) (int64, erro
 		return changed, nil
 	}
 	// The ops that won replace their children: a put's by its array, a
-	// delete's by none.
+	// delete's by none (with doomed, they are gone already).
 	var winners []int
 	for i, o := range ops {
-		if _, ok := won[o.ID]; ok {
+		if _, ok := won[o.ID]; ok && (o.Kind == op.Put || m.doomed == "") {
 			winners = append(winners, i)
 		}
 	}
@@ -239,9 +247,14 @@ func (m *mapped) keyArgs(keys [][]string, idx []int) []any {
 	return columnsOf(pick(idx, func(i int) []string { return keys[i] }), len(m.key))
 }
 
-// winners runs a statement returning the keys of the rows it changed and
-// adds their ids to won.
+// winners runs a statement and returns the rows it changed. With child
+// tables the statement returns the keys of those rows, and winners adds
+// their ids to won.
 func (m *mapped) winners(ctx context.Context, tx pgx.Tx, sql string, args []any, won map[string]int) (int64, error) {
+	if len(m.children) == 0 {
+		tag, err := tx.Exec(ctx, sql, args...)
+		return tag.RowsAffected(), err
+	}
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return 0, err
