@@ -553,3 +553,51 @@ cart:
 		t.Fatalf("%s lines of the deleted cart left", n)
 	}
 }
+
+// TestMappedTombstonesAreTheirTablesOwn: a delete of one entity does not
+// hold back a put of another entity's key with the same text in the same
+// schema, whose tombstone table they share.
+func TestMappedTombstonesAreTheirTablesOwn(t *testing.T) {
+	s, pool, schema := shop(t)
+	write(t, s, []op.Op{mdel("flag", "5", 9)}, []op.Op{mput("user", "5", 1, `{"name":"eve"}`)})
+	if got := query(t, pool, `SELECT id, name FROM `+schema+`.users WHERE id = 5`); got != "5|eve" {
+		t.Errorf("user 5 after flag 5's delete at a later version: %q, want 5|eve", got)
+	}
+}
+
+// TestMappedWriteThroughReportsTheDeleteItLostTo: a write-through older than
+// the key's delete changes nothing and returns the delete, from the row of a
+// soft delete and from the tombstone of a hard one; one older than a put
+// made after the delete returns that put, not the tombstone.
+func TestMappedWriteThroughReportsTheDeleteItLostTo(t *testing.T) {
+	s, pool, schema := shop(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ entity, doc, table string }{
+		{"user", `{"name":"old"}`, "users"},
+		{"flag", `{"v":"old"}`, "flags"},
+	} {
+		write(t, s, []op.Op{mput(tc.entity, "8", 1, tc.doc)}, []op.Op{mdel(tc.entity, "8", 3)})
+		st, err := s.WriteThrough(ctx, mput(tc.entity, "8", 2, tc.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Version != 3 || !st.Deleted || st.Found() {
+			t.Errorf("%s: write-through at version 2 after a delete at 3 returned %+v, want version 3, deleted", tc.entity, st)
+		}
+		live := `SELECT count(*) FROM ` + schema + `.` + tc.table + ` WHERE id = '8'`
+		if tc.entity == "flag" {
+			live += ` AND gone IS NOT TRUE`
+		}
+		if got := query(t, pool, live); got != "0" {
+			t.Errorf("%s: %s live rows of key 8 after the losing write-through, want 0", tc.entity, got)
+		}
+		// A put newer than the delete wins over the tombstone it left.
+		write(t, s, []op.Op{mput(tc.entity, "8", 5, tc.doc)})
+		if st, err = s.WriteThrough(ctx, mput(tc.entity, "8", 4, tc.doc)); err != nil {
+			t.Fatal(err)
+		}
+		if st.Version != 5 || !st.Found() {
+			t.Errorf("%s: write-through at version 4 after a put at 5 returned %+v, want version 5, found", tc.entity, st)
+		}
+	}
+}
