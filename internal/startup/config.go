@@ -108,10 +108,15 @@ func DefaultFlusherConfig() FlusherConfig { return config.Defaults[FlusherConfig
 // consumer's to the host name), but for those 0 means something for: a zero
 // CleanTTL, ConsumerIdleTimeout or MetricsAddr stays.
 func (c FlusherConfig) WithDefaults() FlusherConfig {
+	c.defaultHost()
+	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
+}
+
+// defaultHost names the consumer for the host when nothing names it.
+func (c *FlusherConfig) defaultHost() {
 	if c.Consumer == "" {
 		c.Consumer, _ = os.Hostname()
 	}
-	return config.WithDefaults(c, "CleanTTL", "ConsumerIdleTimeout", "MetricsAddr")
 }
 
 // LargestEntry is the most one stream entry counts for in a flusher's

@@ -45,6 +45,10 @@ func Config(name string, cfgs ...Validator) Settings {
 	return s
 }
 
+// hostDefaults is a configuration with defaults that come from the machine,
+// not from a constant: Load and WithDefaults apply them.
+type hostDefaults interface{ defaultHost() }
+
 // Load reads each configuration cfgs points to from WB_ environment
 // variables and validates it, as Config does, and returns the first error.
 func Load(cfgs ...Validator) error {
@@ -52,8 +56,8 @@ func Load(cfgs ...Validator) error {
 		if err := config.Read(c); err != nil {
 			return err
 		}
-		if f, ok := c.(*FlusherConfig); ok && f.Consumer == "" {
-			f.Consumer, _ = os.Hostname()
+		if h, ok := c.(hostDefaults); ok {
+			h.defaultHost()
 		}
 		if err := c.Validate(); err != nil {
 			return err
