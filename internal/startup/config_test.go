@@ -2,6 +2,7 @@ package startup
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,24 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if cfg.Partitions != 16 || cfg.Namespace != "wb" || cfg.Entities.String() != "session=sessions,user=users" || cfg.Consumer != "me" {
 		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+// TestLoadNamesTheConsumerForTheHost: without WB_CONSUMER, a flusher is
+// the group's consumer of its host's name, so a restarted pod takes back
+// its own pending entries.
+func TestLoadNamesTheConsumerForTheHost(t *testing.T) {
+	t.Setenv("WB_CONSUMER", "")
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		t.Skipf("no host name: %v", err)
+	}
+	var cfg FlusherConfig
+	if err := Load(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Consumer != host {
+		t.Errorf("consumer %q, want the host name %q", cfg.Consumer, host)
 	}
 }
 
