@@ -22,8 +22,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 // TestLoadNamesTheConsumerForTheHost: without WB_CONSUMER, a flusher is
-// the group's consumer of its host's name, so a restarted pod takes back
-// its own pending entries.
+// the group's consumer of its host's name, so one restarted on the same
+// host reads its own pending entries first.
 func TestLoadNamesTheConsumerForTheHost(t *testing.T) {
 	t.Setenv("WB_CONSUMER", "")
 	host, err := os.Hostname()
