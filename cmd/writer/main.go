@@ -99,15 +99,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-// newWriter connects the producer library.
-func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, func(), error) {
-	var cfg writebehind.WriterConfig
-	set := startup.Config("writer", &cfg)
+// newWriter connects the producer library, configured by cfg, which it
+// loads.
+func newWriter(ctx context.Context, poolSize int, cfg *writebehind.WriterConfig) (*writebehind.Writer, func(), error) {
+	set := startup.Config("writer", cfg)
 	rdb, err := startup.Redis(set, poolSize)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := writebehind.NewWriter(ctx, rdb, cfg)
+	w, err := writebehind.NewWriter(ctx, rdb, *cfg)
 	if err == nil {
 		err = startup.CheckRedis(ctx, set, queue.New(rdb, cfg.Namespace, cfg.Partitions), startup.Logger(set, os.Stderr))
 	}
@@ -130,7 +130,7 @@ func write(ctx context.Context, cmd string, args []string, stdout io.Writer) err
 		return fmt.Errorf("%w: del takes ENTITY ID", errUsage)
 	}
 	o.Entity, o.ID = args[0], args[1]
-	w, done, err := newWriter(ctx, 0)
+	w, done, err := newWriter(ctx, 0, &writebehind.WriterConfig{})
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,8 @@ type line struct {
 // number and skipped; the summary goes to stdout. It returns the number of
 // rejected lines.
 func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	w, done, err := newWriter(ctx, 0)
+	var cfg writebehind.WriterConfig
+	w, done, err := newWriter(ctx, 0, &cfg)
 	if err != nil {
 		return 0, err
 	}
@@ -220,8 +221,6 @@ func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int,
 
 	// A line holds at most one value, one id and the op's few fields, with
 	// room for escapes: longer ones are refused without being held whole.
-	var cfg writebehind.WriterConfig
-	startup.Config("writer", &cfg)
 	limit := cfg.MaxValueBytes + 6*cfg.MaxIDBytes + 4096
 	in := bufio.NewReader(stdin)
 	for n := 1; ctx.Err() == nil; n++ {
@@ -363,7 +362,7 @@ func load(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, done, err := newWriter(ctx, spec.concurrency+4)
+	w, done, err := newWriter(ctx, spec.concurrency+4, &writebehind.WriterConfig{})
 	if err != nil {
 		return err
 	}
