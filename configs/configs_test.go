@@ -358,8 +358,8 @@ func TestCompose(t *testing.T) {
 		}
 		return strings.Join(parts, " ")
 	}
-	if !strings.Contains(cmd("redis"), "--appendonly yes") {
-		t.Errorf("redis runs %q, want AOF on", cmd("redis"))
+	if !strings.Contains(cmd("redis"), "--appendonly yes") || !strings.Contains(cmd("redis"), "--auto-aof-rewrite-min-size 1gb") {
+		t.Errorf("redis runs %q, want AOF on, rewritten past 1gb", cmd("redis"))
 	}
 	if cmd("migrate") != "migrate" || cmd("flusher-1") != "run" || cmd("flusher-2") != "run" {
 		t.Errorf("commands: migrate %q, flushers %q and %q", cmd("migrate"), cmd("flusher-1"), cmd("flusher-2"))
@@ -423,7 +423,7 @@ func TestCompose(t *testing.T) {
 	for name := range services {
 		if strings.HasPrefix(name, "redis-cluster-") && name != "redis-cluster-init" {
 			if !slices.Equal(profiles(name), []any{"cluster"}) || !strings.Contains(cmd(name), "--cluster-enabled yes") ||
-				!strings.Contains(cmd(name), "--appendonly yes") {
+				!strings.Contains(cmd(name), "--appendonly yes") || !strings.Contains(cmd(name), "--auto-aof-rewrite-min-size 1gb") {
 				t.Errorf("%s: profiles %v, runs %q", name, profiles(name), cmd(name))
 			}
 			ip, _ := at(services, name, "networks", "cluster", "ipv4_address").(string)

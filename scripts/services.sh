@@ -102,7 +102,7 @@ ensure_redis() {
 	local dir="$SERVICES_DIR/redis"
 	mkdir -p "$dir"
 	redis-server --daemonize yes --bind "$HOST" --port "$REDIS_PORT" \
-		--save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+		--save "" --appendonly yes --appendfsync everysec --auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction \
 		--dir "$dir" --logfile "$dir/redis.log" >/dev/null ||
 		die "redis-server failed to start, see $dir/redis.log"
 

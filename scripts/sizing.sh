@@ -37,7 +37,7 @@ trap cleanup EXIT
 
 go build -o "$tmp/" ./cmd/writer ./cmd/flusher
 redis-server --port "$port" --bind 127.0.0.1 --dir "$tmp" --save "" --appendonly yes \
-	--maxmemory-policy noeviction --daemonize yes --logfile "$tmp/redis.log"
+	--auto-aof-rewrite-min-size 1gb --maxmemory-policy noeviction --daemonize yes --logfile "$tmp/redis.log"
 for _ in $(seq 100); do ours && break; sleep 0.1; done
 ours || { echo "sizing: redis-server did not start on port $port:" >&2; cat "$tmp/redis.log" >&2; exit 1; }
 

@@ -50,6 +50,19 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 	return batch{entries: entries, held: n}, err
 }
 
+// readBytes is what a read of a partition reserves: room for a full batch of
+// small entries (and one of LargestEntry), or MaxBatchBytes after a batch
+// that held a large entry, so a partition of large values reads full batches
+// too. Reserving less lets more partitions read at once within the budget;
+// a large entry that comes after a small batch only makes one read shorter
+// (queue.Limit).
+func (f *Flusher) readBytes(large bool) int64 {
+	if large {
+		return f.opt.MaxBatchBytes
+	}
+	return min(f.opt.MaxBatchBytes, max(f.opt.LargestEntry, int64(f.opt.BatchSize)*queue.SmallEntryBytes))
+}
+
 // release gives back the bytes a batch holds, once it is flushed or given up.
 func (f *Flusher) release(b batch) {
 	if b.held > 0 {

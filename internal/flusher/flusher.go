@@ -255,14 +255,16 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 		sleep(ctx, retry.NextBackOff())
 		return false
 	}
+	large := false // the last batch read held a large entry
 	read := func(after string) batch {
-		b, err := f.take(ctx, f.opt.MaxBatchBytes, log, func(l queue.Limit) ([]queue.Entry, error) {
+		b, err := f.take(ctx, f.readBytes(large), log, func(l queue.Limit) ([]queue.Entry, error) {
 			return f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, l)
 		})
 		if !ok(err, "reading stream") {
 			f.release(b)
 			return batch{}
 		}
+		large = slices.ContainsFunc(b.entries, func(e queue.Entry) bool { return e.Bytes > queue.SmallEntryBytes })
 		return b
 	}
 

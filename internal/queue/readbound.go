@@ -17,7 +17,7 @@ const (
 	// can ask for as many entries as fit its bytes at SmallEntryBytes each
 	// whenever no marked entry can be among them, and at the largest marked
 	// size otherwise.
-	SmallEntryBytes = 8 << 10
+	SmallEntryBytes = 2 << 10
 
 	entryOverhead = 512
 	// maxStreamIDBytes is the longest stream id: two 20-digit numbers.

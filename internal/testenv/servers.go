@@ -219,7 +219,7 @@ func (s *RedisServer) Start() {
 	s.t.Helper()
 	s.proc = Start(s.t, nil, "redis-server", append([]string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--maxmemory-policy", "noeviction"}, s.args...)...)
+		"--maxmemory-policy", "noeviction", "--auto-aof-rewrite-min-size", "1gb"}, s.args...)...)
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.Port)})
 	defer c.Close()
 	WaitFor(s.t, 10*time.Second, "redis-server to answer", func() bool {
