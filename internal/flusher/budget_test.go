@@ -76,3 +76,40 @@ func TestHeldBytesStayWithinTheBudget(t *testing.T) {
 		t.Fatalf("%d bytes still held after the drain", n)
 	}
 }
+
+// TestLargeValuesStillReadFullBatches: a read reserves room for a batch of
+// small entries only, yet once a partition's batch held large entries its
+// next reads reserve MaxBatchBytes, so 1,000 values of 8 KB drain in three
+// batches (the first one short), not in one of a small read's size each.
+func TestLargeValuesStillReadFullBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	value := []byte(`{"p":"` + strings.Repeat("v", 8<<10) + `"}`)
+	var ops []writebehind.Op
+	for i := range 1000 {
+		ops = append(ops, writebehind.Op{Kind: writebehind.OpPut, Entity: "user", ID: fmt.Sprint(i), Value: value})
+	}
+	for _, r := range b.w.Apply(ctx, ops) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	m := metrics.NewFlusher(prometheus.NewRegistry())
+	f := New(b.q, b.sink, Options{Group: b.cfg.Group, Consumer: "main", BatchSize: 500, Block: 50 * time.Millisecond,
+		ClaimMinIdle: time.Second, ClaimInterval: time.Minute, Log: zerolog.Nop(), Metrics: m,
+		MaxBatchBytes: 4 << 20, MaxInflightBytes: 16 << 20, LargestEntry: b.cfg.LargestEntry()})
+	if small := f.readBytes(false); small*2 > f.opt.MaxBatchBytes {
+		t.Fatalf("a small read reserves %d bytes, not under half of MaxBatchBytes %d", small, f.opt.MaxBatchBytes)
+	}
+	if st, err := f.Drain(ctx); err != nil || st.Ops != 1000 {
+		t.Fatalf("drained %d ops (%v), want 1000", st.Ops, err)
+	}
+	var h dto.Metric
+	if err := m.BatchDuration.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.GetHistogram().GetSampleCount(); n != 3 {
+		t.Fatalf("1,000 entries of 8 KB drained in %d batches, want 3", n)
+	}
+}
