@@ -76,7 +76,8 @@ const (
 // LuaDefs render the layout for the scripts: state letters, the flush
 // table, accessors of a cell string (1-based, as Lua's string.sub) and of a
 // key holding one (0-based, as GETRANGE), set_px (a SET with a TTL in ms, 0
-// none) and the version rule.
+// none) and the version rule. Arguments to redis.call are strings: Redis
+// formats a Lua number with sprintf on every call.
 func LuaDefs() []keyspace.Def {
 	return []keyspace.Def{
 		keyspace.Const("DIRTY", "'%c'", Dirty), keyspace.Const("CLEAN", "'%c'", Clean),
@@ -93,12 +94,12 @@ func LuaDefs() []keyspace.Def {
 		keyspace.Func("cell_prior", "(v) return string.sub(v, %d)", markLen+1),
 		keyspace.Func("cell_stamp", "(v) return tonumber(string.sub(v, %d, %d))", stampAt+1, stampAt+stampDigits),
 		keyspace.Func("cell_deadline_of", "(deadline) return string.format('%%0%dd', tonumber(deadline))", deadlineDigits),
-		keyspace.Func("key_state", "(key) return redis.call('GETRANGE', key, 0, 0)"),
-		keyspace.Func("key_header", "(key) return redis.call('GETRANGE', key, 0, %d)", headerLen-1),
-		keyspace.Func("key_mark", "(key) return redis.call('GETRANGE', key, 0, %d)", markLen-1),
-		keyspace.Func("key_prior_header", "(key) return redis.call('GETRANGE', key, %d, %d)", markLen, markLen+headerLen-1),
-		keyspace.Func("set_key_state", "(key, st) redis.call('SETRANGE', key, 0, st)"),
-		keyspace.Func("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, %d, st)", markLen),
+		keyspace.Func("key_state", "(key) return redis.call('GETRANGE', key, '0', '0')"),
+		keyspace.Func("key_header", "(key) return redis.call('GETRANGE', key, '0', '%d')", headerLen-1),
+		keyspace.Func("key_mark", "(key) return redis.call('GETRANGE', key, '0', '%d')", markLen-1),
+		keyspace.Func("key_prior_header", "(key) return redis.call('GETRANGE', key, '%d', '%d')", markLen, markLen+headerLen-1),
+		keyspace.Func("set_key_state", "(key, st) redis.call('SETRANGE', key, '0', st)"),
+		keyspace.Func("set_key_prior_state", "(key, st) redis.call('SETRANGE', key, '%d', st)", markLen),
 		keyspace.Func("set_px", "(key, v, ms) if tonumber(ms) > 0 then redis.call('SET', key, v, 'PX', ms) else redis.call('SET', key, v) end"),
 		keyspace.Func("unflushed", "(st) return FLUSHED[st] ~= nil"),
 		keyspace.Func("written", "(st) return st == DIRTY or st == DIRTY_TOMBSTONE or st == CLEAN or st == CLEAN_TOMBSTONE"),

@@ -1,7 +1,8 @@
 -- Acknowledges flushed entries and marks their cached values clean, in one
 -- step, after the PostgreSQL transaction committed.
 -- KEYS[1] partition stream  KEYS[2..] cached values of the flushed keys
--- ARGV[1] group  ARGV[2] clean TTL in ms (0: none)  ARGV[3] number of entry ids n
+-- ARGV[1] group  ARGV[2] clean TTL in ms ("0": none, never negative)
+-- ARGV[3] number of entry ids n
 -- ARGV[4..3+n] entry ids  ARGV[4+n..3+n+m] header the m cached values hold if
 -- still unflushed: "D" (put) or "T" (delete) and the 19-digit flushed version
 -- ARGV[4+n+m..3+n+2m] optional clean TTL in ms of each (else ARGV[2])
@@ -18,7 +19,8 @@ for i = 4, 3 + n, 1000 do
   acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, 3 + n)))
 end
 local m = #KEYS - 1
-local ttl = tonumber(ARGV[2])
+-- TTLs stay strings ("0": none): redis.call formats a number anew each call.
+local ttl = ARGV[2]
 for i = 2, #KEYS do
   local dirty = ARGV[2 + n + i]
   local clean = FLUSHED[cell_state(dirty)]
@@ -30,8 +32,8 @@ for i = 2, #KEYS do
   elseif head == dirty then
     set_key_state(KEYS[i], clean)
     local own = ARGV[2 + n + m + i]
-    if own then ttl = tonumber(own) end
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+    if own then ttl = own end
+    if ttl ~= '0' then redis.call('PEXPIRE', KEYS[i], ttl) end
   end
 end
 return acked

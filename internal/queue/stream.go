@@ -195,7 +195,7 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 	keys := make([]string, 1, 1+len(flushed))
 	keys[0] = q.keys.Stream(p)
 	args := make([]any, 0, 3+len(ids)+len(flushed))
-	args = append(args, group, ttl.Milliseconds(), len(ids))
+	args = append(args, group, ttlMillis(ttl), len(ids))
 	for _, id := range ids {
 		args = append(args, id)
 	}
@@ -209,11 +209,15 @@ func (q *Queue) Ack(ctx context.Context, p int, group string, ids []string, flus
 			if !ok {
 				t = ttl
 			}
-			args = append(args, t.Milliseconds())
+			args = append(args, ttlMillis(t))
 		}
 	}
 	return ackScript.Run(ctx, q.rdb, keys, args...).Err()
 }
+
+// ttlMillis is a clean TTL as the ack script takes it: milliseconds, 0 for
+// none (and for anything under a millisecond).
+func ttlMillis(d time.Duration) int64 { return max(0, d.Milliseconds()) }
 
 // PartitionState is what a group still has to do on one partition.
 type PartitionState struct {
