@@ -15,9 +15,10 @@ import (
 // cpuSample is where the machine's CPU time went up to one instant, in
 // seconds: all of it (busy and idle, from /proc/stat), this process's own
 // (the flusher, or the ceiling's writer), and Redis's (INFO cpu, of every
-// node of a cluster).
+// node of a cluster); and the bytes of Redis's append-only files (INFO
+// persistence), whose fsyncs Redis waits for.
 type cpuSample struct {
-	busy, idle, self, redis float64
+	busy, idle, self, redis, aof float64
 }
 
 // clockTicks is the unit of /proc/stat, USER_HZ, which Linux fixes at 100.
@@ -49,16 +50,20 @@ func sampleCPU(tb testing.TB, rdb redis.UniversalClient) cpuSample {
 	// work too.
 	var mu sync.Mutex
 	add := func(ctx context.Context, c *redis.Client) error {
-		info, err := c.Info(ctx, "cpu").Result()
+		info, err := c.Info(ctx, "cpu", "persistence").Result()
 		if err != nil {
 			return err
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		for _, l := range strings.Split(info, "\r\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-				n, _ := strconv.ParseFloat(v, 64)
-				mu.Lock()
+			k, v, _ := strings.Cut(l, ":")
+			n, _ := strconv.ParseFloat(v, 64)
+			switch k {
+			case "used_cpu_sys", "used_cpu_user":
 				s.redis += n
-				mu.Unlock()
+			case "aof_current_size":
+				s.aof += n
 			}
 		}
 		return nil
@@ -111,7 +116,7 @@ func forEachReplica(ctx context.Context, c *redis.Client, fn func(context.Contex
 
 // cpuSplit is the CPU time of a run, split as sampleCPU sees it.
 type cpuSplit struct {
-	self, redis, rest, idle float64
+	self, redis, rest, idle, aof float64
 }
 
 func (s *cpuSplit) add(from, to cpuSample) {
@@ -120,12 +125,13 @@ func (s *cpuSplit) add(from, to cpuSample) {
 	s.redis += redis
 	s.rest += max(0, to.busy-from.busy-self-redis)
 	s.idle += to.idle - from.idle
+	s.aof += max(0, to.aof-from.aof) // a rewrite shrinks the file
 }
 
 // report adds the split to the benchmark's figures, per op (µs of CPU): the
 // flusher (or, for the ceiling, the writer) as self, Redis, and PostgreSQL
 // with everything else on the machine as pg+rest; and the idle share of
-// the machine's time.
+// the machine's time; and the bytes appended to Redis's AOF per op.
 func (s cpuSplit) report(b *testing.B, ops int64, self string) {
 	per := func(sec float64) float64 { return sec * 1e6 / float64(max(ops, 1)) }
 	b.ReportMetric(per(s.self), self+"-µs/op")
@@ -134,4 +140,5 @@ func (s cpuSplit) report(b *testing.B, ops int64, self string) {
 	if total := s.self + s.redis + s.rest + s.idle; total > 0 {
 		b.ReportMetric(100*s.idle/total, "idle-%")
 	}
+	b.ReportMetric(s.aof/float64(max(ops, 1)), "aof-B/op")
 }
