@@ -106,7 +106,13 @@ func TestInspectAndPending(t *testing.T) {
 	if len(p0) != 8 || len(p1) != 3 {
 		t.Fatalf("partitions hold %d and %d entries, want 8 and 3", len(p0), len(p1))
 	}
-	idOf := func(m redis.XMessage) string { return m.Values["i"].(string) }
+	idOf := func(m redis.XMessage) string {
+		o, err := queue.DecodeEntry(m.Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.ID
+	}
 
 	// No flusher ran yet: everything is lag.
 	code, stdout, stderr := runFlusher(t, env, "inspect")

@@ -549,3 +549,27 @@ func versionFarAheadIsDeadLettered(t *testing.T, b bundle) {
 		t.Fatalf("dead letters %+v %v, want the forged entry with its reason", letters, err)
 	}
 }
+
+// TestEntriesOfTheOldFormStillFlush: entries written before the compact form,
+// a field each, still flush beside compact ones.
+func TestEntriesOfTheOldFormStillFlush(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	for _, o := range []struct{ kind, id, version, data string }{{"p", "old", "0000000000000000007", `{"n": 1}`}, {"d", "gone", "0000000000000000008", ""}} {
+		if err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.q.Keys().Stream(0),
+			Values: []string{"k", o.kind, "e", "user", "i", o.id, "v", o.version, "d", o.data}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.w.Put(ctx, "user", "new", []byte(`{"n": 2}`)); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.drain(t, "c"); st.Ops != 3 || st.DeadLettered != 0 {
+		t.Fatalf("drained %+v, want 3 ops and no dead letters", st)
+	}
+	got := b.rows(t, "user")
+	if got["old"] != (row{data: `{"n": 1}`, version: 7}) || !got["gone"].deleted || got["new"].data != `{"n": 2}` {
+		t.Fatalf("rows %+v", got)
+	}
+}

@@ -41,7 +41,8 @@ type DeadLetter struct {
 	Partition int    `json:"partition"`
 	ID        string `json:"id"`
 	// Fields are the original entry's fields (FieldKind, FieldEntity, ...
-	// when it was a well-formed op).
+	// when it was a well-formed op; an op in compact form is listed by
+	// these fields too).
 	Fields map[string]string `json:"fields"`
 	// Reason says why it could not be flushed.
 	Reason string `json:"reason"`
@@ -127,6 +128,15 @@ func decodeDeadLetter(p int, m redis.XMessage) DeadLetter {
 			d.Time = time.UnixMilli(ms).UTC()
 		default:
 			d.Fields[k] = s
+		}
+	}
+	// An op in compact form is listed by the old form's fields, as
+	// operators and Replay read them.
+	if v, ok := d.Fields[FieldOp]; ok {
+		if o, err := decodeCompact(v); err == nil {
+			delete(d.Fields, FieldOp)
+			d.Fields[FieldKind], d.Fields[FieldEntity], d.Fields[FieldID] = string(o.Kind), o.Entity, o.ID
+			d.Fields[FieldVersion], d.Fields[FieldData] = cache.FormatVersion(o.Version), string(o.Data)
 		}
 	}
 	return d

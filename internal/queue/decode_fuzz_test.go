@@ -2,8 +2,10 @@ package queue
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
+	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/op"
 )
 
@@ -45,6 +47,34 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
+// FuzzDecodeCompact feeds the decoder arbitrary ops in compact form: it must
+// never panic, must either decode a complete op or return ErrBadEntry, and
+// a put it decodes must encode back to the same value (a delete drops any
+// data).
+func FuzzDecodeCompact(f *testing.F) {
+	f.Add("p00017000000000000014:user1:7{\"n\":1}")
+	f.Add("d00000000000000000427:session3:a:b")
+	f.Add("p00000000000000000014:user99:7{}")
+	f.Add("p0000000000000000001-1:user1:7{}")
+	f.Add("p")
+	f.Fuzz(func(t *testing.T, v string) {
+		o, err := DecodeEntry(map[string]any{FieldOp: v})
+		if err != nil {
+			if !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("error %v does not wrap ErrBadEntry", err)
+			}
+			return
+		}
+		if o.Entity == "" || o.ID == "" || o.Version <= 0 || o.Kind != op.Put && o.Kind != op.Delete {
+			t.Fatalf("incomplete op decoded: %+v", o)
+		}
+		head := string(o.Kind) + v[1:1+cache.VersionDigits] + entryRef(o.Entity, o.ID)
+		if o.Kind == op.Put && head+string(o.Data) != v || !strings.HasPrefix(v, head) {
+			t.Fatalf("decoded %+v from %q", o, v)
+		}
+	})
+}
+
 // TestDecodeEntryRejectsForeignTypes covers what the fuzzer cannot reach:
 // values that are not strings.
 func TestDecodeEntryRejectsForeignTypes(t *testing.T) {
@@ -53,6 +83,7 @@ func TestDecodeEntryRejectsForeignTypes(t *testing.T) {
 		nil,
 		{"k": 1, "e": "user", "i": "7", "v": "1", "d": "{}"},
 		{"k": "p", "e": "user", "i": []byte("7"), "v": "1", "d": "{}"},
+		{"o": []byte("p00000000000000000014:user1:7{}")},
 	} {
 		if _, err := DecodeEntry(v); !errors.Is(err, ErrBadEntry) {
 			t.Errorf("DecodeEntry(%v) = %v, want ErrBadEntry", v, err)

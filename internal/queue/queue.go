@@ -114,7 +114,7 @@ func (q *Queue) Write(ctx context.Context, ops []op.Op, now time.Time) ([]int64,
 	for i, o := range ops {
 		p := q.Partition(o.Entity, o.ID)
 		calls[i].Keys = []string{q.keys.Value(p, o.Entity, o.ID), q.keys.Stream(p), q.keys.Clock(p), q.keys.Large(p)}
-		calls[i].Args = []any{string(o.Kind), o.Entity, o.ID, o.Data, micros, q.limits.MaxBacklog, skew, smallPayloadBytes}
+		calls[i].Args = []any{string(o.Kind), entryRef(o.Entity, o.ID), o.Data, micros, q.limits.MaxBacklog, skew, smallPayloadBytes}
 	}
 	cmds, waits := keyspace.Run(ctx, q.rdb, writeScript, calls, wait)
 	versions := make([]int64, len(ops))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -23,10 +24,10 @@ const (
 	// maxStreamIDBytes is the longest stream id: two 20-digit numbers.
 	maxStreamIDBytes = 41
 	// payloadOverhead is the most an op entry counts for besides its
-	// entity, id and data (its payload).
+	// payload: its ref and data (in the old form, entity, id and data).
 	payloadOverhead = entryOverhead + maxStreamIDBytes + entryFieldBytes
-	// smallPayloadBytes is the most entity, id and data of a small entry
-	// hold together; the scripts mark an entry holding more.
+	// smallPayloadBytes is the largest payload of a small entry; the
+	// scripts mark an entry holding more.
 	smallPayloadBytes = SmallEntryBytes - payloadOverhead
 )
 
@@ -34,7 +35,7 @@ const (
 // up to maxID bytes and values of up to maxValue bytes.
 func LargestEntry(maxID, maxValue int) int64 {
 	const maxEntityBytes = 63
-	return int64(payloadOverhead + maxEntityBytes + maxID + maxValue)
+	return int64(payloadOverhead + len(entryRef(strings.Repeat("e", maxEntityBytes), strings.Repeat("i", maxID))) + maxValue)
 }
 
 // entryBytes is what a stream entry counts for.
@@ -68,7 +69,7 @@ func (l Limit) count(largest int64) int64 {
 
 // largeMark is a partition's large-entry mark (Keys.Large), a hash the
 // write and replay scripts keep: the id of the latest large entry, and the
-// most entity, id and data of any large entry since the mark was made held
+// largest payload of any large entry since the mark was made held
 // together. Trimming removes it once no large entry is left to read.
 type largeMark struct {
 	id      string

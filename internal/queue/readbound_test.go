@@ -25,19 +25,19 @@ func bytesOf(es []Entry) (n int64) {
 	return n
 }
 
-// TestSmallEntryBoundary: an entry whose entity, id and data fill the small
-// payload counts for at most SmallEntryBytes and leaves no mark; one byte
-// more is marked, and the mark is the entry's id.
+// TestSmallEntryBoundary: an entry whose ref and data fill the small payload
+// counts for at most SmallEntryBytes and leaves no mark; one byte more is
+// marked, and the mark is the entry's id.
 func TestSmallEntryBoundary(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	q, rdb := newQueue(t)
-	small := sizedOp("a", smallPayloadBytes-len("user")-len("a"))
+	small := sizedOp("a", smallPayloadBytes-len(entryRef("user", "a")))
 	write(t, q, []op.Op{small})
 	if n := rdb.Exists(ctx, q.keys.Large(0)).Val(); n != 0 {
 		t.Fatal("a small entry left a mark")
 	}
-	write(t, q, []op.Op{sizedOp("b", smallPayloadBytes-len("user")-len("b")+1)})
+	write(t, q, []op.Op{sizedOp("b", smallPayloadBytes-len(entryRef("user", "b"))+1)})
 	es := read(t, q, "g", "c", 10)
 	if len(es) != 2 {
 		t.Fatalf("read %d entries, want 2", len(es))

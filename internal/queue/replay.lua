@@ -6,7 +6,7 @@
 -- (absent for an entry that was never a readable op)
 -- ARGV[1] dead-letter entry id  ARGV[2] version PostgreSQL holds for the key,
 -- 19 digits (all zeros: none)
--- ARGV[3] the most bytes entity, id and data of a small entry hold together
+-- ARGV[3] the largest payload of a small entry (readbound.go)
 -- returns: the new entry id; "superseded" when PostgreSQL holds the op's
 -- version or a newer one (the dead letter is removed, nothing replayed);
 -- false when there is no such dead letter
@@ -28,10 +28,7 @@ if n < 2 then
   redis.call('XDEL', KEYS[1], ARGV[1])
   return false
 end
-local op = {}
-for i = 1, n, 2 do
-  op[fields[i]] = fields[i + 1]
-end
+local op = entry_op({unpack(fields, 1, n)})
 local ver = op[F_VERSION]
 if KEYS[4] and ver and #ver == HEADER_LEN - 1 then
   if ver <= ARGV[2] then
@@ -48,6 +45,7 @@ if KEYS[4] and ver and #ver == HEADER_LEN - 1 then
   end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
-mark_large(KEYS[3], id, #(op[F_ENTITY] or '') + #(op[F_ID] or '') + #(op[F_DATA] or ''), ARGV[3])
+local payload = op[F_OP] and #op[F_OP] - HEADER_LEN or #(op[F_ENTITY] or '') + #(op[F_ID] or '') + #(op[F_DATA] or '')
+mark_large(KEYS[3], id, payload, ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id

@@ -2,15 +2,16 @@
 -- partition stream in one atomic step.
 -- KEYS[1] cached value  KEYS[2] partition stream  KEYS[3] partition clock
 -- KEYS[4] partition's large-entry mark
--- ARGV[1] kind (KIND_PUT, KIND_DELETE)  ARGV[2] entity  ARGV[3] id
--- ARGV[4] JSON data ("" for a delete)  ARGV[5] now, in microseconds
--- ARGV[6] most entries the partition stream may hold (0: no limit)
--- ARGV[7] the most a version may be ahead of Redis's clock, in microseconds
--- ARGV[8] the most bytes entity, id and data of a small entry hold together
+-- ARGV[1] kind (KIND_PUT, KIND_DELETE)  ARGV[2] ref: entity and id, as the
+-- entry's compact form holds them (entry.go)  ARGV[3] JSON data ("" for a
+-- delete)  ARGV[4] now, in microseconds
+-- ARGV[5] most entries the partition stream may hold (0: no limit)
+-- ARGV[6] the most a version may be ahead of Redis's clock, in microseconds
+-- ARGV[7] the largest payload (ref and data) of a small entry
 -- returns: the op's version, 19 zero-padded digits, or the error
 -- "BACKPRESSURE ..." (nothing written) when the stream is at the limit, or
 -- "CLOCKSKEW ..." (nothing written) when the version would be further ahead
--- of Redis's clock than ARGV[7]: the writer's clock is far ahead, or the
+-- of Redis's clock than ARGV[6]: the writer's clock is far ahead, or the
 -- partition clock was set far ahead.
 --
 -- The version comes from next_version (version.lua, prepended). SET without
@@ -22,7 +23,7 @@
 --
 -- A large entry is marked (mark_large, large.lua, prepended), so flushers
 -- read fewer entries at once while it may be among them (Queue.Read).
-local max = tonumber(ARGV[6])
+local max = tonumber(ARGV[5])
 if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   -- Name the group holding the backlog: the one with the most unread and
   -- pending entries, maybe one nobody reads any more.
@@ -40,18 +41,18 @@ if max > 0 and redis.call('XLEN', KEYS[2]) >= max then
   local why = worst and ('; group ' .. worst .. ' is furthest behind, ' .. behind .. ' entries unread or pending') or '; no group reads it'
   return redis.error_reply('BACKPRESSURE partition stream holds ' .. max .. ' entries or more' .. why)
 end
-local ver, skewed = next_version(KEYS[3], ARGV[5], ARGV[7])
+local ver, skewed = next_version(KEYS[3], ARGV[4], ARGV[6])
 if not ver then
   return skewed
 end
 -- The XADD goes first: it is the one command that can fail (the stream key
 -- holds another type, or its last id is the largest), and a script is not
 -- undone by an error, so nothing readers see may change before it.
-local id = redis.call('XADD', KEYS[2], '*', F_KIND, ARGV[1], F_ENTITY, ARGV[2], F_ID, ARGV[3], F_VERSION, ver, F_DATA, ARGV[4])
-mark_large(KEYS[4], id, #ARGV[2] + #ARGV[3] + #ARGV[4], ARGV[8])
+local id = redis.call('XADD', KEYS[2], '*', F_OP, ARGV[1] .. ver .. ARGV[2] .. ARGV[3])
+mark_large(KEYS[4], id, #ARGV[2] + #ARGV[3], ARGV[7])
 redis.call('SET', KEYS[3], ver)
 if ARGV[1] == KIND_PUT then
-  redis.call('SET', KEYS[1], DIRTY .. ver .. ARGV[4])
+  redis.call('SET', KEYS[1], DIRTY .. ver .. ARGV[3])
 else
   redis.call('SET', KEYS[1], DIRTY_TOMBSTONE .. ver)
 end
