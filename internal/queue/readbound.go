@@ -69,8 +69,8 @@ func (l Limit) count(largest int64) int64 {
 
 // largeMark is a partition's large-entry mark (Keys.Large), a hash the
 // write and replay scripts keep: the id of the latest large entry, and the
-// largest payload of any large entry since the mark was made held
-// together. Trimming removes it once no large entry is left to read.
+// largest payload of any large entry since the mark was made. Trimming
+// removes it once no large entry is left to read.
 type largeMark struct {
 	id      string
 	payload int64
