@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/writebehind/writebehind/internal/cache"
 	"github.com/writebehind/writebehind/internal/op"
@@ -88,5 +89,22 @@ func TestDecodeEntryRejectsForeignTypes(t *testing.T) {
 		if _, err := DecodeEntry(v); !errors.Is(err, ErrBadEntry) {
 			t.Errorf("DecodeEntry(%v) = %v, want ErrBadEntry", v, err)
 		}
+	}
+}
+
+// TestDecodedOpHoldsNoPartOfTheEntry: the op decoded from a compact entry
+// shares no memory with the entry's value, so holding the op does not keep
+// the value alive beside the op's copy of its data.
+func TestDecodedOpHoldsNoPartOfTheEntry(t *testing.T) {
+	t.Parallel()
+	v := "p0000000000000000001" + entryRef("user", "k-1") + `{"pad":"` + strings.Repeat("x", 32<<10) + `"}`
+	o, err := DecodeEntry(map[string]any{FieldOp: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := uintptr(unsafe.Pointer(unsafe.StringData(v)))
+	within := func(p *byte) bool { return uintptr(unsafe.Pointer(p)) >= start && uintptr(unsafe.Pointer(p)) < start+uintptr(len(v)) }
+	if within(unsafe.StringData(o.Entity)) || within(unsafe.StringData(o.ID)) || within(unsafe.SliceData(o.Data)) {
+		t.Fatalf("the decoded op points into the entry's value")
 	}
 }

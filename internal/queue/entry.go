@@ -162,7 +162,9 @@ func decodeCompact(v string) (op.Op, error) {
 	if !ok || !ok2 {
 		return op.Op{}, fmt.Errorf("%w: op %q has no entity and id", ErrBadEntry, v)
 	}
-	return newOp(kind, entity, id, ver, data)
+	// Cloned: a substring would keep the whole value alive beside the
+	// op's copy of its data, twice what the entry counts for.
+	return newOp(kind, strings.Clone(entity), strings.Clone(id), ver, data)
 }
 
 // cutCounted cuts a length in decimal (as entryRef writes it), a colon and
