@@ -103,7 +103,9 @@ func TestDecodedOpHoldsNoPartOfTheEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := uintptr(unsafe.Pointer(unsafe.StringData(v)))
-	within := func(p *byte) bool { return uintptr(unsafe.Pointer(p)) >= start && uintptr(unsafe.Pointer(p)) < start+uintptr(len(v)) }
+	within := func(p *byte) bool {
+		return uintptr(unsafe.Pointer(p)) >= start && uintptr(unsafe.Pointer(p)) < start+uintptr(len(v))
+	}
 	if within(unsafe.StringData(o.Entity)) || within(unsafe.StringData(o.ID)) || within(unsafe.SliceData(o.Data)) {
 		t.Fatalf("the decoded op points into the entry's value")
 	}
