@@ -475,3 +475,39 @@ func TestAckGivesEntityTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAckTTLs: the ack gives each flushed value the clean TTL, its entity's
+// own where it has one, and none where that TTL is 0 (keep) or under a
+// millisecond; the values are clean either way.
+func TestAckTTLs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	q, rdb := newQueue(t)
+	if err := q.EnsureGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	ops := []op.Op{
+		{Kind: op.Put, Entity: "user", ID: "1", Data: []byte(`{}`)},
+		{Kind: op.Put, Entity: "session", ID: "1", Data: []byte(`{}`)},
+		{Kind: op.Put, Entity: "cart", ID: "1", Data: []byte(`{}`)},
+	}
+	write(t, q, ops)
+	es := read(t, q, "g", "c", 10)
+	ids, flushed := make([]string, len(es)), make([]op.Op, len(es))
+	for i, e := range es {
+		ids[i], flushed[i] = e.ID, e.Op
+	}
+	if err := q.Ack(ctx, 0, "g", ids, flushed, time.Minute, map[string]time.Duration{"session": 0, "cart": time.Microsecond}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ops {
+		key := q.Keys().Value(0, o.Entity, o.ID)
+		ttl := rdb.PTTL(ctx, key).Val()
+		if want := o.Entity == "user"; (ttl > 0 && ttl <= time.Minute) != want || !want && ttl != -1 {
+			t.Errorf("%s: TTL %v after the ack", o.Entity, ttl)
+		}
+		if c, _, _ := q.Cells().Cached(ctx, o.Entity, o.ID); c.State != cache.Clean {
+			t.Errorf("%s: state %c after the ack, want clean", o.Entity, c.State)
+		}
+	}
+}
