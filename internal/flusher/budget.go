@@ -34,8 +34,10 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 	}
 	entries, err := read(queue.Limit{Count: f.opt.BatchSize, Bytes: held, Largest: f.opt.LargestEntry})
 	var n int64
+	large := false
 	for _, e := range entries {
 		n += e.Bytes
+		large = large || e.Bytes > queue.SmallEntryBytes
 	}
 	if n > held {
 		// Only an entry larger than LargestEntry does this: a writer that
@@ -47,7 +49,7 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 	}
 	f.budget.Release(held - n)
 	f.opt.Metrics.Held(n)
-	return batch{entries: entries, held: n}, err
+	return batch{entries: entries, held: n, large: large}, err
 }
 
 // readBytes is what a read of a partition reserves: room for a full batch of

@@ -264,7 +264,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 			f.release(b)
 			return batch{}
 		}
-		large = slices.ContainsFunc(b.entries, func(e queue.Entry) bool { return e.Bytes > queue.SmallEntryBytes })
+		large = b.large
 		return b
 	}
 
