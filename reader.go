@@ -211,19 +211,11 @@ func (o readerOptions) newCore(client redis.UniversalClient, cfg ReaderConfig, l
 }
 
 func loadRows(ctx context.Context, s *sink.Sink, entity string, ids []string) ([]readpath.Value, error) {
-	out := make([]readpath.Value, len(ids))
-	if len(ids) == 1 {
-		row, found, err := s.Load(ctx, entity, ids[0])
-		if err != nil {
-			return nil, err
-		}
-		out[0] = readpath.Value{Found: found, Data: row.Data, Version: row.Version}
-		return out, nil
-	}
 	rows, err := s.LoadMany(ctx, entity, ids)
 	if err != nil {
 		return nil, err
 	}
+	out := make([]readpath.Value, len(ids))
 	for i, id := range ids {
 		if r, ok := rows[id]; ok {
 			out[i] = readpath.Value{Found: true, Data: r.Data, Version: r.Version}

@@ -29,7 +29,8 @@ func ParseTable(name string) (pgx.Identifier, error) { return mapping.ParseTable
 type table struct {
 	name   pgx.Identifier
 	upsert string
-	load   string
+	// load reads the rows of many ids that are not tombstones.
+	load string
 	// state reads a row whether or not it is a tombstone.
 	state string
 }
@@ -94,7 +95,7 @@ FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[]) AS u(id, data, versi
 ON CONFLICT (id) DO UPDATE
 SET data = EXCLUDED.data, version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()
 WHERE t.version < EXCLUDED.version`,
-			load:  `SELECT data, version FROM ` + q + ` WHERE id = $1 AND NOT deleted`,
+			load:  `SELECT id, data, version FROM ` + q + ` WHERE id = ANY($1) AND NOT deleted`,
 			state: `SELECT data, version, deleted FROM ` + q + ` WHERE id = $1`,
 		}
 	}
@@ -227,8 +228,9 @@ func (s *Sink) entities() []string {
 // coalesce.Coalesce returns them) in one transaction, one statement per
 // table. A delete of a document table writes a tombstone row (deleted set,
 // data emptied, version kept); one of a mapped table records its version in
-// the tombstone table (mapped.write). It returns how many rows changed in each table (by configured name);
-// rows that already held a newer version are left alone.
+// the tombstone table (mapped.write). It returns how many rows changed in
+// each table (by configured name); rows that already held a newer version
+// are left alone.
 func (s *Sink) Write(ctx context.Context, ops []op.Op) (map[string]int64, error) {
 	if len(ops) == 0 {
 		return nil, nil
@@ -298,7 +300,7 @@ func (t *table) stateOf(ctx context.Context, q querier, id string) (State, error
 }
 
 func (t *table) loadMany(ctx context.Context, q querier, ids []string) (map[string]Row, error) {
-	rows, err := q.Query(ctx, `SELECT id, data, version FROM `+t.name.Sanitize()+` WHERE id = ANY($1) AND NOT deleted`, ids)
+	rows, err := q.Query(ctx, t.load, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -351,20 +353,9 @@ func (s *Sink) WriteThrough(ctx context.Context, o op.Op) (State, error) {
 // Load returns the document of a key; found is false when there is no row or
 // the row is a tombstone.
 func (s *Sink) Load(ctx context.Context, entity, id string) (r Row, found bool, err error) {
-	t, ok := s.tables[entity]
-	if !ok {
-		rows, err := s.LoadMany(ctx, entity, []string{id})
-		r, found = rows[id]
-		return r, found, err
-	}
-	err = s.pool.QueryRow(ctx, t.load, id).Scan(&r.Data, &r.Version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Row{}, false, nil
-	}
-	if err != nil {
-		return Row{}, false, err
-	}
-	return r, true, nil
+	rows, err := s.LoadMany(ctx, entity, []string{id})
+	r, found = rows[id]
+	return r, found, err
 }
 
 // LoadMany returns the documents of ids of one entity that exist (rows
@@ -374,11 +365,7 @@ func (s *Sink) LoadMany(ctx context.Context, entity string, ids []string) (map[s
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.loadMany(ctx, s.pool, ids)
-	if err != nil {
-		return nil, err
-	}
-	return rows, nil
+	return st.loadMany(ctx, s.pool, ids)
 }
 
 // StoredVersion returns the version the row of a key holds, a tombstone's
