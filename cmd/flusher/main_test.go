@@ -63,7 +63,7 @@ func TestMigrateThenDrainFlushesEverything(t *testing.T) {
 
 func TestUnknownCommandExits2WithUsage(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"frobnicate"}, {"run", "extra"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"run", "extra"}, {"dlq", "list", "--bogus"}, {"dlq", "list", "extra"}} {
 		var out, errOut bytes.Buffer
 		if code := run(args, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "usage:") {
 			t.Errorf("flusher %v: exit %d, stderr %q", args, code, errOut.String())

@@ -323,15 +323,14 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "dlq", errors.New("want list, replay or purge"))
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("flusher dlq "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	asJSON := fs.Bool("json", false, "list: one JSON object per line")
 	id := fs.String("id", "", "replay: the dead letter with this id")
 	partition := fs.Int("partition", -1, "replay: the partition of --id (needed when several hold that id)")
 	all := fs.Bool("all", false, "replay: every dead letter")
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return startup.ExitUsage
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return usageError(stderr, "dlq "+sub, err)
 	}
 	switch {
 	case sub != "list" && sub != "replay" && sub != "purge":
