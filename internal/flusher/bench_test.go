@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/writebehind/writebehind"
 	"github.com/writebehind/writebehind/internal/coalesce"
 	"github.com/writebehind/writebehind/internal/op"
+	"github.com/writebehind/writebehind/internal/queue"
 	"github.com/writebehind/writebehind/internal/startup"
 	"github.com/writebehind/writebehind/internal/testenv"
 )
@@ -48,6 +51,15 @@ func (b bundle) fill(tb testing.TB, n int, id func(int) string, doc func(int) []
 		})
 	}
 	wg.Wait()
+}
+
+// filled is a bundle on rdb, under a namespace of its own, whose streams
+// hold benchOps puts of userDoc spread over keys keys, as the flush
+// benchmarks start from.
+func filled(b *testing.B, rdb redis.UniversalClient, keys int) bundle {
+	bd := setupOn(b, rdb, testenv.Name("b"), startup.DefaultFlusherConfig().Partitions)
+	bd.fill(b, benchOps, func(i int) string { return fmt.Sprintf("key-%d", i%keys) }, userDoc)
+	return bd
 }
 
 // userDoc is the value of the i-th put of the document-table benchmarks.
@@ -95,12 +107,58 @@ func (bd bundle) upsertDirectly(b *testing.B, batches chan []op.Op) time.Duratio
 	return time.Since(start)
 }
 
+// readAndAck drains every partition as a flusher does but without
+// PostgreSQL, one reader per partition: it reads batches with XREADGROUP
+// and acknowledges each, with XACK alone, or when clean with the flusher's
+// own acknowledgement, which also checks, marks clean and sets the TTL of
+// each op's cached value. It returns how long that took.
+func (bd bundle) readAndAck(b *testing.B, clean bool) time.Duration {
+	ctx := context.Background()
+	cfg := startup.DefaultFlusherConfig()
+	if err := bd.q.EnsureGroup(ctx, cfg.Group); err != nil {
+		b.Fatal(err)
+	}
+	limit := queue.Limit{Count: cfg.BatchSize, Bytes: cfg.MaxBatchBytes, Largest: cfg.MaxBatchBytes}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for p := range bd.q.Partitions() {
+		wg.Go(func() {
+			for {
+				entries, err := bd.q.Read(ctx, p, cfg.Group, "reader", ">", limit)
+				if err != nil || len(entries) == 0 {
+					if err != nil {
+						b.Error(err)
+					}
+					return
+				}
+				ids, ops := make([]string, len(entries)), make([]op.Op, len(entries))
+				for i, e := range entries {
+					ids[i], ops[i] = e.ID, e.Op
+				}
+				if clean {
+					err = bd.q.Ack(ctx, p, cfg.Group, ids, ops, cfg.CleanTTL, nil)
+				} else {
+					err = bd.rdb.XAck(ctx, bd.q.Keys().Stream(p), cfg.Group, ids...).Err()
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
 // BenchmarkFlush measures ops per second from the streams to committed rows:
 // 200k puts on 200k distinct keys, 200k puts on 2k hot keys, each on every
 // shape of testenv.Shapes (one server, one with a replica, a cluster of
-// three primaries with a replica each), and the ceiling, the same rows upserted straight
-// into PostgreSQL by the sink with the same statement, batch size, pool and
-// concurrency, without Redis.
+// three primaries with a replica each); Redis's side of the distinct case
+// alone, without PostgreSQL (redis-only: the group's commands, then with the
+// flusher's acknowledgement); and the ceiling, the same rows upserted
+// straight into PostgreSQL by the sink with the same statement, batch size,
+// pool and concurrency, without Redis.
 func BenchmarkFlush(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -114,8 +172,7 @@ func BenchmarkFlush(b *testing.B) {
 				var split cpuSplit
 				for range b.N {
 					b.StopTimer()
-					bd := setupOn(b, rdb, testenv.Name("b"), startup.DefaultFlusherConfig().Partitions)
-					bd.fill(b, benchOps, func(i int) string { return fmt.Sprintf("key-%d", i%tc.keys) }, userDoc)
+					bd := filled(b, rdb, tc.keys)
 					b.StartTimer()
 					f := bd.flusher("bench")
 					// Claims as often as a deployment makes them, not as
@@ -136,6 +193,28 @@ func BenchmarkFlush(b *testing.B) {
 				split.report(b, ops, "flusher")
 			})
 		}
+	}
+	// Redis's side of a flush alone, on one server with the machine to
+	// itself: the most any flush through a consumer group can reach here.
+	for _, mark := range []struct {
+		name  string
+		clean bool
+	}{{"group", false}, {"ack", true}} {
+		b.Run("redis-only/"+mark.name, func(b *testing.B) {
+			rdb, _ := testenv.Shapes[0].Start(b)
+			var elapsed time.Duration
+			var split cpuSplit
+			for range b.N {
+				b.StopTimer()
+				bd := filled(b, rdb, benchOps)
+				b.StartTimer()
+				before := sampleCPU(b, bd.rdb)
+				elapsed += bd.readAndAck(b, mark.clean)
+				split.add(before, sampleCPU(b, bd.rdb))
+			}
+			b.ReportMetric(float64(benchOps*b.N)/elapsed.Seconds(), "ops/s")
+			split.report(b, int64(benchOps*b.N), "reader")
+		})
 	}
 	b.Run("ceiling", func(b *testing.B) {
 		cfg := startup.DefaultFlusherConfig()
