@@ -57,6 +57,7 @@ func FuzzDecodeCompact(f *testing.F) {
 	f.Add("d00000000000000000427:session3:a:b")
 	f.Add("p00000000000000000014:user99:7{}")
 	f.Add("p0000000000000000001-1:user1:7{}")
+	f.Add("p+0000000000000000014:user1:7{}")
 	f.Add("p")
 	f.Fuzz(func(t *testing.T, v string) {
 		o, err := DecodeEntry(map[string]any{FieldOp: v})
@@ -69,7 +70,7 @@ func FuzzDecodeCompact(f *testing.F) {
 		if o.Entity == "" || o.ID == "" || o.Version <= 0 || o.Kind != op.Put && o.Kind != op.Delete {
 			t.Fatalf("incomplete op decoded: %+v", o)
 		}
-		head := string(o.Kind) + v[1:1+cache.VersionDigits] + entryRef(o.Entity, o.ID)
+		head := string(o.Kind) + cache.FormatVersion(o.Version) + entryRef(o.Entity, o.ID)
 		if o.Kind == op.Put && head+string(o.Data) != v || !strings.HasPrefix(v, head) {
 			t.Fatalf("decoded %+v from %q", o, v)
 		}

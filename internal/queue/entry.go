@@ -79,6 +79,7 @@ func entryDefs() []keyspace.Def {
 		keyspace.Const("F_ID", "'%s'", FieldID), keyspace.Const("F_VERSION", "'%s'", FieldVersion), keyspace.Const("F_DATA", "'%s'", FieldData),
 		keyspace.Const("KIND_PUT", "'%s'", kindPut), keyspace.Const("KIND_DELETE", "'%s'", kindDelete),
 		keyspace.Const("LETTER_FIELDS", "{'%s'}", strings.Join(letterFields, "', '")),
+		keyspace.Const("ENTRY_HEADER_LEN", "%d", entryHeaderLen),
 		{Name: "entry_op", Code: entryOpLua},
 	}
 }
@@ -93,8 +94,8 @@ const entryOpLua = `local function entry_op(fields)
   if not v then
     return op
   end
-  op[F_KIND], op[F_VERSION] = string.sub(v, 1, 1), string.sub(v, 2, 1 + HEADER_LEN - 1)
-  local at = HEADER_LEN + 1
+  op[F_KIND], op[F_VERSION] = string.sub(v, 1, 1), string.sub(v, 2, ENTRY_HEADER_LEN)
+  local at = ENTRY_HEADER_LEN + 1
   for _, f in ipairs({F_ENTITY, F_ID}) do
     local colon = string.find(v, ':', at, true)
     local n = colon and tonumber(string.match(string.sub(v, at, colon - 1), '^%d+$'))
@@ -151,12 +152,16 @@ func DecodeEntry(values map[string]any) (op.Op, error) {
 	return newOp(f[0], f[1], f[2], f[3], f[4])
 }
 
+// entryHeaderLen is what a compact op starts with: its kind, and its
+// version as cells hold it.
+const entryHeaderLen = 1 + cache.VersionDigits
+
 // decodeCompact reads an op in compact form (FieldOp).
 func decodeCompact(v string) (op.Op, error) {
-	if len(v) < 1+cache.VersionDigits {
+	if len(v) < entryHeaderLen {
 		return op.Op{}, fmt.Errorf("%w: op %q too short", ErrBadEntry, v)
 	}
-	kind, ver, rest := v[:1], v[1:1+cache.VersionDigits], v[1+cache.VersionDigits:]
+	kind, ver, rest := v[:1], v[1:entryHeaderLen], v[entryHeaderLen:]
 	entity, rest, ok := cutCounted(rest)
 	id, data, ok2 := cutCounted(rest)
 	if !ok || !ok2 {
@@ -184,8 +189,10 @@ func newOp(kind, entity, id, ver, data string) (op.Op, error) {
 	if o.Entity == "" || o.ID == "" {
 		return o, fmt.Errorf("%w: empty entity or id", ErrBadEntry)
 	}
-	var err error
-	if o.Version, err = strconv.ParseInt(ver, 10, 64); err != nil || o.Version <= 0 {
+	// ParseUint refuses a sign, which the scripts, comparing versions as
+	// strings, would not read as a number.
+	v, err := strconv.ParseUint(ver, 10, 63)
+	if o.Version = int64(v); err != nil || o.Version <= 0 {
 		return o, fmt.Errorf("%w: version %q", ErrBadEntry, ver)
 	}
 	switch kind {

@@ -45,7 +45,7 @@ if KEYS[4] and ver and #ver == HEADER_LEN - 1 then
   end
 end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields, 1, n))
-local payload = op[F_OP] and #op[F_OP] - HEADER_LEN or #(op[F_ENTITY] or '') + #(op[F_ID] or '') + #(op[F_DATA] or '')
+local payload = op[F_OP] and #op[F_OP] - ENTRY_HEADER_LEN or #(op[F_ENTITY] or '') + #(op[F_ID] or '') + #(op[F_DATA] or '')
 mark_large(KEYS[3], id, payload, ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return id
