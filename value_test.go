@@ -23,6 +23,9 @@ var storableCases = []struct {
 	{`{"lone high then text":"\ud800x"}`, false},
 	{`{"lone low":"\udc00"}`, false},
 	{`{"pair":"\ud83d\ude00"}`, true},
+	{`{"pair, upper case":"\uD83D\uDE00"}`, true},
+	{`{"lone high, upper case":"\uD800"}`, false},
+	{`{"lone low, upper case":"\uDC00"}`, false},
 	{`{"high then high":"\ud800\ud800"}`, false},
 	{`{"big":1e131071}`, true},
 	{`{"too big":1e131072}`, false},
@@ -43,6 +46,9 @@ var changedCases = []struct{ value, reason string }{
 	{`{"a":1,"a":2}`, `the key "a" appears twice`},
 	{`{"x":{"k":1,"j":2,"k":3}}`, `the key "k" appears twice`},
 	{`{"a":1,"\u0061":2}`, `the key "a" appears twice`},
+	{`{"a" :1,"a"
+ :2}`, `the key "a" appears twice`},
+	{`{"A":1,"\u0041":2}`, `the key "A" appears twice`},
 	{`{` + manyKeys(40) + `,"k7":0}`, `the key "k7" appears twice`},
 	{`{"deep":` + strings.Repeat(`[`, 10000) + strings.Repeat(`]`, 10000) + `}`, "nested 10001 levels deep, at most 9999"},
 }

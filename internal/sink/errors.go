@@ -81,13 +81,18 @@ func inClass(code string, classes []string) bool {
 	return slices.ContainsFunc(classes, func(class string) bool { return strings.HasPrefix(code, class) })
 }
 
+// connectionClasses are the SQLSTATE codes and classes of a server that
+// cannot be reached or is going away: connection exceptions (08), operator
+// intervention such as a shutdown (57P), insufficient resources (53).
+var connectionClasses = []string{"08", "57P", "53"}
+
 // IsConnection reports whether err is about reaching PostgreSQL at all
 // (refused, reset, closed, timed out, server shutting down), as opposed to
 // an error in the statement: the flusher logs these as an outage.
 func IsConnection(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return inClass(pgErr.Code, []string{"08", "57P", "53"})
+		return inClass(pgErr.Code, connectionClasses)
 	}
 	var connectErr *pgconn.ConnectError
 	var netErr net.Error

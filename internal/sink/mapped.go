@@ -100,14 +100,17 @@ func (m *mapped) build() {
 	sets = append(sets, ver+" = EXCLUDED."+ver)
 	// What the soft-delete column holds for a row put and for a row deleted,
 	// the condition that a row is live, and whether a row is deleted.
+	var undeleted, deleted, live, isDeleted string
 	soft := "t." + quote(e.SoftDelete)
-	undeleted, deleted, live, isDeleted := "NULL::timestamptz", "now()", " AND "+soft+" IS NULL", soft+" IS NOT NULL"
-	if m.softBool {
+	switch {
+	case e.SoftDelete == "":
+		isDeleted = "false"
+	case m.softBool:
 		undeleted, deleted, live, isDeleted = "false", "true", " AND "+soft+" IS NOT TRUE", "coalesce("+soft+", false)"
+	default:
+		undeleted, deleted, live, isDeleted = "NULL::timestamptz", "now()", " AND "+soft+" IS NULL", soft+" IS NOT NULL"
 	}
-	if e.SoftDelete == "" {
-		live, isDeleted = "", "false"
-	} else {
+	if e.SoftDelete != "" {
 		// A put undoes a soft delete.
 		targets, values = append(targets, quote(e.SoftDelete)), append(values, undeleted)
 		sets = append(sets, quote(e.SoftDelete)+" = EXCLUDED."+quote(e.SoftDelete))
@@ -115,7 +118,7 @@ func (m *mapped) build() {
 	keyList := targets[:len(e.Key)]
 	// Only child tables need to know which ops won: their rows follow them.
 	ret := ""
-	if len(e.Children) > 0 {
+	if len(m.children) > 0 {
 		ret = ` RETURNING ` + strings.Join(returning, ", ")
 	}
 	tomb := m.tomb.Sanitize()
@@ -139,7 +142,7 @@ WHERE t.` + ver + ` < EXCLUDED.` + ver + ret
 	guard := keyMatch(e.Key, m.key) + ` AND t.` + ver + ` < u.v`
 	if e.SoftDelete == "" {
 		m.remove = `DELETE FROM ` + table + ` AS t USING ` + using + ` WHERE ` + guard + ret
-		if len(e.Children) > 0 {
+		if len(m.children) > 0 {
 			m.doomed = `SELECT ` + strings.Join(returning, ", ") + ` FROM ` + table + ` AS t, ` + using + ` WHERE ` + guard + ` FOR UPDATE OF t`
 		}
 	} else {

@@ -3,7 +3,9 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -90,6 +92,16 @@ func TestWriteIsVersionGuarded(t *testing.T) {
 				if got[k] != w {
 					t.Errorf("row %s = %s, want %s", k, got[k], w)
 				}
+				// A replay is dropped as superseded by what the row holds,
+				// a tombstone's version too: else an older op would be
+				// cached over a newer delete.
+				_, ver, _ := strings.Cut(w, "@")
+				if v, err := s.StoredVersion(ctx, "user", k); err != nil || fmt.Sprint(v) != ver {
+					t.Errorf("StoredVersion(%s) = %d, %v; want %s", k, v, err, ver)
+				}
+			}
+			if v, err := s.StoredVersion(ctx, "user", "absent"); err != nil || v != 0 {
+				t.Errorf("StoredVersion of a key never written = %d, %v; want 0", v, err)
 			}
 		})
 	}
