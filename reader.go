@@ -84,7 +84,9 @@ var ErrCacheMiss = errors.New("writebehind: cache miss")
 type ReaderOption func(*readerOptions)
 
 type readerOptions struct {
-	// loaders holds every entity's loader, WithLoader's as batch loaders.
+	// loaders holds every entity's loader once the options are applied:
+	// WithLoader's as batch loaders, then WithBatchLoader's over them
+	// (batch), whatever the order of the options.
 	loaders  map[string]BatchLoader
 	batch    map[string]BatchLoader
 	registry prometheus.Registerer
@@ -142,7 +144,6 @@ func NewReader(ctx context.Context, client redis.UniversalClient, pool *pgxpool.
 	if err != nil {
 		return nil, err
 	}
-	maps.Copy(o.loaders, o.batch)
 	for e := range o.loaders {
 		if !cfg.has(e) {
 			return nil, fmt.Errorf("%w: loader for %q", ErrUnknownEntity, e)
@@ -194,6 +195,7 @@ func newReaderOptions(ctx context.Context, client redis.UniversalClient, cfg Rea
 	for _, opt := range opts {
 		opt(&o)
 	}
+	maps.Copy(o.loaders, o.batch)
 	if o.registry != nil {
 		var err error
 		if o.core.Metrics, err = metrics.NewReadPath(o.registry); err != nil {

@@ -129,7 +129,7 @@ func (w *Writer) check(o Op) (op.Op, error) {
 	if err := w.cfg.checkKeys(w.cfg.MaxIDBytes, o.Entity, o.ID); err != nil {
 		return op.Op{}, err
 	}
-	out := op.Op{Kind: op.Delete, Entity: o.Entity, ID: o.ID}
+	out := op.Op{Entity: o.Entity, ID: o.ID}
 	switch o.Kind {
 	case OpPut:
 		if err := checkValue(o.Value, w.cfg.MaxValueBytes); err != nil {
@@ -137,6 +137,7 @@ func (w *Writer) check(o Op) (op.Op, error) {
 		}
 		out.Kind, out.Data = op.Put, o.Value
 	case OpDelete:
+		out.Kind = op.Delete
 	default:
 		return op.Op{}, fmt.Errorf("writebehind: unknown op kind %d", o.Kind)
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -96,8 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 	var drainTimeout time.Duration
 	var dryRun bool
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet(cmd)
 	switch cmd {
 	case "migrate":
 		fs.BoolVar(&dryRun, "dry-run", false, "print the statements, run none")
@@ -105,10 +103,7 @@ func daemon(cmd string, args []string, stdout, stderr io.Writer) int {
 		fs.DurationVar(&drainTimeout, "timeout", 0, "give up after this long (0: never)")
 	}
 	err := parseFlags(fs, args)
-	switch {
-	case cmd == "run" && len(args) > 0:
-		err = fmt.Errorf("unexpected argument %q", args[0])
-	case err == nil && drainTimeout < 0:
+	if err == nil && drainTimeout < 0 {
 		err = fmt.Errorf("--timeout must not be negative")
 	}
 	if err != nil {

@@ -54,8 +54,7 @@ type inspectTotals struct {
 
 // inspect prints the group's state on every partition. It only reads.
 func inspect(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("inspect")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "inspect", err)
@@ -167,6 +166,14 @@ func roundDur(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
+// newFlagSet is a subcommand's flag set: its errors are returned, for
+// usageError to print, never printed by the flag package.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
 // parseFlags parses a subcommand's flags and refuses positional arguments.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
@@ -234,8 +241,7 @@ func groups(args []string, stdout, stderr io.Writer) int {
 			return nil
 		})
 	}
-	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("groups")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(stderr, "groups", err)
@@ -269,8 +275,7 @@ func writeGroups(w io.Writer, gs []queue.GroupInfo, own string) error {
 // pending prints the group's pending entries (XPENDING) with the document
 // each op writes. It only reads.
 func pending(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pending", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("pending")
 	partition := fs.Int("partition", -1, "only this partition (default: all)")
 	var f queue.PendingFilter
 	fs.StringVar(&f.Consumer, "consumer", "", "only entries held by this consumer")
@@ -323,8 +328,7 @@ func dlq(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, "dlq", errors.New("want list, replay or purge"))
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("dlq "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("dlq " + sub)
 	asJSON := fs.Bool("json", false, "list: one JSON object per line")
 	id := fs.String("id", "", "replay: the dead letter with this id")
 	partition := fs.Int("partition", -1, "replay: the partition of --id (needed when several hold that id)")

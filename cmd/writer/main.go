@@ -99,38 +99,41 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 }
 
-// newWriter connects the producer library, configured by cfg, which it
-// loads.
-func newWriter(ctx context.Context, poolSize int, cfg *writebehind.WriterConfig) (*writebehind.Writer, func(), error) {
-	set := startup.Config("writer", cfg)
+// newWriter loads the writer's configuration and connects the producer
+// library with it; it returns the configuration too.
+func newWriter(ctx context.Context, poolSize int) (*writebehind.Writer, writebehind.WriterConfig, func(), error) {
+	var cfg writebehind.WriterConfig
+	set := startup.Config("writer", &cfg)
 	rdb, err := startup.Redis(set, poolSize)
 	if err != nil {
-		return nil, nil, err
+		return nil, cfg, nil, err
 	}
-	w, err := writebehind.NewWriter(ctx, rdb, *cfg)
+	w, err := writebehind.NewWriter(ctx, rdb, cfg)
 	if err == nil {
 		err = startup.CheckRedis(ctx, set, queue.New(rdb, cfg.Namespace, cfg.Partitions), startup.Logger(set, os.Stderr))
 	}
 	if err != nil {
 		rdb.Close()
-		return nil, nil, err
+		return nil, cfg, nil, err
 	}
-	return w, func() { rdb.Close() }, nil
+	return w, cfg, func() { rdb.Close() }, nil
 }
 
 // write puts or deletes one document and prints its version.
 func write(ctx context.Context, cmd string, args []string, stdout io.Writer) error {
-	o := writebehind.Op{Kind: writebehind.OpDelete}
+	var o writebehind.Op
 	switch {
 	case cmd == "put" && len(args) == 3:
 		o = writebehind.Op{Kind: writebehind.OpPut, Value: []byte(args[2])}
 	case cmd == "put":
 		return fmt.Errorf("%w: put takes ENTITY ID JSON", errUsage)
-	case len(args) != 2:
+	case len(args) == 2:
+		o = writebehind.Op{Kind: writebehind.OpDelete}
+	default:
 		return fmt.Errorf("%w: del takes ENTITY ID", errUsage)
 	}
 	o.Entity, o.ID = args[0], args[1]
-	w, done, err := newWriter(ctx, 0, &writebehind.WriterConfig{})
+	w, _, done, err := newWriter(ctx, 0)
 	if err != nil {
 		return err
 	}
@@ -197,8 +200,7 @@ type line struct {
 // number and skipped; the summary goes to stdout. It returns the number of
 // rejected lines.
 func apply(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	var cfg writebehind.WriterConfig
-	w, done, err := newWriter(ctx, 0, &cfg)
+	w, cfg, done, err := newWriter(ctx, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -362,7 +364,7 @@ func load(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, done, err := newWriter(ctx, spec.concurrency+4, &writebehind.WriterConfig{})
+	w, _, done, err := newWriter(ctx, spec.concurrency+4)
 	if err != nil {
 		return err
 	}

@@ -51,11 +51,15 @@ func Defaults[T any]() T {
 // zero means something) and those tagged nodefaultwith:"OTHER" while the
 // field of OTHER is set.
 func WithDefaults[T any](c T, keep ...string) T {
-	v, d := reflect.ValueOf(&c).Elem(), reflect.ValueOf(Defaults[T]())
+	given, d := reflect.ValueOf(c), reflect.ValueOf(Defaults[T]())
+	v := reflect.ValueOf(&c).Elem()
 	fs := fields(v.Type())
-	set := func(name string) bool { // whether the field of WB_name is set
+	set := func(name string) bool { // whether c came with the field of WB_name set
+		if name == "" {
+			return false
+		}
 		i := slices.IndexFunc(fs, func(f reflect.StructField) bool { return f.Tag.Get("envconfig") == name })
-		return name != "" && i >= 0 && !v.FieldByIndex(fs[i].Index).IsZero()
+		return i >= 0 && !given.FieldByIndex(fs[i].Index).IsZero()
 	}
 	for _, f := range fs {
 		if fv := v.FieldByIndex(f.Index); fv.IsZero() && !slices.Contains(keep, f.Name) && !set(f.Tag.Get("nodefaultwith")) {
