@@ -37,14 +37,16 @@ func (f *Flusher) take(ctx context.Context, held int64, log zerolog.Logger, read
 	large := false
 	for _, e := range entries {
 		n += e.Bytes
-		large = large || e.Bytes > queue.SmallEntryBytes
+		large = large || e.Bytes > queue.SmallEntryBytes || e.OldForm
 	}
 	if n > held {
-		// Only an entry larger than LargestEntry does this: a writer that
+		// An entry larger than LargestEntry does this (a writer that
 		// accepts larger values than this flusher was told of, or an entry
-		// no writer wrote. The batch keeps what it reserved.
+		// no writer wrote), and so may writers of an earlier release still
+		// running beside upgraded ones (queue.Entry.OldForm). The batch
+		// keeps what it reserved.
 		log.Warn().Int64("bytes", n).Int64("reserved", held).Int64("largest_entry", f.opt.LargestEntry).
-			Msg("entries read are larger than WB_MAX_VALUE_BYTES and WB_MAX_ID_BYTES allow; give the flusher the writers' limits")
+			Msg("entries read count for more than their read reserved: give the flusher the writers' WB_MAX_VALUE_BYTES and WB_MAX_ID_BYTES, and upgrade every writer")
 		n = held
 	}
 	f.budget.Release(held - n)

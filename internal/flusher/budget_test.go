@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/writebehind/writebehind"
@@ -80,7 +81,7 @@ func TestHeldBytesStayWithinTheBudget(t *testing.T) {
 // TestLargeValuesStillReadFullBatches: a read reserves room for a batch of
 // small entries only, yet once a partition's batch held large entries its
 // next reads reserve MaxBatchBytes, so 1,000 values of 8 KB drain in three
-// batches (the first one short), not in one of a small read's size each.
+// batches, not in one of a small read's size each.
 func TestLargeValuesStillReadFullBatches(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -111,5 +112,37 @@ func TestLargeValuesStillReadFullBatches(t *testing.T) {
 	}
 	if n := h.GetHistogram().GetSampleCount(); n != 3 {
 		t.Fatalf("1,000 entries of 8 KB drained in %d batches, want 3", n)
+	}
+}
+
+// TestOldFormEntriesStayWithinWhatTheirReadsReserve: writers of an earlier
+// release write entries of the old form and mark them large only past
+// 8 KiB. A backlog of theirs, 500 entries of 6 KiB, then 500 small ones,
+// then 500 of 6 KiB again, drains without a read holding more than it
+// reserved: the first read, and every read after a batch of the old form,
+// reserve MaxBatchBytes.
+func TestOldFormEntriesStayWithinWhatTheirReadsReserve(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, 1)
+	for i := range 1500 {
+		data := `{"p":"` + strings.Repeat("v", 6<<10) + `"}`
+		if i >= 500 && i < 1000 {
+			data = `{"p":1}`
+		}
+		if err := b.rdb.XAdd(ctx, &redis.XAddArgs{Stream: b.q.Keys().Stream(0),
+			Values: []string{"k", "p", "e", "user", "i", fmt.Sprint(i), "v", fmt.Sprintf("%019d", i+1), "d", data}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs strings.Builder
+	f := New(b.q, b.sink, Options{Group: b.cfg.Group, Consumer: "main", BatchSize: 500, Block: 50 * time.Millisecond,
+		ClaimMinIdle: time.Second, ClaimInterval: time.Minute, Log: zerolog.New(&logs),
+		MaxBatchBytes: 4 << 20, MaxInflightBytes: 16 << 20, LargestEntry: b.cfg.LargestEntry()})
+	if st, err := f.Drain(ctx); err != nil || st.Ops != 1500 {
+		t.Fatalf("drained %d ops (%v), want 1500", st.Ops, err)
+	}
+	if strings.Contains(logs.String(), "more than their read reserved") {
+		t.Fatalf("a read held more than it reserved:\n%s", logs.String())
 	}
 }

@@ -58,7 +58,8 @@ type batch struct {
 	// held is what the batch holds of the flusher's budget until flushed.
 	held int64
 	// large is set when an entry read counts for more than
-	// queue.SmallEntryBytes: its partition's next read reserves more.
+	// queue.SmallEntryBytes, or is of the old form (queue.Entry.OldForm):
+	// its partition's next read reserves more.
 	large bool
 	// done, if set, is closed once the batch is flushed.
 	done chan struct{}

@@ -255,7 +255,11 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 		sleep(ctx, retry.NextBackOff())
 		return false
 	}
-	large := false // the last batch read held a large entry
+	// Whether the last batch read held a large entry. Until a read finds
+	// entries, or finds no new ones, it cannot know what is ahead (entries
+	// of writers of an earlier release are unmarked up to 8 KiB), so it
+	// reserves as after one.
+	large := true
 	read := func(after string) batch {
 		b, err := f.take(ctx, f.readBytes(large), log, func(l queue.Limit) ([]queue.Entry, error) {
 			return f.q.Read(ctx, p, f.opt.Group, f.opt.Consumer, after, l)
@@ -264,7 +268,9 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 			f.release(b)
 			return batch{}
 		}
-		large = b.large
+		if len(b.entries) > 0 || after == ">" {
+			large = b.large
+		}
 		return b
 	}
 
@@ -311,6 +317,7 @@ func (f *Flusher) fetch(ctx context.Context, p int, batches chan<- batch, log ze
 				f.release(b)
 				b = batch{}
 			}
+			large = large || b.large
 		}
 		f.handOver(ctx, p, batches, b, log)
 	}

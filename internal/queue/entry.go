@@ -117,6 +117,10 @@ type Entry struct {
 	Err error
 	// Bytes is what the entry counts for in a flusher's memory budget.
 	Bytes int64
+	// OldForm is set for an entry of the five-field form, which writers of
+	// earlier releases write. They mark an entry large (Keys.Large) only
+	// past 8 KiB, so the entries after it may be that large unmarked.
+	OldForm bool
 }
 
 // ErrBadEntry wraps every reason a stream entry cannot be decoded.
@@ -211,6 +215,8 @@ func decodeMessages(msgs []redis.XMessage) []Entry {
 	for i, m := range msgs {
 		entries[i].ID = m.ID
 		entries[i].Bytes = entryBytes(m)
+		_, compact := m.Values[FieldOp]
+		entries[i].OldForm = !compact
 		entries[i].Op, entries[i].Err = DecodeEntry(m.Values)
 	}
 	return entries
