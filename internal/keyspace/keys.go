@@ -65,21 +65,32 @@ func (k Keys) Meta() string { return k.ns + ":meta" }
 // PartitionOf returns the partition of a key that Stream, Clock, DeadLetter,
 // Large or Trial built.
 func (k Keys) PartitionOf(key string) (int, bool) {
+	if p, ok := k.partitionTag(key); ok && k.partitionOwn(key, p) {
+		return p, true
+	}
+	return 0, false
+}
+
+// partitionTag returns the partition in the hash tag of a key of the
+// namespace, whatever the key.
+func (k Keys) partitionTag(key string) (int, bool) {
 	rest, ok := strings.CutPrefix(key, k.ns+":{"+k.ns+":")
 	if !ok {
 		return 0, false
 	}
 	digits, _, _ := strings.Cut(rest, "}:")
 	p, err := strconv.Atoi(digits)
-	if err != nil || p < 0 {
-		return 0, false
-	}
+	return p, err == nil && p >= 0
+}
+
+// partitionOwn reports whether key is one of partition p's own keys.
+func (k Keys) partitionOwn(key string, p int) bool {
 	for _, own := range []func(int) string{k.Stream, k.Clock, k.DeadLetter, k.Large, k.Trial} {
 		if own(p) == key {
-			return p, true
+			return true
 		}
 	}
-	return 0, false
+	return false
 }
 
 // Beyond returns a partition's own key of a partition at or above
@@ -90,7 +101,9 @@ func (k Keys) Beyond(ctx context.Context, rdb redis.UniversalClient, partitions 
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, k.ns+":{"+k.ns+":*}:*", 1000).Iterator()
 		for iter.Next(ctx) {
-			if p, ok := k.PartitionOf(iter.Val()); ok && p >= partitions {
+			// The tag first: most keys are values of partitions in range,
+			// and partitionOwn builds five keys to compare.
+			if p, ok := k.partitionTag(iter.Val()); ok && p >= partitions && k.partitionOwn(iter.Val(), p) {
 				mu.Lock()
 				found = iter.Val()
 				mu.Unlock()
